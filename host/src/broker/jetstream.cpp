@@ -1,0 +1,392 @@
+#include "broker/jetstream.hpp"
+
+#include "common/clock.hpp"
+
+#include <nats/nats.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <charconv>
+#include <unordered_set>
+
+namespace kanban::host::broker {
+namespace {
+
+constexpr std::int64_t kNsPerMs = 1'000'000;
+constexpr std::int64_t kDuplicateWindowNs = 120LL * 1000 * kNsPerMs;  // 2 min Nats-Msg-Id dedup
+// Ack wait = handler timeout + this margin (progress() extends it further).
+constexpr std::int64_t kAckWaitMarginMs = 10'000;
+// Priority polling: an empty level costs a Fetch of kProbeMs; after one came
+// back empty it is not probed again for kEmptyRecheck while another level
+// has work. So a new high item waits at most ~kEmptyRecheck behind a
+// normal/low backlog, and a backlog in `high` always goes first.
+constexpr std::int64_t kProbeMs = 2;
+constexpr auto kEmptyRecheck = std::chrono::milliseconds(10);
+
+std::string natsError(natsStatus s, jsErrCode jerr = static_cast<jsErrCode>(0)) {
+    std::string text = natsStatus_GetText(s);
+    natsStatus last = NATS_OK;
+    const char* detail = nats_GetLastError(&last);
+    // nats_GetLastError can be stale: use it only when it is about this status.
+    if (detail != nullptr && *detail != '\0' && last == s) text += std::string(" (") + detail + ")";
+    if (jerr != 0) text += " [jetstream error " + std::to_string(static_cast<int>(jerr)) + "]";
+    return text;
+}
+
+void onDisconnected(natsConnection* nc, void*) {
+    // Also fired by our own natsConnection_Close(): only a live connection is news.
+    if (!natsConnection_IsClosed(nc)) spdlog::warn("nats: disconnected; reconnecting");
+}
+void onReconnected(natsConnection* nc, void*) {
+    char url[256] = {};
+    natsConnection_GetConnectedUrl(nc, url, sizeof url);
+    spdlog::info("nats: reconnected to {}", url);
+}
+void onConnected(natsConnection* nc, void*) {
+    char url[256] = {};
+    natsConnection_GetConnectedUrl(nc, url, sizeof url);
+    spdlog::info("nats: connected to {}", url);
+}
+void onAsyncError(natsConnection*, natsSubscription*, natsStatus err, void*) {
+    spdlog::warn("nats: asynchronous error: {}", natsStatus_GetText(err));
+}
+
+const char* header(natsMsg* m, const char* key) {
+    const char* v = nullptr;
+    if (natsMsgHeader_Get(m, key, &v) != NATS_OK) return nullptr;
+    return v;
+}
+
+std::optional<std::int64_t> parseInt64(const char* s) {
+    if (s == nullptr) return std::nullopt;
+    std::int64_t v = 0;
+    const char* end = s + std::char_traits<char>::length(s);
+    auto [p, ec] = std::from_chars(s, end, v);
+    if (ec != std::errc() || p != end) return std::nullopt;
+    return v;
+}
+
+class JetStreamDelivery final : public Delivery {
+public:
+    JetStreamDelivery(JetStream& owner, natsMsg* msg) : owner_(owner), msg_(msg) {}
+    ~JetStreamDelivery() override { natsMsg_Destroy(msg_); }
+
+    void ack() override { check(natsMsg_Ack(msg_, nullptr), "ack"); }
+    void retryAfter(std::chrono::milliseconds delay) override {
+        check(natsMsg_NakWithDelay(msg_, std::max<std::int64_t>(1, delay.count()), nullptr), "nak");
+    }
+    void release() override { check(natsMsg_Nak(msg_, nullptr), "nak"); }
+    void progress() override { check(natsMsg_InProgress(msg_, nullptr), "in-progress"); }
+    Status deadLetter(std::string_view reason) override {
+        Status s = owner_.publishDeadLetter(msg_, id, domain, attempt, reason);
+        if (!s) return s;
+        // The DLQ copy is stored; only now remove the original. A lost Term
+        // means a redelivery whose DLQ publish is deduplicated by its id.
+        if (natsStatus t = natsMsg_Term(msg_, nullptr); t != NATS_OK)
+            return Error{"terminate after dead-lettering: " + natsError(t)};
+        return Ok{};
+    }
+
+    std::uint64_t stream_sequence = 0;
+
+private:
+    void check(natsStatus s, const char* what) {
+        if (s != NATS_OK) spdlog::warn("nats: {} failed: {} domain={} id={}", what, natsError(s), domain, id);
+    }
+    JetStream& owner_;
+    natsMsg* msg_;
+};
+
+class JetStreamConsumer final : public Consumer {
+public:
+    JetStreamConsumer(JetStream& owner, ConsumerSpec spec) : owner_(owner), spec_(std::move(spec)) {}
+    ~JetStreamConsumer() override {
+        // Destroy, not Unsubscribe: the durable consumer must outlive us.
+        for (natsSubscription* s : subs_) natsSubscription_Destroy(s);
+    }
+
+    Status subscribe() {
+        for (Priority p : kPriorities) {
+            jsSubOptions so;
+            jsSubOptions_Init(&so);
+            const std::string durable = durableName(spec_.domain, p);
+            const std::string subject = workSubject(spec_.domain, p);
+            so.Stream = owner_.streamName().c_str();
+            so.Consumer = durable.c_str();  // bind to the consumer declared by the host
+            so.ManualAck = true;
+            natsSubscription* sub = nullptr;
+            jsErrCode jerr = static_cast<jsErrCode>(0);
+            natsStatus s = js_PullSubscribe(&sub, owner_.js(), subject.c_str(), durable.c_str(), nullptr, &so, &jerr);
+            if (s != NATS_OK) return Error{"pull subscribe " + durable + ": " + natsError(s, jerr)};
+            subs_.push_back(sub);
+        }
+        return Ok{};
+    }
+
+    DeliveryBatch fetch(int max, std::chrono::milliseconds idle_wait) override {
+        const auto now = std::chrono::steady_clock::now();
+        for (std::size_t level = 0; level < subs_.size(); ++level) {
+            if (empty_until_[level] > now) continue;
+            DeliveryBatch batch = fetchLevel(level, max, kProbeMs);
+            if (!batch.empty()) return batch;
+            empty_until_[level] = now + kEmptyRecheck;
+        }
+        // Every level is empty: wait on one of them, rotating so that each
+        // level is waited on in turn (an idle worker answers within ~idle_wait).
+        const std::size_t level = next_idle_level_++ % subs_.size();
+        DeliveryBatch batch = fetchLevel(level, max, std::max<std::int64_t>(kProbeMs, idle_wait.count()));
+        for (auto& t : empty_until_) t = {};
+        return batch;
+    }
+
+private:
+    DeliveryBatch fetchLevel(std::size_t level, int max, std::int64_t wait_ms) {
+        DeliveryBatch out;
+        natsMsgList list{};
+        jsErrCode jerr = static_cast<jsErrCode>(0);
+        natsStatus s = natsSubscription_Fetch(&list, subs_[level], max, wait_ms, &jerr);
+        if (s == NATS_TIMEOUT) return out;
+        if (s != NATS_OK) {
+            spdlog::warn("nats: fetch {} failed: {}", durableName(spec_.domain, kPriorities[level]), natsError(s, jerr));
+            return out;
+        }
+        std::unordered_set<std::uint64_t> seen;
+        out.reserve(static_cast<std::size_t>(list.Count));
+        for (int i = 0; i < list.Count; ++i) {
+            natsMsg* m = list.Msgs[i];
+            list.Msgs[i] = nullptr;  // ownership moves to the Delivery (or is released below)
+            auto d = std::make_unique<JetStreamDelivery>(owner_, m);
+            if (!decode(*d, m, kPriorities[level])) continue;
+            // A pull request that timed out can still deliver later, next to a
+            // redelivery of the same message: hand out one copy per batch.
+            if (!seen.insert(d->stream_sequence).second) continue;
+            out.push_back(std::move(d));
+        }
+        natsMsgList_Destroy(&list);
+        return out;
+    }
+
+    bool decode(JetStreamDelivery& d, natsMsg* m, Priority priority) {
+        jsMsgMetaData* md = nullptr;
+        if (natsMsg_GetMetaData(&md, m) != NATS_OK) {
+            spdlog::warn("nats: message without JetStream metadata on {}", natsMsg_GetSubject(m));
+            return false;
+        }
+        d.stream_sequence = md->Sequence.Stream;
+        d.attempt = static_cast<std::uint32_t>(std::max<std::uint64_t>(1, md->NumDelivered));
+        jsMsgMetaData_Destroy(md);
+
+        d.domain = spec_.domain;
+        d.priority = priority;
+        d.payload = std::string_view(natsMsg_GetData(m), static_cast<std::size_t>(natsMsg_GetDataLength(m)));
+        if (const char* id = header(m, "Nats-Msg-Id"); id != nullptr && *id != '\0')
+            d.id = id;
+        else
+            d.id = owner_.streamName() + "-" + std::to_string(d.stream_sequence);
+        if (const char* dl = header(m, "Kanban-Deadline")) {
+            d.deadline_unix_ms = parseInt64(dl);
+            if (!d.deadline_unix_ms)
+                spdlog::warn("ignoring non-numeric Kanban-Deadline \"{}\" domain={} id={}", dl, d.domain, d.id);
+        }
+        return true;
+    }
+
+    JetStream& owner_;
+    ConsumerSpec spec_;
+    std::vector<natsSubscription*> subs_;  // indexed like kPriorities
+    std::chrono::steady_clock::time_point empty_until_[3]{};
+    std::size_t next_idle_level_ = 0;
+};
+
+}  // namespace
+
+std::string durableName(std::string_view domain, Priority priority) {
+    return std::string(domain) + "_" + std::string(priorityName(priority));
+}
+std::string workSubject(std::string_view domain, Priority priority) {
+    return "kanban." + std::string(priorityName(priority)) + "." + std::string(domain);
+}
+std::string deadLetterSubject(std::string_view domain) { return "kanban.dlq." + std::string(domain); }
+
+Result<std::unique_ptr<JetStream>> JetStream::connect(const JetStreamOptions& options) {
+    std::unique_ptr<JetStream> self(new JetStream(options));
+    natsOptions* o = nullptr;
+    if (natsOptions_Create(&o) != NATS_OK) return Error{"nats: cannot allocate options"};
+    std::vector<const char*> urls;
+    for (const auto& s : options.servers) urls.push_back(s.c_str());
+    natsStatus s = natsOptions_SetServers(o, urls.data(), static_cast<int>(urls.size()));
+    if (s == NATS_OK) s = natsOptions_SetName(o, options.connection_name.c_str());
+    // Without SendAsap cnats delays every buffered write up to 1 ms: every
+    // fetch and ack would pay it (dependencies.md §10).
+    if (s == NATS_OK) s = natsOptions_SetSendAsap(o, true);
+    if (s == NATS_OK) s = natsOptions_SetMaxReconnect(o, options.keep_trying ? -1 : 0);
+    if (s == NATS_OK) s = natsOptions_SetReconnectWait(o, 250);
+    if (s == NATS_OK) s = natsOptions_SetTimeout(o, 2000);
+    if (s == NATS_OK) s = natsOptions_SetFailRequestsOnDisconnect(o, true);
+    if (s == NATS_OK) s = natsOptions_SetErrorHandler(o, &onAsyncError, nullptr);
+    if (s == NATS_OK && options.keep_trying) {
+        s = natsOptions_SetDisconnectedCB(o, &onDisconnected, nullptr);
+        if (s == NATS_OK) s = natsOptions_SetReconnectedCB(o, &onReconnected, nullptr);
+        if (s == NATS_OK) s = natsOptions_SetRetryOnFailedConnect(o, true, &onConnected, nullptr);
+    }
+    if (s != NATS_OK) {
+        natsOptions_Destroy(o);
+        return Error{"nats: invalid options: " + natsError(s)};
+    }
+    s = natsConnection_Connect(&self->nc_, o);
+    natsOptions_Destroy(o);
+    if (s == NATS_NOT_YET_CONNECTED && options.keep_trying) {
+        spdlog::warn("nats: no server reachable yet at {}; retrying in the background", options.servers.front());
+        s = NATS_OK;
+    }
+    if (s != NATS_OK) {
+        std::string servers;
+        for (const auto& u : options.servers) servers += (servers.empty() ? "" : ",") + u;
+        return Error{"nats: cannot connect to " + servers + ": " + natsError(s)};
+    }
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Wait = 5000;  // JS API and publish-ack timeout, ms
+    if (natsStatus js = natsConnection_JetStream(&self->js_, self->nc_, &jo); js != NATS_OK)
+        return Error{"nats: cannot create JetStream context: " + natsError(js)};
+    return self;
+}
+
+JetStream::~JetStream() {
+    if (js_ != nullptr) jsCtx_Destroy(js_);
+    if (nc_ != nullptr) {
+        natsConnection_Close(nc_);
+        natsConnection_Destroy(nc_);
+    }
+}
+
+bool JetStream::connected() const { return natsConnection_Status(nc_) == NATS_CONN_STATUS_CONNECTED; }
+bool JetStream::healthy() const { return connected() && streams_ready_.load(); }
+
+Status JetStream::ensureStreams() {
+    if (streams_ready_.load()) return Ok{};
+    std::lock_guard lock(topology_mu_);
+    if (streams_ready_.load()) return Ok{};
+
+    struct Spec {
+        std::string name;
+        std::vector<const char*> subjects;
+        jsRetentionPolicy retention;
+    };
+    const Spec specs[] = {
+        {options_.stream, {"kanban.high.*", "kanban.normal.*", "kanban.low.*"}, js_WorkQueuePolicy},
+        {options_.stream + "_DLQ", {"kanban.dlq.*"}, js_LimitsPolicy},
+    };
+    for (const Spec& spec : specs) {
+        jsStreamConfig sc;
+        jsStreamConfig_Init(&sc);
+        sc.Name = spec.name.c_str();
+        sc.Subjects = const_cast<const char**>(spec.subjects.data());
+        sc.SubjectsLen = static_cast<int>(spec.subjects.size());
+        sc.Retention = spec.retention;
+        sc.Storage = js_FileStorage;
+        sc.Replicas = options_.replicas;
+        sc.Duplicates = kDuplicateWindowNs;
+        sc.Discard = js_DiscardNew;  // overload is a visible publish error, never a silent drop
+        jsErrCode jerr = static_cast<jsErrCode>(0);
+        natsStatus s = js_AddStream(nullptr, js_, &sc, nullptr, &jerr);
+        if (s != NATS_OK && jerr == JSStreamNameExistErr) s = js_UpdateStream(nullptr, js_, &sc, nullptr, &jerr);
+        if (s != NATS_OK) return Error{"nats: cannot declare stream " + spec.name + ": " + natsError(s, jerr)};
+    }
+    streams_ready_ = true;
+    return Ok{};
+}
+
+Status JetStream::ensureConsumer(const ConsumerSpec& spec, Priority priority) {
+    const std::string durable = durableName(spec.domain, priority);
+    const std::string subject = workSubject(spec.domain, priority);
+    jsConsumerConfig cc;
+    jsConsumerConfig_Init(&cc);
+    cc.Durable = durable.c_str();
+    cc.FilterSubject = subject.c_str();
+    cc.AckPolicy = js_AckExplicit;
+    cc.DeliverPolicy = js_DeliverAll;
+    cc.AckWait = (spec.timeout_ms + kAckWaitMarginMs) * kNsPerMs;
+    // The host counts attempts and dead-letters at max_attempts; the server's
+    // limit is only a safety net above that.
+    cc.MaxDeliver = spec.max_attempts + 2;
+    cc.MaxAckPending = spec.max_ack_pending;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    natsStatus s = js_AddConsumer(nullptr, js_, options_.stream.c_str(), &cc, nullptr, &jerr);
+    if (s != NATS_OK && jerr != 0) {
+        // It exists with another configuration (e.g. a changed timeout): update it.
+        s = js_UpdateConsumer(nullptr, js_, options_.stream.c_str(), &cc, nullptr, &jerr);
+    }
+    if (s != NATS_OK) return Error{"nats: cannot declare consumer " + durable + ": " + natsError(s, jerr)};
+    return Ok{};
+}
+
+Result<std::unique_ptr<Consumer>> JetStream::openConsumer(const ConsumerSpec& spec) {
+    if (Status s = ensureStreams(); !s) return s.error();
+    for (Priority p : kPriorities)
+        if (Status s = ensureConsumer(spec, p); !s) return s.error();
+    auto consumer = std::make_unique<JetStreamConsumer>(*this, spec);
+    if (Status s = consumer->subscribe(); !s) return s.error();
+    return std::unique_ptr<Consumer>(std::move(consumer));
+}
+
+Result<PublishAck> JetStream::publish(const PublishRequest& request) {
+    if (request.id.empty()) return Error{"publish: empty work id"};
+    const std::string subject = workSubject(request.domain, request.priority);
+    natsMsg* m = nullptr;
+    natsStatus s = natsMsg_Create(&m, subject.c_str(), nullptr, request.payload.data(),
+                                  static_cast<int>(request.payload.size()));
+    if (s == NATS_OK) s = natsMsgHeader_Set(m, "Nats-Msg-Id", request.id.c_str());
+    if (s == NATS_OK) s = natsMsgHeader_Set(m, "Kanban-Created", std::to_string(nowUnixMs()).c_str());
+    if (s == NATS_OK && request.deadline_unix_ms)
+        s = natsMsgHeader_Set(m, "Kanban-Deadline", std::to_string(*request.deadline_unix_ms).c_str());
+    if (s != NATS_OK) {
+        natsMsg_Destroy(m);
+        return Error{"publish: cannot build message: " + natsError(s)};
+    }
+    for (int round = 0; round < 2; ++round) {
+        jsPubAck* pa = nullptr;
+        jsErrCode jerr = static_cast<jsErrCode>(0);
+        s = js_PublishMsg(&pa, js_, m, nullptr, &jerr);
+        if (s == NATS_OK) {
+            PublishAck ack{pa->Sequence, pa->Duplicate};
+            jsPubAck_Destroy(pa);
+            natsMsg_Destroy(m);
+            return ack;
+        }
+        // No stream listens yet (first use on a fresh server): declare, retry once.
+        if (s == NATS_NO_RESPONDERS && round == 0 && !streams_ready_.load()) {
+            if (Status st = ensureStreams(); !st) {
+                natsMsg_Destroy(m);
+                return st.error();
+            }
+            continue;
+        }
+        natsMsg_Destroy(m);
+        return Error{"publish to " + subject + ": " + natsError(s, jerr)};
+    }
+    natsMsg_Destroy(m);
+    return Error{"publish to " + subject + ": no stream captures this subject"};
+}
+
+Status JetStream::publishDeadLetter(natsMsg* original, const std::string& id, const std::string& domain,
+                                    std::uint32_t attempts, std::string_view reason) {
+    const std::string subject = deadLetterSubject(domain);
+    natsMsg* m = nullptr;
+    natsStatus s = natsMsg_Create(&m, subject.c_str(), nullptr, natsMsg_GetData(original), natsMsg_GetDataLength(original));
+    // The original id doubles as the DLQ dedup key: a crash between this
+    // publish and the Term leads to a redelivery, whose DLQ copy is dropped.
+    if (s == NATS_OK) s = natsMsgHeader_Set(m, "Nats-Msg-Id", id.c_str());
+    if (s == NATS_OK) s = natsMsgHeader_Set(m, "Kanban-Reason", std::string(reason).c_str());
+    if (s == NATS_OK) s = natsMsgHeader_Set(m, "Kanban-Attempts", std::to_string(attempts).c_str());
+    if (s == NATS_OK) s = natsMsgHeader_Set(m, "Kanban-Original-Subject", natsMsg_GetSubject(original));
+    for (const char* key : {"Kanban-Deadline", "Kanban-Created"})
+        if (const char* v = header(original, key); s == NATS_OK && v != nullptr) s = natsMsgHeader_Set(m, key, v);
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    if (s == NATS_OK) s = js_PublishMsg(nullptr, js_, m, nullptr, &jerr);
+    natsMsg_Destroy(m);
+    if (s != NATS_OK) return Error{"dead-letter publish to " + subject + ": " + natsError(s, jerr)};
+    return Ok{};
+}
+
+}  // namespace kanban::host::broker

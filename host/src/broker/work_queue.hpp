@@ -1,0 +1,94 @@
+// The queue interface the worker pool and the CLI talk to. JetStream
+// implements it today; RabbitMQ and the failover wrapper plug in behind it.
+//
+// Data flows one way: a Consumer hands out Deliveries; the worker finishes
+// each one with exactly one of ack(), retryAfter(), release() or
+// deadLetter(). A Delivery destroyed without any of them is redelivered by
+// the broker after its ack wait (nothing is lost, only delayed).
+#pragma once
+
+#include "common/priority.hpp"
+#include "common/result.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace kanban::host::broker {
+
+struct PublishRequest {
+    std::string domain;
+    Priority priority = Priority::normal;
+    std::string payload;                          // opaque bytes
+    std::string id;                               // work id (dedup key); required
+    std::optional<std::int64_t> deadline_unix_ms; // absent: now + domain timeout at first pull
+};
+
+struct PublishAck {
+    std::uint64_t sequence = 0;
+    bool duplicate = false;  // the broker already had this id (nothing stored)
+};
+
+class Delivery {
+public:
+    virtual ~Delivery() = default;
+
+    std::string id;
+    std::string domain;
+    Priority priority = Priority::normal;
+    std::string_view payload;  // valid while the Delivery lives
+    std::uint32_t attempt = 1; // from the broker's delivery count: survives crashes
+    std::optional<std::int64_t> deadline_unix_ms;
+
+    // Done: remove the item. Asynchronous; a lost ack means a redelivery.
+    virtual void ack() = 0;
+    // Redeliver no earlier than `delay` from now.
+    virtual void retryAfter(std::chrono::milliseconds delay) = 0;
+    // Hand back an item that was not started (shutdown): redelivered at once.
+    virtual void release() = 0;
+    // Still being worked on: extends the broker's ack wait.
+    virtual void progress() = 0;
+    // Publishes the item to the dead-letter queue and, once that publish is
+    // acknowledged, removes the original. On error the original stays
+    // (it will be redelivered); nothing is lost.
+    virtual Status deadLetter(std::string_view reason) = 0;
+};
+
+using DeliveryBatch = std::vector<std::unique_ptr<Delivery>>;
+
+// One worker's view of a domain's queue. Not thread-safe: one per worker.
+class Consumer {
+public:
+    virtual ~Consumer() = default;
+    // Pulls at most `max` items, high priority first. Blocks up to about
+    // `idle_wait` when every level is empty; returns an empty batch then.
+    virtual DeliveryBatch fetch(int max, std::chrono::milliseconds idle_wait) = 0;
+};
+
+struct ConsumerSpec {
+    std::string domain;
+    std::int64_t timeout_ms = 30000;    // domain handler timeout; ack wait is longer
+    std::int64_t max_attempts = 5;      // host counts; the broker's limit is a safety net above it
+    std::int64_t max_ack_pending = 200; // in flight across all workers and hosts
+};
+
+class WorkQueue {
+public:
+    virtual ~WorkQueue() = default;
+    virtual std::string_view backendName() const = 0;
+    // Connected and its topology declared.
+    virtual bool healthy() const = 0;
+    virtual Result<PublishAck> publish(const PublishRequest& request) = 0;
+    // Declares what the domain needs and opens a consumer for one worker.
+    virtual Result<std::unique_ptr<Consumer>> openConsumer(const ConsumerSpec& spec) = 0;
+};
+
+// `work_<epoch-ns>_<counter>`; the counter starts at a random value per
+// process so two publishers in the same nanosecond do not collide.
+std::string generateWorkId();
+
+}  // namespace kanban::host::broker

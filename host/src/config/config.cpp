@@ -1,0 +1,447 @@
+#include "config/config.hpp"
+
+#include "common/names.hpp"
+#include "scheduler/cron.hpp"
+
+#include <nlohmann/json.hpp>
+#include <toml++/toml.h>
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <set>
+#include <sstream>
+
+namespace kanban::host::config {
+namespace {
+
+namespace fs = std::filesystem;
+constexpr std::int64_t kMaxI64 = std::numeric_limits<std::int64_t>::max();
+
+// Collects `path:line:col: message` lines and remembers where each key was.
+class Diagnostics {
+public:
+    explicit Diagnostics(std::string path) : path_(std::move(path)) {}
+
+    void at(const toml::source_region& where, const std::string& message) {
+        lines_.push_back(path_ + ":" + std::to_string(where.begin.line) + ":" +
+                         std::to_string(where.begin.column) + ": " + message);
+    }
+    void atKey(const std::string& key, const std::string& message) {
+        auto it = where_.find(key);
+        if (it != where_.end())
+            at(it->second, message);
+        else
+            lines_.push_back(path_ + ": " + message);
+    }
+    void remember(const std::string& key, const toml::source_region& where) { where_[key] = where; }
+
+    bool empty() const { return lines_.empty(); }
+    std::string joined() const {
+        std::string out;
+        for (const auto& l : lines_) out += (out.empty() ? "" : "\n") + l;
+        return out;
+    }
+
+private:
+    std::string path_;
+    std::vector<std::string> lines_;
+    std::map<std::string, toml::source_region> where_;
+};
+
+std::string typeName(const toml::node& n) {
+    switch (n.type()) {
+        case toml::node_type::table: return "table";
+        case toml::node_type::array: return "array";
+        case toml::node_type::string: return "string";
+        case toml::node_type::integer: return "integer";
+        case toml::node_type::floating_point: return "float";
+        case toml::node_type::boolean: return "boolean";
+        case toml::node_type::date: return "date";
+        case toml::node_type::time: return "time";
+        case toml::node_type::date_time: return "date-time";
+        default: return "nothing";
+    }
+}
+
+// Typed access to one table; every key read is marked known, finish()
+// reports the rest as unknown (a typo must never be silently ignored).
+class Section {
+public:
+    Section(const toml::table* table, std::string prefix, Diagnostics& diag)
+        : table_(table), prefix_(std::move(prefix)), diag_(diag) {}
+
+    const toml::node* node(std::string_view key) {
+        known_.insert(std::string(key));
+        if (table_ == nullptr) return nullptr;
+        const toml::node* n = table_->get(key);
+        if (n != nullptr) diag_.remember(full(key), n->source());
+        return n;
+    }
+
+    void integer(std::string_view key, std::int64_t& out, std::int64_t min, std::int64_t max) {
+        const toml::node* n = node(key);
+        if (n == nullptr) return;
+        if (!n->is_integer()) return wrongType(*n, key, "an integer");
+        const std::int64_t v = n->as_integer()->get();
+        if (v < min || v > max) {
+            std::string range = max == kMaxI64 ? "at least " + std::to_string(min)
+                                               : "between " + std::to_string(min) + " and " + std::to_string(max);
+            diag_.at(n->source(), full(key) + " must be " + range + ", got " + std::to_string(v));
+            return;
+        }
+        out = v;
+    }
+
+    void optionalInteger(std::string_view key, std::optional<std::int64_t>& out, std::int64_t min) {
+        if (table_ == nullptr || table_->get(key) == nullptr) {
+            node(key);
+            return;
+        }
+        std::int64_t v = min - 1;  // integer() writes only a valid value
+        integer(key, v, min, kMaxI64);
+        if (v >= min) out = v;
+    }
+
+    void boolean(std::string_view key, bool& out) {
+        const toml::node* n = node(key);
+        if (n == nullptr) return;
+        if (!n->is_boolean()) return wrongType(*n, key, "a boolean");
+        out = n->as_boolean()->get();
+    }
+
+    bool string(std::string_view key, std::string& out) {
+        const toml::node* n = node(key);
+        if (n == nullptr) return false;
+        if (!n->is_string()) {
+            wrongType(*n, key, "a string");
+            return false;
+        }
+        out = n->as_string()->get();
+        return true;
+    }
+
+    void stringArray(std::string_view key, std::vector<std::string>& out) {
+        const toml::node* n = node(key);
+        if (n == nullptr) return;
+        const toml::array* a = n->as_array();
+        if (a == nullptr) return wrongType(*n, key, "an array of strings");
+        std::vector<std::string> values;
+        for (const toml::node& e : *a) {
+            if (!e.is_string()) return diag_.at(e.source(), full(key) + " must contain only strings");
+            values.push_back(e.as_string()->get());
+        }
+        out = std::move(values);
+    }
+
+    void finish() {
+        if (table_ == nullptr) return;
+        for (auto&& [k, v] : *table_) {
+            if (known_.count(std::string(k.str())) != 0) continue;
+            diag_.at(k.source(), "unknown key '" + full(k.str()) + "'");
+        }
+    }
+
+    std::string full(std::string_view key) const { return prefix_.empty() ? std::string(key) : prefix_ + "." + std::string(key); }
+
+private:
+    void wrongType(const toml::node& n, std::string_view key, const char* expected) {
+        diag_.at(n.source(), full(key) + " must be " + expected + ", got " + typeName(n));
+    }
+
+    const toml::table* table_;
+    std::string prefix_;
+    Diagnostics& diag_;
+    std::set<std::string> known_;
+};
+
+// Returns the sub-table `key` of `root` (nullptr if absent), reporting a
+// non-table value.
+const toml::table* subTable(Section& root, std::string_view key, Diagnostics& diag) {
+    const toml::node* n = root.node(key);
+    if (n == nullptr) return nullptr;
+    if (!n->is_table()) {
+        diag.at(n->source(), "'" + std::string(key) + "' must be a table ([" + std::string(key) + "]), got " + typeName(*n));
+        return nullptr;
+    }
+    return n->as_table();
+}
+
+bool isLoopbackHost(const std::string& host) {
+    return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
+std::string resolvePath(const fs::path& base_dir, const std::string& p) {
+    fs::path path(p);
+    if (path.is_absolute()) return path.lexically_normal().string();
+    return (base_dir / path).lexically_normal().string();
+}
+
+void parseAdmin(Section& s, AdminConfig& admin, Diagnostics& diag, const fs::path& base_dir) {
+    s.string("listen", admin.listen);
+    s.string("token_file", admin.token_file);
+    s.finish();
+
+    // "host:port" or "[v6]:port"
+    const std::string& l = admin.listen;
+    std::string host, port;
+    if (!l.empty() && l.front() == '[') {
+        auto close = l.find(']');
+        if (close != std::string::npos && close + 1 < l.size() && l[close + 1] == ':') {
+            host = l.substr(1, close - 1);
+            port = l.substr(close + 2);
+        }
+    } else if (auto colon = l.rfind(':'); colon != std::string::npos) {
+        host = l.substr(0, colon);
+        port = l.substr(colon + 1);
+    }
+    int port_num = -1;
+    if (!port.empty() && port.find_first_not_of("0123456789") == std::string::npos && port.size() <= 5)
+        port_num = std::stoi(port);
+    if (host.empty() || port_num < 0 || port_num > 65535) {
+        diag.atKey("admin.listen", "admin.listen must be \"host:port\" (e.g. \"127.0.0.1:9090\"), got \"" + l + "\"");
+        return;
+    }
+    admin.host = host;
+    admin.port = port_num;
+
+    if (admin.token_file.empty()) {
+        if (!isLoopbackHost(host))
+            diag.atKey("admin.listen", "admin.listen \"" + l +
+                                           "\" is not a loopback address: set admin.token_file so that the admin "
+                                           "API requires a bearer token");
+        return;
+    }
+    admin.token_file = resolvePath(base_dir, admin.token_file);
+    struct stat st {};
+    if (::stat(admin.token_file.c_str(), &st) != 0) {
+        diag.atKey("admin.token_file", "admin.token_file " + admin.token_file + ": cannot be read");
+    } else if ((st.st_mode & S_IROTH) != 0) {
+        diag.atKey("admin.token_file", "admin.token_file " + admin.token_file +
+                                           " is world-readable: chmod o-r it (it holds a secret)");
+    }
+}
+
+std::string settingsToJson(const toml::table& t) {
+    std::ostringstream out;
+    out << toml::json_formatter{t};
+    return nlohmann::json::parse(out.str()).dump();
+}
+
+void parseDomains(Section& root, Config& cfg, Diagnostics& diag, const fs::path& base_dir) {
+    const toml::node* n = root.node("domain");
+    if (n == nullptr) {
+        diag.atKey("", "no [[domain]] configured: kanband needs at least one domain");
+        return;
+    }
+    const toml::array* arr = n->as_array();
+    if (arr == nullptr || !arr->is_array_of_tables()) {
+        diag.at(n->source(), "'domain' must be an array of tables ([[domain]])");
+        return;
+    }
+    std::set<std::string> seen;
+    for (std::size_t i = 0; i < arr->size(); ++i) {
+        const toml::table* t = (*arr)[i].as_table();
+        const std::string prefix = "domain[" + std::to_string(i) + "]";
+        Section s(t, prefix, diag);
+        DomainConfig d;
+        if (!s.string("name", d.name)) {
+            diag.at(t->source(), prefix + ": missing required key 'name'");
+        } else if (!isValidDomainName(d.name)) {
+            diag.atKey(prefix + ".name", "domain name \"" + d.name + "\" must match [a-z0-9_-]+ (at most 64 characters)");
+        } else if (!seen.insert(d.name).second) {
+            diag.atKey(prefix + ".name", "duplicate domain \"" + d.name + "\"");
+        }
+        s.string("plugin", d.plugin);
+        s.integer("timeout_ms", d.timeout_ms, 1, 24LL * 3600 * 1000);
+        if (const toml::node* st = s.node("settings")) {
+            if (!st->is_table())
+                diag.at(st->source(), prefix + ".settings must be a table ([domain.settings]), got " + typeName(*st));
+            else
+                d.settings_json = settingsToJson(*st->as_table());
+        }
+        s.finish();
+
+        if (d.plugin.empty()) d.plugin = d.name;
+        if (d.plugin.find('/') != std::string::npos)
+            d.plugin_path = resolvePath(base_dir, d.plugin);
+        else
+            d.plugin_path = (fs::path(cfg.plugins_dir) / (d.plugin + ".so")).string();
+        cfg.domains.push_back(std::move(d));
+    }
+}
+
+void parseSchedules(Section& root, Config& cfg, Diagnostics& diag) {
+    const toml::node* n = root.node("schedule");
+    if (n == nullptr) return;
+    const toml::array* arr = n->as_array();
+    if (arr == nullptr || !arr->is_array_of_tables()) {
+        diag.at(n->source(), "'schedule' must be an array of tables ([[schedule]])");
+        return;
+    }
+    std::set<std::string> seen;
+    for (std::size_t i = 0; i < arr->size(); ++i) {
+        const toml::table* t = (*arr)[i].as_table();
+        const std::string prefix = "schedule[" + std::to_string(i) + "]";
+        Section s(t, prefix, diag);
+        ScheduleConfig job;
+        if (!s.string("name", job.name))
+            diag.at(t->source(), prefix + ": missing required key 'name'");
+        else if (!isValidIdentifier(job.name))
+            diag.atKey(prefix + ".name", "schedule name \"" + job.name + "\" must match [A-Za-z0-9_-]+");
+        else if (!seen.insert(job.name).second)
+            diag.atKey(prefix + ".name", "duplicate schedule \"" + job.name + "\"");
+        if (!s.string("domain", job.domain))
+            diag.at(t->source(), prefix + ": missing required key 'domain'");
+        else if (cfg.findDomain(job.domain) == nullptr)
+            diag.atKey(prefix + ".domain", "schedule \"" + job.name + "\" targets unknown domain \"" + job.domain + "\"");
+        std::string prio;
+        if (s.string("priority", prio)) {
+            if (auto p = parsePriority(prio))
+                job.priority = *p;
+            else
+                diag.atKey(prefix + ".priority", "priority must be one of high, normal, low; got \"" + prio + "\"");
+        }
+        s.optionalInteger("every_ms", job.every_ms, 1);
+        std::string cron;
+        if (s.string("cron", cron)) {
+            job.cron = cron;
+            if (auto parsed = scheduler::parseCron(cron); !parsed) diag.atKey(prefix + ".cron", parsed.message());
+        }
+        const bool has_every = t->get("every_ms") != nullptr;
+        if (has_every && job.cron)
+            diag.at(t->source(), prefix + ": set either every_ms or cron, not both");
+        else if (!has_every && !job.cron)
+            diag.at(t->source(), prefix + ": one of every_ms or cron is required");
+        s.optionalInteger("deadline_ms", job.deadline_ms, 1);
+        s.string("payload", job.payload);
+        s.finish();
+        cfg.schedules.push_back(std::move(job));
+    }
+}
+
+}  // namespace
+
+const DomainConfig* Config::findDomain(std::string_view name) const {
+    for (const auto& d : domains)
+        if (d.name == name) return &d;
+    return nullptr;
+}
+
+Result<Config> parseConfig(std::string_view toml_text, const std::string& path) {
+    toml::table root;
+    try {
+        root = toml::parse(toml_text, std::string_view(path));
+    } catch (const toml::parse_error& e) {
+        const auto& b = e.source().begin;
+        return Error{path + ":" + std::to_string(b.line) + ":" + std::to_string(b.column) + ": " +
+                     std::string(e.description())};
+    }
+
+    Config cfg;
+    cfg.path = path;
+    Diagnostics diag(path);
+    const fs::path base_dir = fs::absolute(fs::path(path)).parent_path();
+    Section top(&root, "", diag);
+
+    {
+        Section s(subTable(top, "nats", diag), "nats", diag);
+        s.stringArray("servers", cfg.nats.servers);
+        if (cfg.nats.servers.empty()) diag.atKey("nats.servers", "nats.servers must list at least one server");
+        if (s.string("stream", cfg.nats.stream) && !isValidIdentifier(cfg.nats.stream))
+            diag.atKey("nats.stream", "nats.stream \"" + cfg.nats.stream + "\" must match [A-Za-z0-9_-]+");
+        s.integer("replicas", cfg.nats.replicas, 1, 5);
+        s.finish();
+    }
+    {
+        Section s(subTable(top, "rabbitmq", diag), "rabbitmq", diag);
+        s.boolean("enabled", cfg.rabbitmq.enabled);
+        if (s.string("url", cfg.rabbitmq.url)) {
+            std::string& u = cfg.rabbitmq.url;
+            if (u.rfind("amqp://", 0) != 0 && u.rfind("amqps://", 0) != 0)
+                diag.atKey("rabbitmq.url", "rabbitmq.url must start with amqp:// or amqps://");
+            // "amqp://h:5672/" means vhost "" to rabbitmq-c; users mean the default vhost "/".
+            const auto scheme_end = u.find("://") + 3;
+            if (u.size() > scheme_end && u.back() == '/' && u.find('/', scheme_end) == u.size() - 1) u.pop_back();
+        }
+        s.finish();
+    }
+    {
+        Section s(subTable(top, "admin", diag), "admin", diag);
+        parseAdmin(s, cfg.admin, diag, base_dir);
+    }
+    {
+        Section s(subTable(top, "plugins", diag), "plugins", diag);
+        if (s.string("dir", cfg.plugins_dir)) cfg.plugins_dir = resolvePath(base_dir, cfg.plugins_dir);
+        s.finish();
+    }
+    {
+        Section s(subTable(top, "log", diag), "log", diag);
+        if (s.string("level", cfg.log_level)) {
+            static const std::set<std::string> kLevels{"trace", "debug", "info", "warning", "error"};
+            if (kLevels.count(cfg.log_level) == 0)
+                diag.atKey("log.level", "log.level must be one of trace, debug, info, warning, error; got \"" +
+                                            cfg.log_level + "\"");
+        }
+        s.finish();
+    }
+    {
+        Section s(subTable(top, "workers", diag), "workers", diag);
+        s.integer("pull_batch", cfg.workers.pull_batch, 1, 1000);
+        s.integer("min", cfg.workers.min, 1, 1000);
+        s.integer("max", cfg.workers.max, 1, 1000);
+        s.finish();
+        if (cfg.workers.min > cfg.workers.max)
+            diag.atKey("workers.min", "workers.min (" + std::to_string(cfg.workers.min) + ") must not exceed workers.max (" +
+                                          std::to_string(cfg.workers.max) + ")");
+    }
+    {
+        Section s(subTable(top, "retry", diag), "retry", diag);
+        s.integer("max_attempts", cfg.retry.max_attempts, 1, 1000);
+        s.integer("backoff_initial_ms", cfg.retry.backoff_initial_ms, 1, kMaxI64);
+        s.integer("backoff_max_ms", cfg.retry.backoff_max_ms, 1, kMaxI64);
+        s.finish();
+        if (cfg.retry.backoff_initial_ms > cfg.retry.backoff_max_ms)
+            diag.atKey("retry.backoff_initial_ms", "retry.backoff_initial_ms must not exceed retry.backoff_max_ms");
+    }
+    {
+        Section s(subTable(top, "circuit_breaker", diag), "circuit_breaker", diag);
+        s.integer("failure_threshold", cfg.circuit_breaker.failure_threshold, 1, kMaxI64);
+        s.integer("open_ms", cfg.circuit_breaker.open_ms, 1, kMaxI64);
+        s.finish();
+    }
+    {
+        Section s(subTable(top, "coordinator", diag), "coordinator", diag);
+        s.integer("health_interval_ms", cfg.coordinator.health_interval_ms, 1, kMaxI64);
+        s.integer("depth_window", cfg.coordinator.depth_window, 1, 100000);
+        s.integer("stall_threshold_ms", cfg.coordinator.stall_threshold_ms, 1, kMaxI64);
+        s.finish();
+    }
+    {
+        Section s(subTable(top, "scheduler", diag), "scheduler", diag);
+        s.integer("backpressure_depth", cfg.scheduler.backpressure_depth, 1, kMaxI64);
+        s.finish();
+    }
+    parseDomains(top, cfg, diag, base_dir);
+    parseSchedules(top, cfg, diag);
+    top.finish();
+
+    if (!diag.empty()) return Error{diag.joined()};
+    return cfg;
+}
+
+Result<Config> loadConfigFile(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return Error{path + ": cannot open config file: " + std::strerror(errno)};
+    std::ostringstream text;
+    text << in.rdbuf();
+    if (in.bad()) return Error{path + ": cannot read config file: " + std::strerror(errno)};
+    return parseConfig(text.str(), path);
+}
+
+}  // namespace kanban::host::config

@@ -1,0 +1,109 @@
+// The kanband configuration (DESIGN §4): plain structs with the spec's
+// defaults, loaded from TOML and validated before anything uses them.
+#pragma once
+
+#include "common/priority.hpp"
+#include "common/result.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace kanban::host::config {
+
+inline constexpr const char* kDefaultConfigPath = "/etc/tps-kanban/kanban.toml";
+
+struct NatsConfig {
+    std::vector<std::string> servers{"nats://127.0.0.1:4222"};
+    std::string stream = "KANBAN";
+    std::int64_t replicas = 1;
+};
+
+struct RabbitMqConfig {
+    bool enabled = true;
+    // Normalised: a bare trailing "/" (which rabbitmq-c reads as vhost "") is removed.
+    std::string url = "amqp://guest:guest@127.0.0.1:5672";
+};
+
+struct AdminConfig {
+    std::string listen = "127.0.0.1:9090";
+    std::string token_file;
+    // Parsed from `listen`.
+    std::string host = "127.0.0.1";
+    int port = 9090;
+};
+
+struct WorkersConfig {
+    std::int64_t pull_batch = 10;
+    std::int64_t min = 2;
+    std::int64_t max = 20;
+};
+
+struct RetryConfig {
+    std::int64_t max_attempts = 5;
+    std::int64_t backoff_initial_ms = 100;
+    std::int64_t backoff_max_ms = 30000;
+};
+
+struct CircuitBreakerConfig {
+    std::int64_t failure_threshold = 3;
+    std::int64_t open_ms = 30000;
+};
+
+struct CoordinatorConfig {
+    std::int64_t health_interval_ms = 5000;
+    std::int64_t depth_window = 10;
+    std::int64_t stall_threshold_ms = 300000;
+};
+
+struct SchedulerConfig {
+    std::int64_t backpressure_depth = 100;
+};
+
+struct DomainConfig {
+    std::string name;
+    std::string plugin;       // as written ("payment", or a path containing '/')
+    std::string plugin_path;  // resolved absolute or config-relative path of the .so
+    std::int64_t timeout_ms = 30000;
+    std::string settings_json = "{}";  // [domain.settings] as a compact JSON object
+};
+
+struct ScheduleConfig {
+    std::string name;
+    std::string domain;
+    Priority priority = Priority::normal;
+    std::optional<std::int64_t> every_ms;
+    std::optional<std::string> cron;
+    std::optional<std::int64_t> deadline_ms;
+    std::string payload = "{}";
+};
+
+struct Config {
+    std::string path;  // the file it was loaded from
+    NatsConfig nats;
+    RabbitMqConfig rabbitmq;
+    AdminConfig admin;
+    std::string plugins_dir = "/usr/lib/tps-kanban/plugins";
+    std::string log_level = "info";
+    WorkersConfig workers;
+    RetryConfig retry;
+    CircuitBreakerConfig circuit_breaker;
+    CoordinatorConfig coordinator;
+    SchedulerConfig scheduler;
+    std::vector<DomainConfig> domains;
+    std::vector<ScheduleConfig> schedules;
+
+    const DomainConfig* findDomain(std::string_view name) const;
+};
+
+// Parses and validates TOML text. `path` is used in messages and to resolve
+// relative paths (plugins.dir, plugin paths) against its directory. On
+// failure the error holds one line per problem, each `path:line:col: message`.
+Result<Config> parseConfig(std::string_view toml_text, const std::string& path);
+
+// Reads and parses a file (missing or unreadable file → `path: message`).
+Result<Config> loadConfigFile(const std::string& path);
+
+}  // namespace kanban::host::config

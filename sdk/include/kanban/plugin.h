@@ -1,0 +1,182 @@
+/*
+ * kanban/plugin.h: the TPS Kanban handler plugin ABI (C, version 1.0).
+ *
+ * This header is THE contract between the kanband host and handler plugins.
+ * It uses only <stddef.h> and <stdint.h>; no C++ type crosses the boundary.
+ * Most plugins use the header-only C++ layer <kanban/handler.hpp> instead of
+ * writing against this header directly.
+ *
+ * Versioning rules
+ *   - Every struct starts with `struct_size` (the size the writer compiled
+ *     against) and only ever grows at the end. Readers check `struct_size`
+ *     before touching a field added after 1.0.
+ *   - The host accepts a plugin whose `abi_major` equals its own and whose
+ *     `abi_minor` is not newer than its own; it refuses anything else with an
+ *     error naming the file and both versions.
+ *   - A new minor only adds fields at the end of structs or new optional
+ *     hooks; a new major may change anything (and the entry point's name).
+ *
+ * Entry point
+ *   A plugin exports exactly one symbol, `kanban_plugin_v1`, a function
+ *   returning a pointer to a descriptor with static storage duration. The host
+ *   looks it up after dlopen(RTLD_NOW | RTLD_LOCAL) of a private copy of the
+ *   file, checks the versions and the function pointers, then calls create().
+ *
+ * Threading
+ *   - create() and destroy() never run concurrently with anything else on the
+ *     same instance.
+ *   - handle() is called concurrently from the domain's worker threads on the
+ *     same instance: it must be thread-safe.
+ *   - A plugin joins every thread it started before destroy() returns, and
+ *     keeps no process-global state that outlives destroy().
+ *
+ * Errors
+ *   Nothing may unwind across this boundary (no C++ exceptions, no longjmp).
+ *   A crash in a plugin (SIGSEGV, abort) takes the host process down; the
+ *   service manager restarts it and the broker redelivers the item.
+ */
+#ifndef KANBAN_PLUGIN_H
+#define KANBAN_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** ABI version implemented by this header. */
+#define KANBAN_ABI_MAJOR 1
+#define KANBAN_ABI_MINOR 0
+
+/** Name of the one symbol a plugin exports. */
+#define KANBAN_PLUGIN_ENTRY_NAME "kanban_plugin_v1"
+
+/** Marks the entry point as the plugin's only exported symbol. */
+#if defined(__GNUC__)
+#define KANBAN_PLUGIN_EXPORT __attribute__((visibility("default")))
+#else
+#define KANBAN_PLUGIN_EXPORT
+#endif
+
+/** Outcome of handling one work item. */
+typedef enum kanban_status {
+    /** Done: the host acknowledges the item. */
+    KANBAN_STATUS_OK = 0,
+    /** Transient failure: redelivered with backoff until the attempt limit,
+     *  then dead-lettered. Counts as a failure for the circuit breaker. */
+    KANBAN_STATUS_RETRY = 1,
+    /** Permanent failure: dead-lettered at once. */
+    KANBAN_STATUS_FAIL = 2
+} kanban_status;
+
+/** Work item priority, from the subject `kanban.<priority>.<domain>`. */
+typedef enum kanban_priority {
+    KANBAN_PRIORITY_HIGH = 0,
+    KANBAN_PRIORITY_NORMAL = 1,
+    KANBAN_PRIORITY_LOW = 2
+} kanban_priority;
+
+/** Log levels understood by kanban_host_api.log. */
+typedef enum kanban_log_level {
+    KANBAN_LOG_TRACE = 0,
+    KANBAN_LOG_DEBUG = 1,
+    KANBAN_LOG_INFO = 2,
+    KANBAN_LOG_WARNING = 3,
+    KANBAN_LOG_ERROR = 4
+} kanban_log_level;
+
+/**
+ * One work item, owned by the host. Every pointer stays valid until handle()
+ * returns and must not be used after that (copy what you keep). Strings are
+ * given as pointer + length; `id` and `domain` are also NUL-terminated, the
+ * payload is arbitrary bytes (may contain NUL, may be empty).
+ */
+typedef struct kanban_work_item {
+    size_t struct_size;
+    const char* id;           /* work id (Nats-Msg-Id / AMQP message_id) */
+    size_t id_len;
+    const char* domain;       /* e.g. "payment" */
+    size_t domain_len;
+    kanban_priority priority;
+    const char* payload;      /* message body; NULL only when payload_len == 0 */
+    size_t payload_len;
+    uint32_t attempt;         /* 1 on the first delivery */
+    int64_t deadline_unix_ms; /* absolute deadline, Unix epoch milliseconds */
+} kanban_work_item;
+
+/** Opaque per-item handle owned by the host; valid during handle() only. */
+typedef struct kanban_context kanban_context;
+
+/**
+ * Services the host offers to plugins. The table is owned by the host and
+ * outlives every instance created with it; plugins keep the pointer they get
+ * in create(). All functions are thread-safe.
+ */
+typedef struct kanban_host_api {
+    size_t struct_size;
+    uint32_t abi_major;
+    uint32_t abi_minor;
+    /** Milliseconds left until the item's deadline (negative once past). */
+    int64_t (*remaining_ms)(const kanban_context* ctx);
+    /** Non-zero once the host asks the handler to stop (timeout, shutdown). */
+    int (*cancelled)(const kanban_context* ctx);
+    /** Tells the broker the item is still being worked on (extends the ack
+     *  wait). Cheap; call it at least every few seconds in long handlers. */
+    void (*progress)(kanban_context* ctx);
+    /** Logs one line. `ctx` may be NULL (e.g. from create()); `message` need
+     *  not be NUL-terminated; the host copies it. */
+    void (*log)(const kanban_context* ctx, kanban_log_level level, const char* message,
+                size_t message_len);
+} kanban_host_api;
+
+/**
+ * Where handle() reports its outcome. Owned by the host. The host sets
+ * `status` to KANBAN_STATUS_FAIL and `reason` to an empty string before the
+ * call, so a handler that sets nothing fails the item. `reason` points to a
+ * host buffer of `reason_capacity` bytes (at least 256): copy a NUL-terminated
+ * reason into it, truncating if needed.
+ */
+typedef struct kanban_result {
+    size_t struct_size;
+    kanban_status status;
+    char* reason;
+    size_t reason_capacity;
+} kanban_result;
+
+/**
+ * The plugin descriptor, returned by kanban_plugin_v1(). It must have static
+ * storage duration (the host reads it while the library is loaded).
+ */
+typedef struct kanban_plugin_descriptor {
+    size_t struct_size; /* sizeof(kanban_plugin_descriptor) as compiled */
+    uint32_t abi_major; /* KANBAN_ABI_MAJOR as compiled */
+    uint32_t abi_minor; /* KANBAN_ABI_MINOR as compiled */
+    const char* name;    /* plugin name, e.g. "payment"; static string */
+    const char* version; /* plugin version, e.g. "1.0.0"; static string */
+
+    /**
+     * Creates an instance. `settings_json` is the domain's [domain.settings]
+     * table as a NUL-terminated JSON object ("{}" when absent), valid during
+     * the call. On failure returns NULL and writes a NUL-terminated message
+     * into `error_buf` (capacity `error_len`, at least 256).
+     */
+    void* (*create)(const char* settings_json, const kanban_host_api* host, char* error_buf,
+                    size_t error_len);
+
+    /** Handles one item (see kanban_result). Called concurrently. */
+    void (*handle)(void* instance, const kanban_work_item* item, kanban_context* ctx,
+                   kanban_result* result);
+
+    /** Destroys an instance created by create(); joins the plugin's threads. */
+    void (*destroy)(void* instance);
+} kanban_plugin_descriptor;
+
+/** Signature of the entry point. */
+typedef const kanban_plugin_descriptor* (*kanban_plugin_entry_fn)(void);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* KANBAN_PLUGIN_H */
