@@ -16,12 +16,19 @@ constexpr std::int64_t kNsPerMs = 1'000'000;
 constexpr std::int64_t kDuplicateWindowNs = 120LL * 1000 * kNsPerMs;  // 2 min Nats-Msg-Id dedup
 // Ack wait = handler timeout + this margin (progress() extends it further).
 constexpr std::int64_t kAckWaitMarginMs = 10'000;
-// Priority polling: an empty level costs a Fetch of kProbeMs; after one came
-// back empty it is not probed again for kEmptyRecheck while another level
-// has work. So a new high item waits at most ~kEmptyRecheck behind a
-// normal/low backlog, and a backlog in `high` always goes first.
-constexpr std::int64_t kProbeMs = 2;
+// Priority: levels are tried high → normal → low. Whether a level has work
+// is decided from definitive answers, never from a short Fetch timing out
+// (under load a reply can take longer than any short timeout, and a
+// non-empty `high` would look empty): the consumer's NumPending (a JS API
+// request that waits for its reply), or the NumPending metadata of the last
+// message fetched from that level. A level found empty is not asked again
+// for kEmptyRecheck while another level has work, so a new high item waits
+// at most that long behind a lower-priority batch.
 constexpr auto kEmptyRecheck = std::chrono::milliseconds(10);
+// How long a Fetch waits on a level known to have work (it returns as soon
+// as the first messages arrive; only a race with another worker that took
+// them makes it wait this long).
+constexpr std::int64_t kKnownWorkWaitMs = 50;
 
 std::string natsError(natsStatus s, jsErrCode jerr = static_cast<jsErrCode>(0)) {
     std::string text = natsStatus_GetText(s);
@@ -88,6 +95,7 @@ public:
     }
 
     std::uint64_t stream_sequence = 0;
+    std::uint64_t pending_after = 0;  // messages still pending in this consumer
 
 private:
     void check(natsStatus s, const char* what) {
@@ -126,22 +134,42 @@ public:
     DeliveryBatch fetch(int max, std::chrono::milliseconds idle_wait) override {
         const auto now = std::chrono::steady_clock::now();
         for (std::size_t level = 0; level < subs_.size(); ++level) {
-            if (empty_until_[level] > now) continue;
-            DeliveryBatch batch = fetchLevel(level, max, kProbeMs);
+            Level& l = levels_[level];
+            if (l.empty_until > now) continue;
+            if (!l.known_work && pending(level) == 0) {
+                l.empty_until = now + kEmptyRecheck;
+                continue;
+            }
+            DeliveryBatch batch = fetchLevel(level, max, kKnownWorkWaitMs);
             if (!batch.empty()) return batch;
-            empty_until_[level] = now + kEmptyRecheck;
+            l.empty_until = now + kEmptyRecheck;
         }
         // Every level is empty: wait on one of them, rotating so that each
         // level is waited on in turn (an idle worker answers within ~idle_wait).
         const std::size_t level = next_idle_level_++ % subs_.size();
-        DeliveryBatch batch = fetchLevel(level, max, std::max<std::int64_t>(kProbeMs, idle_wait.count()));
-        for (auto& t : empty_until_) t = {};
-        return batch;
+        return fetchLevel(level, max, std::max<std::int64_t>(1, idle_wait.count()));
     }
 
 private:
+    struct Level {
+        std::chrono::steady_clock::time_point empty_until{};
+        bool known_work = false;  // the last message fetched said more were pending
+    };
+
+    // Messages ready for delivery at `level`; unknown (error) counts as 1 so
+    // that a Fetch finds out.
+    std::uint64_t pending(std::size_t level) {
+        jsConsumerInfo* ci = nullptr;
+        jsErrCode jerr = static_cast<jsErrCode>(0);
+        if (natsSubscription_GetConsumerInfo(&ci, subs_[level], nullptr, &jerr) != NATS_OK) return 1;
+        const std::uint64_t n = ci->NumPending;
+        jsConsumerInfo_Destroy(ci);
+        return n;
+    }
+
     DeliveryBatch fetchLevel(std::size_t level, int max, std::int64_t wait_ms) {
         DeliveryBatch out;
+        levels_[level].known_work = false;
         natsMsgList list{};
         jsErrCode jerr = static_cast<jsErrCode>(0);
         natsStatus s = natsSubscription_Fetch(&list, subs_[level], max, wait_ms, &jerr);
@@ -160,6 +188,7 @@ private:
             // A pull request that timed out can still deliver later, next to a
             // redelivery of the same message: hand out one copy per batch.
             if (!seen.insert(d->stream_sequence).second) continue;
+            levels_[level].known_work = d->pending_after > 0;
             out.push_back(std::move(d));
         }
         natsMsgList_Destroy(&list);
@@ -173,6 +202,7 @@ private:
             return false;
         }
         d.stream_sequence = md->Sequence.Stream;
+        d.pending_after = md->NumPending;
         d.attempt = static_cast<std::uint32_t>(std::max<std::uint64_t>(1, md->NumDelivered));
         jsMsgMetaData_Destroy(md);
 
@@ -194,7 +224,7 @@ private:
     JetStream& owner_;
     ConsumerSpec spec_;
     std::vector<natsSubscription*> subs_;  // indexed like kPriorities
-    std::chrono::steady_clock::time_point empty_until_[3]{};
+    Level levels_[3];
     std::size_t next_idle_level_ = 0;
 };
 

@@ -4,6 +4,7 @@
 
 #include <boost/dll/shared_library.hpp>
 
+#include <elf.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -11,7 +12,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <system_error>
+#include <vector>
 
 namespace kanban::host::plugin {
 namespace {
@@ -57,6 +60,46 @@ Result<std::string> privateCopy(const std::string& src) {
     return tmpl;
 }
 
+#if defined(__x86_64__)
+constexpr Elf64_Half kHostMachine = EM_X86_64;
+#elif defined(__aarch64__)
+constexpr Elf64_Half kHostMachine = EM_AARCH64;
+#endif
+
+// dlopen() trusts the ELF headers: a truncated file (a torn copy, an
+// interrupted download) gets its segments mapped past EOF and the process
+// dies of SIGBUS on first touch. So check, before dlopen, that this is a
+// 64-bit shared object for this machine and that every header and loadable
+// segment lies inside the file.
+std::string checkElf(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::error_code ec;
+    const auto size = fs::file_size(path, ec);
+    if (!in || ec) return "cannot read file";
+    Elf64_Ehdr eh{};
+    if (!in.read(reinterpret_cast<char*>(&eh), sizeof eh) ||
+        std::memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0)
+        return "not an ELF file";
+    if (eh.e_ident[EI_CLASS] != ELFCLASS64) return "not a 64-bit ELF object (wrong ELF class)";
+    if (eh.e_type != ET_DYN) return "not a shared object (ELF type " + std::to_string(eh.e_type) + ")";
+    if (eh.e_machine != kHostMachine)
+        return "built for another architecture (ELF machine " + std::to_string(eh.e_machine) + ")";
+    auto within = [size](std::uint64_t off, std::uint64_t len) { return off <= size && len <= size - off; };
+    if (eh.e_phentsize != sizeof(Elf64_Phdr) || !within(eh.e_phoff, std::uint64_t{eh.e_phnum} * sizeof(Elf64_Phdr)))
+        return "truncated or corrupt ELF file (program headers outside the file)";
+    std::vector<Elf64_Phdr> ph(eh.e_phnum);
+    in.seekg(static_cast<std::streamoff>(eh.e_phoff));
+    if (!in.read(reinterpret_cast<char*>(ph.data()), static_cast<std::streamsize>(ph.size() * sizeof(Elf64_Phdr))))
+        return "truncated ELF file";
+    for (const auto& p : ph)
+        if ((p.p_type == PT_LOAD || p.p_type == PT_DYNAMIC) && !within(p.p_offset, p.p_filesz))
+            return "truncated or corrupt ELF file (a segment ends past the end of the file, " + std::to_string(size) +
+                   " bytes)";
+    if (eh.e_shnum != 0 && !within(eh.e_shoff, std::uint64_t{eh.e_shnum} * eh.e_shentsize))
+        return "truncated or corrupt ELF file (section headers outside the file)";
+    return {};
+}
+
 }  // namespace
 
 std::string checkDescriptor(const kanban_plugin_descriptor* d) {
@@ -91,14 +134,30 @@ Result<std::shared_ptr<const Library>> Library::load(const std::string& path) {
 
     std::shared_ptr<Library> lib(new Library());
     lib->path_ = path;
+    // Checked on the private copy, which is what gets loaded: no window for
+    // the file to change between check and load.
+    if (std::string why = checkElf(*copy); !why.empty()) {
+        ::unlink(copy->c_str());
+        return Error{path + ": cannot load plugin: " + why};
+    }
     lib->lib_ = std::make_unique<boost::dll::shared_library>();
-    boost::dll::fs::error_code ec;
-    lib->lib_->load(*copy, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local, ec);
+    std::string load_error;
+    try {
+        // The throwing overload: its message carries dlerror(); the
+        // error_code overload reduces it to "Bad file descriptor".
+        lib->lib_->load(*copy, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+    } catch (const std::exception& e) {
+        // "boost::dll::shared_library::load() failed (dlerror system message: <text>): <errno text>"
+        load_error = e.what();
+        const std::string marker = "dlerror system message: ";
+        if (auto b = load_error.find(marker), e2 = load_error.rfind("): "); b != std::string::npos && e2 > b)
+            load_error = load_error.substr(b + marker.size(), e2 - b - marker.size());
+    }
     // The mapping stays valid after unlink; nothing else may ever open this copy.
     ::unlink(copy->c_str());
-    if (ec) {
+    if (!load_error.empty()) {
         // dlerror() names the private copy; users know the configured path.
-        return Error{path + ": cannot load plugin: " + replaceAll(ec.message(), *copy, path)};
+        return Error{path + ": cannot load plugin: " + replaceAll(load_error, *copy, path)};
     }
     if (!lib->lib_->has(KANBAN_PLUGIN_ENTRY_NAME))
         return Error{path + ": not a TPS Kanban plugin: symbol '" KANBAN_PLUGIN_ENTRY_NAME "' not found"};

@@ -1,0 +1,254 @@
+// The real kanband and kanbanctl binaries against a real nats-server.
+#include "support.hpp"
+
+#include <httplib.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <map>
+#include <regex>
+#include <set>
+
+namespace kanban::test {
+namespace {
+
+using ::testing::HasSubstr;
+
+const std::string kKanband = KANBAND_PATH;
+const std::string kKanbanctl = KANBANCTL_PATH;
+const std::string kPlugins = KANBAN_PLUGIN_DIR;
+const std::string kFixtures = KANBAN_FIXTURE_DIR;
+
+struct DomainSpec {
+    std::string name;
+    std::string plugin;    // path
+    std::string settings;  // TOML inline table body, e.g. out = "/x"
+};
+
+std::string makeConfig(const NatsServer& nats, const std::vector<DomainSpec>& domains, int workers = 2) {
+    std::string t = "[nats]\nservers = [\"" + nats.url() + "\"]\n"
+                    "[admin]\nlisten = \"127.0.0.1:0\"\n"
+                    "[plugins]\ndir = \"" + kPlugins + "\"\n"
+                    "[log]\nlevel = \"info\"\n"
+                    "[workers]\npull_batch = 10\nmin = " + std::to_string(workers) + "\nmax = 20\n";
+    for (const auto& d : domains) {
+        t += "[[domain]]\nname = \"" + d.name + "\"\nplugin = \"" + d.plugin + "\"\ntimeout_ms = 10000\n";
+        if (!d.settings.empty()) t += "settings = { " + d.settings + " }\n";
+    }
+    return t;
+}
+
+// A running kanband; learns its admin port from its log.
+class Kanband {
+public:
+    Kanband(const TempDir& dir, const std::string& config_path)
+        : log_(dir.file("kanband.log")), proc_({kKanband, "--config", config_path}, dir.file("kanband.out"), log_) {
+        const std::regex re("admin: listening on 127\\.0\\.0\\.1:([0-9]+)");
+        waitFor(
+            [&] {
+                std::smatch m;
+                const std::string log = readFile(log_);
+                if (std::regex_search(log, m, re)) port_ = std::stoi(m[1]);
+                return port_ != 0 || !proc_.running();
+            },
+            10s);
+    }
+    int port() const { return port_; }
+    int httpStatus(const std::string& path) {
+        httplib::Client c("127.0.0.1", port_);
+        c.set_connection_timeout(1);
+        auto r = c.Get(path.c_str());
+        return r ? r->status : -1;
+    }
+    bool waitReady() {
+        return port_ != 0 && waitFor([&] { return httpStatus("/readyz") == 200; }, 15s);
+    }
+    std::string log() const { return readFile(log_); }
+    Subprocess& proc() { return proc_; }
+
+private:
+    std::string log_;
+    Subprocess proc_;
+    int port_ = 0;
+};
+
+std::vector<std::string> publish(const std::string& config, const std::string& domain, const std::string& priority,
+                                 int count, const std::string& payload = "{}") {
+    auto r = runCommand({kKanbanctl, "--config", config, "publish", "--domain", domain, "--priority", priority,
+                         "--payload", payload, "--count", std::to_string(count)});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    std::vector<std::string> ids;
+    std::istringstream in(r.out);
+    for (std::string line; std::getline(in, line);) ids.push_back(line);
+    return ids;
+}
+
+TEST(EndToEnd, ThousandItemsOverThreePrioritiesAreHandledExactlyOnce) {
+    NatsServer nats;
+    TempDir dir;
+    const std::string out = dir.file("handled.txt");
+    const std::string cfg = dir.file("kanban.toml");
+    writeFile(cfg, makeConfig(nats, {{"orders", kFixtures + "/recorder.so", "out = \"" + out + "\""}}, 4));
+
+    Kanband kd(dir, cfg);
+    ASSERT_TRUE(kd.waitReady()) << kd.log();
+    EXPECT_EQ(kd.httpStatus("/healthz"), 200);
+
+    std::map<std::string, std::string> published;  // id -> priority
+    const std::pair<const char*, int> plan[] = {{"high", 334}, {"normal", 333}, {"low", 333}};
+    for (auto [prio, n] : plan)
+        for (const auto& id : publish(cfg, "orders", prio, n)) published[id] = prio;
+    ASSERT_EQ(published.size(), 1000u) << "kanbanctl printed duplicate or missing ids";
+
+    ASSERT_TRUE(waitFor([&] { return readLines(out).size() >= 1000; }, 60s))
+        << readLines(out).size() << " handled\n" << kd.log();
+    // Stop first so that any redelivery would have been recorded by now.
+    kd.proc().signal(SIGTERM);
+    const auto code = kd.proc().wait(20s);
+    ASSERT_TRUE(code.has_value()) << "kanband did not stop on SIGTERM";
+    EXPECT_EQ(*code, 0) << kd.log();
+
+    std::map<std::string, int> seen;
+    for (const auto& line : readLines(out)) {
+        std::istringstream f(line);
+        std::string id, prio, attempt;
+        f >> id >> prio >> attempt;
+        ++seen[id];
+        ASSERT_TRUE(published.count(id)) << "unexpected id " << id;
+        EXPECT_EQ(prio, published[id]) << id;
+        EXPECT_EQ(attempt, "1") << id;
+    }
+    EXPECT_EQ(seen.size(), 1000u);
+    for (const auto& [id, n] : seen) EXPECT_EQ(n, 1) << id << " handled " << n << " times";
+    EXPECT_THAT(kd.log(), HasSubstr("kanband stopped"));
+}
+
+TEST(EndToEnd, FailedItemIsDeadLetteredAndTheDaemonKeepsServing) {
+    NatsServer nats;
+    TempDir dir;
+    const std::string cfg = dir.file("kanban.toml");
+    writeFile(cfg, makeConfig(nats, {{"payment", kPlugins + "/payment.so", ""}}));
+    Kanband kd(dir, cfg);
+    ASSERT_TRUE(kd.waitReady()) << kd.log();
+    auto bad = publish(cfg, "payment", "normal", 1, R"({"amount": -5, "account": "a"})");
+    auto good = publish(cfg, "payment", "normal", 1, R"({"amount": 5, "account": "acct-9"})");
+    ASSERT_EQ(bad.size(), 1u);
+    ASSERT_EQ(good.size(), 1u);
+    ASSERT_TRUE(waitFor([&] { return kd.log().find("charged 5 EUR to acct-9") != std::string::npos; }, 10s)) << kd.log();
+    ASSERT_TRUE(waitFor([&] { return kd.log().find("item dead-lettered domain=payment id=" + bad[0]) != std::string::npos; }, 10s));
+    EXPECT_THAT(kd.log(), HasSubstr("reason=\"payload.amount must be positive\""));
+    EXPECT_EQ(kd.httpStatus("/readyz"), 200);
+}
+
+TEST(EndToEnd, PluginForAnotherAbiMajorIsRefusedAndOtherDomainsRun) {
+    NatsServer nats;
+    TempDir dir;
+    const std::string out = dir.file("handled.txt");
+    const std::string cfg = dir.file("kanban.toml");
+    const std::string bad_plugin = kFixtures + "/abi_major_mismatch.so";
+    writeFile(cfg, makeConfig(nats, {{"legacy", bad_plugin, ""}, {"orders", kFixtures + "/recorder.so", "out = \"" + out + "\""}}));
+
+    auto check = runCommand({kKanband, "--check-config", cfg});
+    EXPECT_EQ(check.exit_code, 1);
+    EXPECT_THAT(check.err, HasSubstr(bad_plugin + ": plugin ABI 2.0 is not supported by this host (ABI 1.0)"));
+
+    Kanband kd(dir, cfg);
+    ASSERT_TRUE(kd.waitReady()) << kd.log();
+    EXPECT_THAT(kd.log(), HasSubstr("domain not started domain=legacy"));
+    EXPECT_THAT(kd.log(), HasSubstr("plugin ABI 2.0 is not supported"));
+    auto ids = publish(cfg, "orders", "normal", 3);
+    EXPECT_TRUE(waitFor([&] { return readLines(out).size() == 3; }, 10s)) << kd.log();
+}
+
+TEST(EndToEnd, CheckConfigValidatesWithoutTouchingBrokers) {
+    TempDir dir;
+    const std::string good = dir.file("good.toml");
+    // Points at a NATS port nobody listens on: --check-config must not care.
+    writeFile(good, "[nats]\nservers = [\"nats://127.0.0.1:1\"]\n[plugins]\ndir = \"" + kPlugins +
+                        "\"\n[[domain]]\nname = \"payment\"\n[domain.settings]\ncurrency = \"EUR\"\n");
+    auto ok = runCommand({kKanband, "--check-config", good});
+    EXPECT_EQ(ok.exit_code, 0) << ok.err;
+    EXPECT_THAT(ok.out, HasSubstr("OK (1 domain, 0 schedules)"));
+
+    const std::string bad = dir.file("bad.toml");
+    writeFile(bad, "[workers]\nmin = 2\nmin = 3\n");
+    auto r = runCommand({kKanband, "--check-config", bad});
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_THAT(r.err, HasSubstr(bad + ":3:"));
+
+    const std::string bad_settings = dir.file("settings.toml");
+    writeFile(bad_settings, "[plugins]\ndir = \"" + kPlugins + "\"\n[[domain]]\nname = \"payment\"\n[domain.settings]\ncurrency = \"\"\n");
+    auto s = runCommand({kKanband, "--check-config", bad_settings});
+    EXPECT_EQ(s.exit_code, 1);
+    EXPECT_THAT(s.err, HasSubstr("create() failed: settings.currency must not be empty"));
+
+    auto via_ctl = runCommand({kKanbanctl, "config", "check", bad});
+    EXPECT_EQ(via_ctl.exit_code, 1);
+    EXPECT_THAT(via_ctl.err, HasSubstr(bad + ":3:"));
+
+    // A bad config at startup exits non-zero.
+    auto start = runCommand({kKanband, "--config", bad}, 10s);
+    EXPECT_EQ(start.exit_code, 1);
+}
+
+TEST(EndToEnd, KanbanctlExitCodes) {
+    NatsServer nats;
+    TempDir dir;
+    const std::string cfg = dir.file("kanban.toml");
+    writeFile(cfg, makeConfig(nats, {{"payment", kPlugins + "/payment.so", ""}}));
+
+    auto unknown = runCommand({kKanbanctl, "--config", cfg, "publish", "--domain", "nosuch", "--payload", "{}"});
+    EXPECT_EQ(unknown.exit_code, 64);
+    EXPECT_EQ(unknown.err, "kanbanctl: unknown domain \"nosuch\" (configured: payment)\n");
+
+    auto bad_prio = runCommand({kKanbanctl, "--config", cfg, "publish", "--domain", "payment", "--priority", "urgent", "--payload", "{}"});
+    EXPECT_EQ(bad_prio.exit_code, 64);
+    EXPECT_EQ(std::count(bad_prio.err.begin(), bad_prio.err.end(), '\n'), 1) << bad_prio.err;
+
+    auto no_payload = runCommand({kKanbanctl, "--config", cfg, "publish", "--domain", "payment"});
+    EXPECT_EQ(no_payload.exit_code, 64);
+
+    auto no_file = runCommand({kKanbanctl, "--config", cfg, "publish", "--domain", "payment", "--file", dir.file("missing.json")});
+    EXPECT_EQ(no_file.exit_code, 66);
+    EXPECT_THAT(no_file.err, HasSubstr("missing.json"));
+
+    auto no_config = runCommand({kKanbanctl, "--config", dir.file("nope.toml"), "publish", "--domain", "payment", "--payload", "{}"});
+    EXPECT_EQ(no_config.exit_code, 66);
+
+    const std::string down = dir.file("down.toml");
+    writeFile(down, "[nats]\nservers = [\"nats://127.0.0.1:1\"]\n[[domain]]\nname = \"payment\"\n");
+    auto unreachable = runCommand({kKanbanctl, "--config", down, "publish", "--domain", "payment", "--payload", "{}"});
+    EXPECT_EQ(unreachable.exit_code, 69);
+    EXPECT_THAT(unreachable.err, HasSubstr("cannot connect"));
+
+    const std::string file = dir.file("p.json");
+    writeFile(file, R"({"amount": 1, "account": "a"})");
+    auto with_id = runCommand({kKanbanctl, "--config", cfg, "publish", "--domain", "payment", "--file", file, "--id", "my-id-1"});
+    EXPECT_EQ(with_id.exit_code, 0) << with_id.err;
+    EXPECT_EQ(with_id.out, "my-id-1\n");
+}
+
+TEST(EndToEnd, OutOfTreePluginBuiltAgainstTheInstalledSdkHandlesItems) {
+    const char* plugin = std::getenv("KANBAN_SDK_CONSUMER_PLUGIN");
+    ASSERT_NE(plugin, nullptr) << "run through ctest: the sdk_consumer_build fixture builds the plugin";
+    NatsServer nats;
+    TempDir dir;
+    const std::string out = dir.file("echo.txt");
+    const std::string cfg = dir.file("kanban.toml");
+    writeFile(cfg, makeConfig(nats, {{"echo", plugin, "out = \"" + out + "\""}}));
+    auto check = runCommand({kKanband, "--check-config", cfg});
+    ASSERT_EQ(check.exit_code, 0) << check.err;
+
+    Kanband kd(dir, cfg);
+    ASSERT_TRUE(kd.waitReady()) << kd.log();
+    EXPECT_THAT(kd.log(), HasSubstr("plugin loaded domain=echo plugin=echo version=0.1.0"));
+    auto ids = publish(cfg, "echo", "normal", 5);
+    ASSERT_TRUE(waitFor([&] { return readLines(out).size() == 5; }, 10s)) << kd.log();
+    const auto handled = readLines(out);
+    EXPECT_EQ(std::set<std::string>(ids.begin(), ids.end()), std::set<std::string>(handled.begin(), handled.end()));
+}
+
+}  // namespace
+}  // namespace kanban::test

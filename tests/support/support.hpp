@@ -1,0 +1,86 @@
+// Test harness: temporary directories, child processes, a real nats-server
+// on a random loopback port, and waiting for conditions with a timeout.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace kanban::test {
+
+using namespace std::chrono_literals;
+
+// Polls `condition` until it holds or `timeout` passes; returns its last value.
+bool waitFor(const std::function<bool()>& condition, std::chrono::milliseconds timeout,
+             std::chrono::milliseconds poll = 20ms);
+
+// A fresh directory under $TMPDIR, removed with its contents on destruction.
+class TempDir {
+public:
+    TempDir();
+    ~TempDir();
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+    const std::string& path() const { return path_; }
+    std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+private:
+    std::string path_;
+};
+
+std::string readFile(const std::string& path);
+void writeFile(const std::string& path, const std::string& text);
+std::vector<std::string> readLines(const std::string& path);
+
+// A child process; stdout and stderr go to files. Killed (SIGKILL) and
+// reaped on destruction if still running. Only ever signals its own PID.
+class Subprocess {
+public:
+    Subprocess(std::vector<std::string> argv, std::string stdout_path, std::string stderr_path);
+    ~Subprocess();
+    Subprocess(const Subprocess&) = delete;
+    Subprocess& operator=(const Subprocess&) = delete;
+
+    pid_t pid() const { return pid_; }
+    bool running();
+    void signal(int sig);
+    // Waits for exit; the exit code (128+N when killed by signal N), or
+    // nullopt on timeout.
+    std::optional<int> wait(std::chrono::milliseconds timeout);
+    const std::string& stdoutPath() const { return out_; }
+    const std::string& stderrPath() const { return err_; }
+
+private:
+    pid_t pid_ = -1;
+    std::optional<int> status_;
+    std::string out_, err_;
+};
+
+// Runs a command to completion; returns its exit code (or -1 on timeout)
+// and captures stdout and stderr.
+struct CommandResult {
+    int exit_code = -1;
+    std::string out;
+    std::string err;
+};
+CommandResult runCommand(const std::vector<std::string>& argv, std::chrono::milliseconds timeout = 60s);
+
+// nats-server -js on 127.0.0.1 with a random port and its own store dir.
+class NatsServer {
+public:
+    NatsServer();
+    ~NatsServer();
+    int port() const { return port_; }
+    std::string url() const { return "nats://127.0.0.1:" + std::to_string(port_); }
+
+private:
+    TempDir dir_;
+    std::optional<Subprocess> proc_;
+    int port_ = 0;
+};
+
+}  // namespace kanban::test
