@@ -147,6 +147,12 @@ public:
         }
     }
 
+    // An error located at `key` of this section (or at the section if absent).
+    void error(std::string_view key, const std::string& message) { diag_.atKey(full(key), message); }
+    void errorAtTable(const std::string& message) {
+        if (table_ != nullptr) diag_.at(table_->source(), message);
+    }
+
     std::string full(std::string_view key) const { return prefix_.empty() ? std::string(key) : prefix_ + "." + std::string(key); }
 
 private:
@@ -233,30 +239,45 @@ std::string settingsToJson(const toml::table& t) {
     return nlohmann::json::parse(out.str()).dump();
 }
 
+// The tables of an array of tables `[[key]]` (empty when absent), reporting
+// any other shape.
+std::vector<const toml::table*> arrayOfTables(const toml::node* n, const std::string& key, Diagnostics& diag) {
+    std::vector<const toml::table*> out;
+    if (n == nullptr) return out;
+    const toml::array* arr = n->as_array();
+    if (arr == nullptr || !arr->is_array_of_tables()) {
+        diag.at(n->source(), "'" + key + "' must be an array of tables ([[" + key + "]])");
+        return out;
+    }
+    for (const toml::node& e : *arr) out.push_back(e.as_table());
+    return out;
+}
+
+// Reads the required, valid, unique `name` of one [[domain]] or [[schedule]].
+void uniqueName(Section& s, const std::string& prefix, const char* kind, bool (*valid)(std::string_view),
+                const char* rule, std::set<std::string>& seen, std::string& out) {
+    if (!s.string("name", out))
+        s.errorAtTable(prefix + ": missing required key 'name'");
+    else if (!valid(out))
+        s.error("name", std::string(kind) + " name \"" + out + "\" must match " + rule);
+    else if (!seen.insert(out).second)
+        s.error("name", "duplicate " + std::string(kind) + " \"" + out + "\"");
+}
+
 void parseDomains(Section& root, Config& cfg, Diagnostics& diag, const fs::path& base_dir) {
     const toml::node* n = root.node("domain");
     if (n == nullptr) {
         diag.atKey("", "no [[domain]] configured: kanband needs at least one domain");
         return;
     }
-    const toml::array* arr = n->as_array();
-    if (arr == nullptr || !arr->is_array_of_tables()) {
-        diag.at(n->source(), "'domain' must be an array of tables ([[domain]])");
-        return;
-    }
     std::set<std::string> seen;
-    for (std::size_t i = 0; i < arr->size(); ++i) {
-        const toml::table* t = (*arr)[i].as_table();
+    const auto tables = arrayOfTables(n, "domain", diag);
+    for (std::size_t i = 0; i < tables.size(); ++i) {
         const std::string prefix = "domain[" + std::to_string(i) + "]";
-        Section s(t, prefix, diag);
+        Section s(tables[i], prefix, diag);
         DomainConfig d;
-        if (!s.string("name", d.name)) {
-            diag.at(t->source(), prefix + ": missing required key 'name'");
-        } else if (!isValidDomainName(d.name)) {
-            diag.atKey(prefix + ".name", "domain name \"" + d.name + "\" must match [a-z0-9_-]+ (at most 64 characters)");
-        } else if (!seen.insert(d.name).second) {
-            diag.atKey(prefix + ".name", "duplicate domain \"" + d.name + "\"");
-        }
+        uniqueName(s, prefix, "domain", &isValidDomainName, "[a-z0-9_-]+ (at most 64 characters)", seen,
+                   d.name);
         s.string("plugin", d.plugin);
         s.integer("timeout_ms", d.timeout_ms, 1, 24LL * 3600 * 1000);
         if (const toml::node* st = s.node("settings")) {
@@ -277,25 +298,14 @@ void parseDomains(Section& root, Config& cfg, Diagnostics& diag, const fs::path&
 }
 
 void parseSchedules(Section& root, Config& cfg, Diagnostics& diag) {
-    const toml::node* n = root.node("schedule");
-    if (n == nullptr) return;
-    const toml::array* arr = n->as_array();
-    if (arr == nullptr || !arr->is_array_of_tables()) {
-        diag.at(n->source(), "'schedule' must be an array of tables ([[schedule]])");
-        return;
-    }
     std::set<std::string> seen;
-    for (std::size_t i = 0; i < arr->size(); ++i) {
-        const toml::table* t = (*arr)[i].as_table();
+    const auto tables = arrayOfTables(root.node("schedule"), "schedule", diag);
+    for (std::size_t i = 0; i < tables.size(); ++i) {
+        const toml::table* t = tables[i];
         const std::string prefix = "schedule[" + std::to_string(i) + "]";
         Section s(t, prefix, diag);
         ScheduleConfig job;
-        if (!s.string("name", job.name))
-            diag.at(t->source(), prefix + ": missing required key 'name'");
-        else if (!isValidIdentifier(job.name))
-            diag.atKey(prefix + ".name", "schedule name \"" + job.name + "\" must match [A-Za-z0-9_-]+");
-        else if (!seen.insert(job.name).second)
-            diag.atKey(prefix + ".name", "duplicate schedule \"" + job.name + "\"");
+        uniqueName(s, prefix, "schedule", &isValidIdentifier, "[A-Za-z0-9_-]+", seen, job.name);
         if (!s.string("domain", job.domain))
             diag.at(t->source(), prefix + ": missing required key 'domain'");
         else if (cfg.findDomain(job.domain) == nullptr)
