@@ -10,6 +10,7 @@
 #include <map>
 #include <regex>
 #include <set>
+#include <thread>
 
 namespace kanban::test {
 namespace {
@@ -160,6 +161,34 @@ TEST(EndToEnd, PluginForAnotherAbiMajorIsRefusedAndOtherDomainsRun) {
     EXPECT_THAT(kd.log(), HasSubstr("plugin ABI 2.0 is not supported"));
     auto ids = publish(cfg, "orders", "normal", 3);
     EXPECT_TRUE(waitFor([&] { return readLines(out).size() == 3; }, 10s)) << kd.log();
+}
+
+TEST(EndToEnd, SurvivesANatsRestartWithoutSpinning) {
+    NatsServer nats;
+    TempDir dir;
+    const std::string out = dir.file("handled.txt");
+    const std::string cfg = dir.file("kanban.toml");
+    writeFile(cfg, makeConfig(nats, {{"orders", kFixtures + "/recorder.so", "out = \"" + out + "\""}}));
+    Kanband kd(dir, cfg);
+    ASSERT_TRUE(kd.waitReady()) << kd.log();
+    publish(cfg, "orders", "normal", 5);
+    ASSERT_TRUE(waitFor([&] { return readLines(out).size() == 5; }, 10s)) << kd.log();
+
+    nats.stop();
+    EXPECT_TRUE(waitFor([&] { return kd.httpStatus("/readyz") == 503; }, 10s)) << "not ready during the outage";
+    EXPECT_EQ(kd.httpStatus("/healthz"), 200);  // alive all along
+    std::this_thread::sleep_for(2s);  // an outage of a known length, to bound the retries logged in it
+    nats.start();
+    ASSERT_TRUE(waitFor([&] { return kd.httpStatus("/readyz") == 200; }, 20s)) << kd.log();
+
+    publish(cfg, "orders", "high", 5);
+    EXPECT_TRUE(waitFor([&] { return readLines(out).size() == 10; }, 30s)) << kd.log();
+    ASSERT_TRUE(kd.proc().running());
+    // Retries back off (250 ms doubling, 2 workers): a spinning loop would log thousands.
+    const std::string log = kd.log();
+    std::size_t warnings = 0;
+    for (std::size_t pos = 0; (pos = log.find(" warning ", pos)) != std::string::npos; ++pos) ++warnings;
+    EXPECT_LT(warnings, 60u) << log;
 }
 
 TEST(EndToEnd, CheckConfigValidatesWithoutTouchingBrokers) {

@@ -52,7 +52,10 @@ protected:
         DeliveryBatch all;
         kanban::test::waitFor(
             [&] {
-                for (auto& d : c.fetch(batch, 50ms)) all.push_back(std::move(d));
+                auto got = c.fetch(batch, 50ms);
+                EXPECT_TRUE(got.ok()) << (got.ok() ? "" : got.message());
+                if (got)
+                    for (auto& d : *got) all.push_back(std::move(d));
                 return all.size() >= n;
             },
             timeout, 0ms);
@@ -82,7 +85,9 @@ TEST_F(JetStreamTest, PublishedItemIsPulledWithItsMetadataAndAckedOnce) {
     EXPECT_EQ(d.deadline_unix_ms, 1893456000000);
     d.ack();
     got.clear();
-    EXPECT_TRUE(c->fetch(10, 300ms).empty());
+    auto rest = c->fetch(10, 300ms);
+    ASSERT_TRUE(rest.ok());
+    EXPECT_TRUE(rest->empty());
 }
 
 TEST_F(JetStreamTest, SameIdIsStoredOnce) {
@@ -106,8 +111,9 @@ TEST_F(JetStreamTest, HighBeforeNormalBeforeLowWithABacklogInAll) {
     std::vector<std::string> ids;
     while (order.size() < 18) {
         auto batch = c->fetch(4, 200ms);
-        ASSERT_FALSE(batch.empty()) << "stalled after " << order.size();
-        for (auto& d : batch) {
+        ASSERT_TRUE(batch.ok()) << batch.message();
+        ASSERT_FALSE(batch->empty()) << "stalled after " << order.size();
+        for (auto& d : *batch) {
             order.push_back(d->priority);
             ids.push_back(d->id);
             d->ack();
@@ -126,9 +132,10 @@ TEST_F(JetStreamTest, NeverHandsOutMoreThanTheBatch) {
     std::set<std::string> ids;
     while (ids.size() < 25) {
         auto batch = c->fetch(10, 200ms);
-        ASSERT_FALSE(batch.empty());
-        EXPECT_LE(batch.size(), 10u);
-        for (auto& d : batch) {
+        ASSERT_TRUE(batch.ok()) << batch.message();
+        ASSERT_FALSE(batch->empty());
+        EXPECT_LE(batch->size(), 10u);
+        for (auto& d : *batch) {
             EXPECT_TRUE(ids.insert(d->id).second) << "duplicate " << d->id;
             d->ack();
         }

@@ -122,8 +122,14 @@ CommandResult runCommand(const std::vector<std::string>& argv, std::chrono::mill
     return r;
 }
 
-NatsServer::NatsServer() {
-    proc_.emplace(std::vector<std::string>{"nats-server", "-a", "127.0.0.1", "-p", "-1", "-js", "-sd",
+NatsServer::NatsServer() { start(); }
+
+void NatsServer::start() {
+    // Port -1 = any free port (no race between picking and binding); a
+    // restart reuses the port it got.
+    const std::string port = port_ == 0 ? "-1" : std::to_string(port_);
+    proc_.reset();
+    proc_.emplace(std::vector<std::string>{"nats-server", "-a", "127.0.0.1", "-p", port, "-js", "-sd",
                                            dir_.file("store"), "--ports_file_dir", dir_.path()},
                   dir_.file("nats.out"), dir_.file("nats.log"));
     const std::string ports = dir_.file("nats-server_" + std::to_string(proc_->pid()) + ".ports");
@@ -143,9 +149,13 @@ NatsServer::NatsServer() {
     if (!up) throw std::runtime_error("nats-server did not start: " + readFile(dir_.file("nats.log")));
 }
 
-NatsServer::~NatsServer() {
+void NatsServer::stop() {
+    if (!proc_) return;
     proc_->signal(SIGTERM);
     if (!proc_->wait(10s)) proc_->signal(SIGKILL);
+    proc_.reset();
 }
+
+NatsServer::~NatsServer() { stop(); }
 
 }  // namespace kanban::test

@@ -72,10 +72,13 @@ CommandResult runCommand(const std::vector<std::string>& argv, std::chrono::mill
 // nats-server -js on 127.0.0.1 with a random port and its own store dir.
 class NatsServer {
 public:
-    NatsServer();
+    NatsServer();  // started
     ~NatsServer();
     int port() const { return port_; }
     std::string url() const { return "nats://127.0.0.1:" + std::to_string(port_); }
+    // Graceful stop (SIGTERM), and a restart on the same port and store.
+    void stop();
+    void start();
 
 private:
     TempDir dir_;

@@ -127,21 +127,26 @@ public:
             natsStatus s = js_PullSubscribe(&sub, owner_.js(), subject.c_str(), durable.c_str(), nullptr, &so, &jerr);
             if (s != NATS_OK) return Error{"pull subscribe " + durable + ": " + natsError(s, jerr)};
             subs_.push_back(sub);
+            durables_.push_back(durable);
         }
         return Ok{};
     }
 
-    DeliveryBatch fetch(int max, std::chrono::milliseconds idle_wait) override {
+    Result<DeliveryBatch> fetch(int max, std::chrono::milliseconds idle_wait) override {
         const auto now = std::chrono::steady_clock::now();
         for (std::size_t level = 0; level < subs_.size(); ++level) {
             Level& l = levels_[level];
             if (l.empty_until > now) continue;
-            if (!l.known_work && pending(level) == 0) {
-                l.empty_until = now + kEmptyRecheck;
-                continue;
+            if (!l.known_work) {
+                auto n = pending(level);
+                if (!n) return n.error();
+                if (*n == 0) {
+                    l.empty_until = now + kEmptyRecheck;
+                    continue;
+                }
             }
-            DeliveryBatch batch = fetchLevel(level, max, kKnownWorkWaitMs);
-            if (!batch.empty()) return batch;
+            auto batch = fetchLevel(level, max, kKnownWorkWaitMs);
+            if (!batch || !batch->empty()) return batch;
             l.empty_until = now + kEmptyRecheck;
         }
         // Every level is empty: wait on one of them, rotating so that each
@@ -156,28 +161,30 @@ private:
         bool known_work = false;  // the last message fetched said more were pending
     };
 
-    // Messages ready for delivery at `level`; unknown (error) counts as 1 so
-    // that a Fetch finds out.
-    std::uint64_t pending(std::size_t level) {
+    // Messages ready for delivery at `level`.
+    Result<std::uint64_t> pending(std::size_t level) {
         jsConsumerInfo* ci = nullptr;
         jsErrCode jerr = static_cast<jsErrCode>(0);
-        if (natsSubscription_GetConsumerInfo(&ci, subs_[level], nullptr, &jerr) != NATS_OK) return 1;
+        // (natsSubscription_GetConsumerInfo refuses pull subscriptions bound
+        // with so.Consumer in cnats 3.4: "Invalid Subscription".)
+        const std::string& durable = durables_[level];
+        if (natsStatus s = js_GetConsumerInfo(&ci, owner_.js(), owner_.streamName().c_str(), durable.c_str(), nullptr, &jerr);
+            s != NATS_OK)
+            return Error{"consumer info " + durable + ": " + natsError(s, jerr)};
         const std::uint64_t n = ci->NumPending;
         jsConsumerInfo_Destroy(ci);
         return n;
     }
 
-    DeliveryBatch fetchLevel(std::size_t level, int max, std::int64_t wait_ms) {
+    Result<DeliveryBatch> fetchLevel(std::size_t level, int max, std::int64_t wait_ms) {
         DeliveryBatch out;
         levels_[level].known_work = false;
         natsMsgList list{};
         jsErrCode jerr = static_cast<jsErrCode>(0);
         natsStatus s = natsSubscription_Fetch(&list, subs_[level], max, wait_ms, &jerr);
         if (s == NATS_TIMEOUT) return out;
-        if (s != NATS_OK) {
-            spdlog::warn("nats: fetch {} failed: {}", durableName(spec_.domain, kPriorities[level]), natsError(s, jerr));
-            return out;
-        }
+        if (s != NATS_OK)
+            return Error{"fetch " + durableName(spec_.domain, kPriorities[level]) + ": " + natsError(s, jerr)};
         std::unordered_set<std::uint64_t> seen;
         out.reserve(static_cast<std::size_t>(list.Count));
         for (int i = 0; i < list.Count; ++i) {
@@ -224,6 +231,7 @@ private:
     JetStream& owner_;
     ConsumerSpec spec_;
     std::vector<natsSubscription*> subs_;  // indexed like kPriorities
+    std::vector<std::string> durables_;    // same index
     Level levels_[3];
     std::size_t next_idle_level_ = 0;
 };
@@ -352,6 +360,9 @@ Status JetStream::ensureConsumer(const ConsumerSpec& spec, Priority priority) {
 }
 
 Result<std::unique_ptr<Consumer>> JetStream::openConsumer(const ConsumerSpec& spec) {
+    // Opening a consumer is rare (start, or recovery after an error), and a
+    // broker that lost its state needs the streams back: always re-declare.
+    streams_ready_ = false;
     if (Status s = ensureStreams(); !s) return s.error();
     for (Priority p : kPriorities)
         if (Status s = ensureConsumer(spec, p); !s) return s.error();

@@ -66,7 +66,9 @@ public:
     virtual ~Consumer() = default;
     // Pulls at most `max` items, high priority first. Blocks up to about
     // `idle_wait` when every level is empty; returns an empty batch then.
-    virtual DeliveryBatch fetch(int max, std::chrono::milliseconds idle_wait) = 0;
+    // An error means this consumer is unusable (connection lost, consumer
+    // deleted on the server): drop it and open a new one after a backoff.
+    virtual Result<DeliveryBatch> fetch(int max, std::chrono::milliseconds idle_wait) = 0;
 };
 
 struct ConsumerSpec {

@@ -76,10 +76,16 @@ void DomainWorkers::run(std::size_t index) {
             retry_wait = std::chrono::milliseconds(250);
             spdlog::debug("worker {} of domain={} pulling", index, domain);
         }
-        broker::DeliveryBatch batch =
-            consumer->fetch(static_cast<int>(settings_.workers.pull_batch), settings_.idle_wait);
-        counters_.pulled.fetch_add(batch.size(), std::memory_order_relaxed);
-        for (auto& d : batch) {
+        auto batch = consumer->fetch(static_cast<int>(settings_.workers.pull_batch), settings_.idle_wait);
+        if (!batch) {
+            // Drop the consumer and open a new one after a backoff: never spin.
+            spdlog::warn("worker {} of domain={}: {}; reopening", index, domain, batch.message());
+            consumer.reset();
+            sleepUnlessStopped(retry_wait);
+            continue;
+        }
+        counters_.pulled.fetch_add(batch->size(), std::memory_order_relaxed);
+        for (auto& d : *batch) {
             if (stop_.load()) {
                 d->release();  // not started: back to the broker for prompt redelivery
                 counters_.released.fetch_add(1, std::memory_order_relaxed);
