@@ -371,62 +371,53 @@ Result<std::unique_ptr<Consumer>> JetStream::openConsumer(const ConsumerSpec& sp
     return std::unique_ptr<Consumer>(std::move(consumer));
 }
 
-Result<PublishAck> JetStream::publish(const PublishRequest& request) {
-    if (request.id.empty()) return Error{"publish: empty work id"};
-    const std::string subject = workSubject(request.domain, request.priority);
+Result<PublishAck> JetStream::publishSync(const std::string& subject, std::string_view body, const Headers& headers) {
     natsMsg* m = nullptr;
-    natsStatus s = natsMsg_Create(&m, subject.c_str(), nullptr, request.payload.data(),
-                                  static_cast<int>(request.payload.size()));
-    if (s == NATS_OK) s = natsMsgHeader_Set(m, "Nats-Msg-Id", request.id.c_str());
-    if (s == NATS_OK) s = natsMsgHeader_Set(m, "Kanban-Created", std::to_string(nowUnixMs()).c_str());
-    if (s == NATS_OK && request.deadline_unix_ms)
-        s = natsMsgHeader_Set(m, "Kanban-Deadline", std::to_string(*request.deadline_unix_ms).c_str());
+    natsStatus s = natsMsg_Create(&m, subject.c_str(), nullptr, body.data(), static_cast<int>(body.size()));
+    for (const auto& [key, value] : headers)
+        if (s == NATS_OK) s = natsMsgHeader_Set(m, key.c_str(), value.c_str());
     if (s != NATS_OK) {
         natsMsg_Destroy(m);
-        return Error{"publish: cannot build message: " + natsError(s)};
+        return Error{"publish to " + subject + ": cannot build message: " + natsError(s)};
     }
-    for (int round = 0; round < 2; ++round) {
-        jsPubAck* pa = nullptr;
-        jsErrCode jerr = static_cast<jsErrCode>(0);
-        s = js_PublishMsg(&pa, js_, m, nullptr, &jerr);
-        if (s == NATS_OK) {
-            PublishAck ack{pa->Sequence, pa->Duplicate};
-            jsPubAck_Destroy(pa);
+    jsPubAck* pa = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    s = js_PublishMsg(&pa, js_, m, nullptr, &jerr);
+    // No stream listens yet (first use on a fresh server): declare, retry once.
+    if (s == NATS_NO_RESPONDERS && !streams_ready_.load()) {
+        if (Status st = ensureStreams(); !st) {
             natsMsg_Destroy(m);
-            return ack;
+            return st.error();
         }
-        // No stream listens yet (first use on a fresh server): declare, retry once.
-        if (s == NATS_NO_RESPONDERS && round == 0 && !streams_ready_.load()) {
-            if (Status st = ensureStreams(); !st) {
-                natsMsg_Destroy(m);
-                return st.error();
-            }
-            continue;
-        }
-        natsMsg_Destroy(m);
-        return Error{"publish to " + subject + ": " + natsError(s, jerr)};
+        s = js_PublishMsg(&pa, js_, m, nullptr, &jerr);
     }
     natsMsg_Destroy(m);
-    return Error{"publish to " + subject + ": no stream captures this subject"};
+    if (s != NATS_OK) return Error{"publish to " + subject + ": " + natsError(s, jerr)};
+    PublishAck ack{pa->Sequence, pa->Duplicate};
+    jsPubAck_Destroy(pa);
+    return ack;
+}
+
+Result<PublishAck> JetStream::publish(const PublishRequest& request) {
+    if (request.id.empty()) return Error{"publish: empty work id"};
+    Headers headers{{"Nats-Msg-Id", request.id}, {"Kanban-Created", std::to_string(nowUnixMs())}};
+    if (request.deadline_unix_ms) headers.emplace_back("Kanban-Deadline", std::to_string(*request.deadline_unix_ms));
+    return publishSync(workSubject(request.domain, request.priority), request.payload, headers);
 }
 
 Status JetStream::publishDeadLetter(natsMsg* original, const std::string& id, const std::string& domain,
                                     std::uint32_t attempts, std::string_view reason) {
-    const std::string subject = deadLetterSubject(domain);
-    natsMsg* m = nullptr;
-    natsStatus s = natsMsg_Create(&m, subject.c_str(), nullptr, natsMsg_GetData(original), natsMsg_GetDataLength(original));
     // The original id doubles as the DLQ dedup key: a crash between this
     // publish and the Term leads to a redelivery, whose DLQ copy is dropped.
-    if (s == NATS_OK) s = natsMsgHeader_Set(m, "Nats-Msg-Id", id.c_str());
-    if (s == NATS_OK) s = natsMsgHeader_Set(m, "Kanban-Reason", std::string(reason).c_str());
-    if (s == NATS_OK) s = natsMsgHeader_Set(m, "Kanban-Attempts", std::to_string(attempts).c_str());
-    if (s == NATS_OK) s = natsMsgHeader_Set(m, "Kanban-Original-Subject", natsMsg_GetSubject(original));
+    Headers headers{{"Nats-Msg-Id", id},
+                    {"Kanban-Reason", std::string(reason)},
+                    {"Kanban-Attempts", std::to_string(attempts)},
+                    {"Kanban-Original-Subject", natsMsg_GetSubject(original)}};
     for (const char* key : {"Kanban-Deadline", "Kanban-Created"})
-        if (const char* v = header(original, key); s == NATS_OK && v != nullptr) s = natsMsgHeader_Set(m, key, v);
-    jsErrCode jerr = static_cast<jsErrCode>(0);
-    if (s == NATS_OK) s = js_PublishMsg(nullptr, js_, m, nullptr, &jerr);
-    natsMsg_Destroy(m);
-    if (s != NATS_OK) return Error{"dead-letter publish to " + subject + ": " + natsError(s, jerr)};
+        if (const char* v = header(original, key)) headers.emplace_back(key, v);
+    const std::string_view body(natsMsg_GetData(original), static_cast<std::size_t>(natsMsg_GetDataLength(original)));
+    auto ack = publishSync(deadLetterSubject(domain), body, headers);
+    if (!ack) return Error{"dead-letter " + ack.message()};
     return Ok{};
 }
 

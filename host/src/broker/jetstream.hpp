@@ -12,8 +12,8 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
-#include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 struct __natsConnection;
@@ -54,8 +54,12 @@ public:
     __jsCtx* js() const { return js_; }
 
 private:
+    using Headers = std::vector<std::pair<std::string, std::string>>;
+
     explicit JetStream(JetStreamOptions options) : options_(std::move(options)) {}
     Status ensureConsumer(const ConsumerSpec& spec, Priority priority);
+    // Publishes and waits for the stream's ack.
+    Result<PublishAck> publishSync(const std::string& subject, std::string_view body, const Headers& headers);
 
     JetStreamOptions options_;
     __natsConnection* nc_ = nullptr;
@@ -64,7 +68,7 @@ private:
     std::atomic<bool> streams_ready_{false};
 };
 
-// "work_stream-<n>" style names for consumers: `<domain>_<priority>`.
+// Durable `<domain>_<priority>`, subject `kanban.<priority>.<domain>`, DLQ `kanban.dlq.<domain>`.
 std::string durableName(std::string_view domain, Priority priority);
 std::string workSubject(std::string_view domain, Priority priority);
 std::string deadLetterSubject(std::string_view domain);
