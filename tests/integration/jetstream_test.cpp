@@ -8,7 +8,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <map>
+#include <regex>
 #include <set>
+#include <thread>
 
 namespace kanban::host::broker {
 namespace {
@@ -182,7 +186,10 @@ TEST_F(JetStreamTest, DeadLetterStoresCopyWithHeadersThenRemovesOriginal) {
     EXPECT_EQ(hdr("Kanban-Reason"), "because");
     EXPECT_EQ(hdr("Kanban-Attempts"), "1");
     EXPECT_EQ(hdr("Kanban-Original-Subject"), "kanban.low.dl");
-    EXPECT_EQ(hdr("Nats-Msg-Id"), "dl-1");
+    EXPECT_EQ(hdr("Kanban-Original-Id"), "dl-1");
+    // Keyed by the original's stream position, not by the work id: a replayed
+    // item that fails again is dead-lettered again, not dropped as a duplicate.
+    EXPECT_EQ(hdr("Nats-Msg-Id"), "dlq:KANBAN:1");
     natsMsg_Destroy(m);
 
     jsStreamInfo* si = nullptr;
@@ -216,9 +223,189 @@ TEST_F(JetStreamTest, DeclarationIsIdempotentAndFollowsConfigChanges) {
     jsConsumerInfo* ci = nullptr;
     jsErrCode jerr = static_cast<jsErrCode>(0);
     ASSERT_EQ(js_GetConsumerInfo(&ci, js_->js(), "KANBAN", "x_high", nullptr, &jerr), NATS_OK);
-    EXPECT_EQ(ci->Config->AckWait, (5000 + 10000) * 1'000'000LL);  // ack wait > handler timeout
+    EXPECT_EQ(ci->Config->AckWait, (5000 + 2500) * 1'000'000LL);  // ack wait > handler timeout
     EXPECT_EQ(std::string(ci->Config->FilterSubject), "kanban.high.x");
+    EXPECT_EQ(ci->Config->MaxAckPending, 200);  // the spec's in-flight bound (workers.max × pull_batch)
     jsConsumerInfo_Destroy(ci);
+}
+
+TEST(AckWait, IsLongerThanTheTimeoutByABoundedMargin) {
+    EXPECT_EQ(ackWaitFor(100).count(), 1100);      // at least 1 s margin
+    EXPECT_EQ(ackWaitFor(4000).count(), 6000);     // half the timeout
+    EXPECT_EQ(ackWaitFor(30000).count(), 40000);   // at most 10 s margin
+}
+
+TEST_F(JetStreamTest, StreamsHaveExplicitLimitsAndAFullStreamIsAClearPublishError) {
+    JetStreamOptions o;
+    o.servers = {nats_.url()};
+    o.keep_trying = false;
+    o.max_msgs = 3;
+    auto small = JetStream::connect(o);
+    ASSERT_TRUE(small.ok());
+    ASSERT_TRUE((*small)->openConsumer(ConsumerSpec{"full"}).ok());  // (re)declares with the new limits
+    for (int i = 0; i < 3; ++i) publish("full", Priority::normal, "full-" + std::to_string(i));
+    PublishRequest r{"full", Priority::normal, "{}", "full-3", std::nullopt};
+    auto ack = (*small)->publish(r);
+    ASSERT_FALSE(ack.ok()) << "a full stream must refuse (discard new), not drop silently";
+    EXPECT_THAT(ack.message(), HasSubstr("stream full"));
+
+    jsStreamInfo* si = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    ASSERT_EQ(js_GetStreamInfo(&si, js_->js(), "KANBAN", nullptr, &jerr), NATS_OK);
+    EXPECT_EQ(si->Config->Discard, js_DiscardNew);
+    EXPECT_EQ(si->Config->MaxMsgs, 3);
+    EXPECT_EQ(si->State.Msgs, 3u);  // the first three are still there
+    jsStreamInfo_Destroy(si);
+}
+
+TEST_F(JetStreamTest, PayloadExactlyAtTheLimitIsAcceptedAndOneMoreByteIsRefusedNamingTheLimit) {
+    PublishRequest r{"big", Priority::normal, "", "big-1", std::nullopt};
+    // Find the limit from the error message of an obviously oversized payload.
+    r.payload.assign(2 * 1024 * 1024, 'x');
+    auto over = js_->publish(r);
+    ASSERT_FALSE(over.ok());
+    std::smatch m;
+    const std::string msg = over.message();
+    ASSERT_TRUE(std::regex_search(msg, m, std::regex("exceeds the limit of ([0-9]+) bytes"))) << msg;
+    EXPECT_THAT(msg, HasSubstr("max_payload 1048576"));
+    const std::size_t limit = std::stoul(m[1]);
+
+    r.payload.assign(limit + 1, 'x');
+    EXPECT_FALSE(js_->publish(r).ok());
+    r.payload.assign(limit, 'x');
+    auto at = js_->publish(r);
+    ASSERT_TRUE(at.ok()) << at.message();  // the server agrees with our arithmetic
+    auto c = consumer("big");
+    auto got = fetchN(*c, 1);
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_EQ(got[0]->payload.size(), limit);
+}
+
+TEST_F(JetStreamTest, InvalidPriorityTokenIsRefusedAtPublish) {
+    natsConnection* nc = nullptr;
+    ASSERT_EQ(natsConnection_ConnectTo(&nc, nats_.url().c_str()), NATS_OK);
+    jsCtx* js = nullptr;
+    ASSERT_EQ(natsConnection_JetStream(&js, nc, nullptr), NATS_OK);
+    // No stream captures kanban.urgent.*: the publisher is told, nothing is stranded.
+    EXPECT_EQ(js_Publish(nullptr, js, "kanban.urgent.payment", "{}", 2, nullptr, nullptr), NATS_NO_RESPONDERS);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+}
+
+TEST_F(JetStreamTest, SubjectCountsShowItemsOfEveryDomain) {
+    publish("known", Priority::normal, "k-1");
+    publish("nosuch", Priority::low, "n-1");
+    publish("nosuch", Priority::low, "n-2");
+    auto counts = js_->subjectCounts();
+    ASSERT_TRUE(counts.ok()) << counts.message();
+    std::map<std::string, std::uint64_t> m(counts->begin(), counts->end());
+    EXPECT_EQ(m["kanban.normal.known"], 1u);
+    EXPECT_EQ(m["kanban.low.nosuch"], 2u);
+}
+
+// Anti-starvation: with a high-priority backlog that outlasts starvation_ms,
+// a waiting low item is still served; with 0 (strict), only after the backlog.
+TEST_F(JetStreamTest, LowIsServedWithinTheStarvationBoundUnderAHighBacklog) {
+    for (int i = 0; i < 3; ++i) publish("s", Priority::low, "low-" + std::to_string(i));
+    for (int i = 0; i < 150; ++i) publish("s", Priority::high, "high-" + std::to_string(i));
+    ConsumerSpec spec{"s"};
+    spec.starvation_ms = 300;
+    auto c = js_->openConsumer(spec);
+    ASSERT_TRUE(c.ok());
+    const auto t0 = std::chrono::steady_clock::now();
+    std::size_t handled = 0, first_low = 0;
+    std::chrono::steady_clock::duration low_after{};
+    while (first_low == 0 && handled < 153) {
+        auto batch = (*c)->fetch(1, 200ms);
+        ASSERT_TRUE(batch.ok()) << batch.message();
+        for (auto& d : *batch) {
+            ++handled;
+            if (d->priority == Priority::low && first_low == 0) {
+                first_low = handled;
+                low_after = std::chrono::steady_clock::now() - t0;
+            }
+            d->ack();
+        }
+        std::this_thread::sleep_for(10ms);  // the work itself: ~150 items take over 1.5 s
+    }
+    ASSERT_NE(first_low, 0u);
+    EXPECT_LT(first_low, 150u) << "low waited for the whole high backlog";
+    EXPECT_GE(low_after, 300ms) << "served before it was starved: the order is not high first";
+    EXPECT_LT(low_after, 1000ms);
+}
+
+TEST_F(JetStreamTest, StrictPriorityWhenStarvationIsDisabled) {
+    for (int i = 0; i < 3; ++i) publish("t", Priority::low, "low-" + std::to_string(i));
+    for (int i = 0; i < 60; ++i) publish("t", Priority::high, "high-" + std::to_string(i));
+    ConsumerSpec spec{"t"};
+    spec.starvation_ms = 0;
+    auto c = js_->openConsumer(spec);
+    ASSERT_TRUE(c.ok());
+    std::vector<Priority> order;
+    while (order.size() < 63) {
+        auto batch = (*c)->fetch(1, 200ms);
+        ASSERT_TRUE(batch.ok()) << batch.message();
+        ASSERT_FALSE(batch->empty());
+        for (auto& d : *batch) {
+            order.push_back(d->priority);
+            d->ack();
+        }
+        std::this_thread::sleep_for(10ms);
+    }
+    EXPECT_EQ(std::count(order.begin(), order.begin() + 60, Priority::high), 60);
+}
+
+// The idempotency record.
+TEST_F(JetStreamTest, DoneStoreRemembersIdsAcrossConnectionsInOneRoundTripPerBatch) {
+    auto store = js_->openDoneStore();
+    ASSERT_TRUE(store.ok()) << store.message();
+    // Ids with bytes a KV key cannot hold, and two that would collide if
+    // "unsafe" characters were simply replaced.
+    const std::vector<std::string> ids{"work_1", "sched:job:1700000000000", std::string("bin\0\xff id", 8), "a.b", "a_b",
+                                       std::string(kMaxWorkIdBytes, 'z')};
+    std::vector<std::string_view> views(ids.begin(), ids.end());
+    auto before = (*store)->lookup(views);
+    ASSERT_TRUE(before.ok()) << before.message();
+    EXPECT_THAT(*before, ::testing::Each(false));
+
+    (*store)->record(ids[1]);
+    (*store)->record(ids[2]);
+    (*store)->record(ids[3]);
+    (*store)->record(ids[5]);
+    EXPECT_EQ((*store)->flush(), 0u);
+
+    // Another host (a second connection) sees the same record.
+    JetStreamOptions o;
+    o.servers = {nats_.url()};
+    o.keep_trying = false;
+    auto other = JetStream::connect(o);
+    ASSERT_TRUE(other.ok());
+    auto other_store = (*other)->openDoneStore();
+    ASSERT_TRUE(other_store.ok());
+    auto after = (*other_store)->lookup(views);
+    ASSERT_TRUE(after.ok()) << after.message();
+    EXPECT_EQ(*after, (std::vector<bool>{false, true, true, true, false, true}));
+
+    // A large batch is answered in one go.
+    std::vector<std::string> many;
+    for (int i = 0; i < 500; ++i) many.push_back("m-" + std::to_string(i));
+    for (int i = 0; i < 500; i += 2) (*store)->record(many[i]);
+    EXPECT_EQ((*store)->flush(), 0u);
+    auto big = (*other_store)->lookup(std::vector<std::string_view>(many.begin(), many.end()));
+    ASSERT_TRUE(big.ok()) << big.message();
+    for (int i = 0; i < 500; ++i) EXPECT_EQ((*big)[i], i % 2 == 0) << many[i];
+}
+
+TEST_F(JetStreamTest, DoneStoreThatCannotAnswerIsAnErrorNotANo) {
+    auto store = js_->openDoneStore();
+    ASSERT_TRUE(store.ok());
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    ASSERT_EQ(js_DeleteStream(js_->js(), "KV_KANBAN_DONE", nullptr, &jerr), NATS_OK);
+    auto r = (*store)->lookup({"x"});
+    ASSERT_FALSE(r.ok()) << "a missing bucket must not make every id look new";
+    EXPECT_THAT(r.message(), HasSubstr("KANBAN_DONE"));
+    (*store)->record("x");
+    EXPECT_EQ((*store)->flush(), 1u);  // the record could not be stored, and we know it
 }
 
 TEST(JetStreamConnect, NoServerIsAClearErrorForTheCli) {

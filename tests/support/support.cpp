@@ -153,6 +153,13 @@ void NatsServer::stop() {
     proc_.reset();
 }
 
+void NatsServer::kill() {
+    if (!proc_) return;
+    proc_->signal(SIGKILL);
+    proc_->wait(10s);
+    proc_.reset();
+}
+
 NatsServer::~NatsServer() { stop(); }
 
 }  // namespace kanban::test

@@ -79,6 +79,8 @@ public:
     // Graceful stop (SIGTERM), and a restart on the same port and store.
     void stop();
     void start();
+    // kill -9: no chance to flush anything (reliability.md F1).
+    void kill();
 
 private:
     TempDir dir_;

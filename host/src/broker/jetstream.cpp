@@ -8,14 +8,13 @@
 #include <algorithm>
 #include <charconv>
 #include <unordered_set>
+#include <utility>
 
 namespace kanban::host::broker {
 namespace {
 
 constexpr std::int64_t kNsPerMs = 1'000'000;
 constexpr std::int64_t kDuplicateWindowNs = 120LL * 1000 * kNsPerMs;  // 2 min Nats-Msg-Id dedup
-// Ack wait = handler timeout + this margin (progress() extends it further).
-constexpr std::int64_t kAckWaitMarginMs = 10'000;
 // Priority: levels are tried high → normal → low. Whether a level has work
 // is decided from definitive answers, never from a short Fetch timing out
 // (under load a reply can take longer than any short timeout, and a
@@ -85,7 +84,7 @@ public:
     void release() override { check(natsMsg_Nak(msg_, nullptr), "nak"); }
     void progress() override { check(natsMsg_InProgress(msg_, nullptr), "in-progress"); }
     Status deadLetter(std::string_view reason) override {
-        Status s = owner_.publishDeadLetter(msg_, id, domain, attempt, reason);
+        Status s = owner_.publishDeadLetter(msg_, stream_sequence, id, domain, attempt, reason);
         if (!s) return s;
         // The DLQ copy is stored; only now remove the original. A lost Term
         // means a redelivery whose DLQ publish is deduplicated by its id.
@@ -134,6 +133,22 @@ public:
 
     Result<DeliveryBatch> fetch(int max, std::chrono::milliseconds idle_wait) override {
         const auto now = std::chrono::steady_clock::now();
+        // Anti-starvation first: a lower level not served for starvation_ms
+        // is asked (one consumer-info round trip per period) and, if it has
+        // waiting items, gets this batch.
+        if (spec_.starvation_ms > 0) {
+            const auto period = std::chrono::milliseconds(spec_.starvation_ms);
+            for (std::size_t level = subs_.size() - 1; level > 0; --level) {
+                Level& l = levels_[level];
+                if (now - l.last_served < period) continue;
+                l.last_served = now;  // asked: its clock restarts whether or not it has work
+                auto n = pending(level);
+                if (!n) return n.error();
+                if (*n == 0) continue;
+                auto batch = fetchLevel(level, max, kKnownWorkWaitMs);
+                if (!batch || !batch->empty()) return batch;
+            }
+        }
         for (std::size_t level = 0; level < subs_.size(); ++level) {
             Level& l = levels_[level];
             if (l.empty_until > now) continue;
@@ -142,6 +157,7 @@ public:
                 if (!n) return n.error();
                 if (*n == 0) {
                     l.empty_until = now + kEmptyRecheck;
+                    l.last_served = now;  // nothing waits there: nothing starves
                     continue;
                 }
             }
@@ -158,6 +174,8 @@ public:
 private:
     struct Level {
         std::chrono::steady_clock::time_point empty_until{};
+        // When this level last got a batch or was seen empty (anti-starvation).
+        std::chrono::steady_clock::time_point last_served = std::chrono::steady_clock::now();
         bool known_work = false;  // the last message fetched said more were pending
     };
 
@@ -198,6 +216,7 @@ private:
             levels_[level].known_work = d->pending_after > 0;
             out.push_back(std::move(d));
         }
+        if (!out.empty()) levels_[level].last_served = std::chrono::steady_clock::now();
         natsMsgList_Destroy(&list);
         return out;
     }
@@ -234,6 +253,148 @@ private:
     std::vector<std::string> durables_;    // same index
     Level levels_[3];
     std::size_t next_idle_level_ = 0;
+};
+
+// The idempotency record in the KV bucket, written and read without the
+// kvStore API so that a whole batch costs one round trip each way: lookups
+// are pipelined direct-get requests (the bucket's stream allows direct
+// gets) answered on this store's own inbox; records are asynchronous
+// publishes to `$KV.<bucket>.<key>` awaited together by flush().
+class JetStreamDoneStore final : public DoneStore {
+public:
+    explicit JetStreamDoneStore(JetStream& owner)
+        : owner_(owner),
+          key_prefix_("$KV." + owner.doneBucket() + "."),
+          direct_get_subject_("$JS.API.DIRECT.GET.KV_" + owner.doneBucket()) {}
+
+    ~JetStreamDoneStore() override {
+        if (js_ != nullptr) {
+            // Records still in flight would call back into a destroyed store.
+            flush();
+            jsCtx_Destroy(js_);
+        }
+        if (sub_ != nullptr) natsSubscription_Destroy(sub_);
+        if (inbox_ != nullptr) natsInbox_Destroy(inbox_);
+    }
+
+    Status open() {
+        natsStatus s = natsInbox_Create(&inbox_);
+        if (s == NATS_OK) s = natsConnection_SubscribeSync(&sub_, owner_.connection(), (std::string(inbox_) + ".*").c_str());
+        if (s != NATS_OK) return Error{"idempotency store: cannot subscribe to its inbox: " + natsError(s)};
+        jsOptions jo;
+        jsOptions_Init(&jo);
+        jo.Wait = kWaitMs;
+        jo.PublishAsync.AckHandler = &JetStreamDoneStore::onAck;
+        jo.PublishAsync.AckHandlerClosure = this;
+        jo.PublishAsync.MaxPending = 4096;
+        if (s = natsConnection_JetStream(&js_, owner_.connection(), &jo); s != NATS_OK)
+            return Error{"idempotency store: cannot create JetStream context: " + natsError(s)};
+        return Ok{};
+    }
+
+    Result<std::vector<bool>> lookup(const std::vector<std::string_view>& ids) override {
+        std::vector<bool> done(ids.size(), false);
+        if (ids.empty()) return done;
+        const std::string round = std::to_string(++round_);
+        const std::string reply_prefix = std::string(inbox_) + "." + round + "-";
+        for (std::size_t i = 0; i < ids.size(); ++i) {
+            const std::string body = R"({"last_by_subj":")" + key_prefix_ + doneKey(ids[i]) + R"("})";
+            const std::string reply = reply_prefix + std::to_string(i);
+            if (natsStatus s = natsConnection_PublishRequest(owner_.connection(), direct_get_subject_.c_str(), reply.c_str(),
+                                                             body.data(), static_cast<int>(body.size()));
+                s != NATS_OK)
+                return Error{"idempotency lookup: " + natsError(s)};
+        }
+        std::vector<bool> answered(ids.size(), false);
+        std::size_t remaining = ids.size();
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kWaitMs);
+        while (remaining > 0) {
+            const auto left =
+                std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+            natsMsg* m = nullptr;
+            natsStatus s = left > 0 ? natsSubscription_NextMsg(&m, sub_, left) : NATS_TIMEOUT;
+            if (s == NATS_TIMEOUT)
+                return Error{"idempotency lookup: " + std::to_string(remaining) + " of " + std::to_string(ids.size()) +
+                             " answers missing from the " + owner_.doneBucket() + " bucket after " +
+                             std::to_string(kWaitMs) + " ms"};
+            if (s != NATS_OK) return Error{"idempotency lookup: " + natsError(s)};
+            const std::string_view subject = natsMsg_GetSubject(m);
+            std::optional<std::size_t> index;
+            if (subject.substr(0, reply_prefix.size()) == reply_prefix) {
+                std::size_t i = 0;
+                const std::string_view tail = subject.substr(reply_prefix.size());
+                if (auto [p, ec] = std::from_chars(tail.data(), tail.data() + tail.size(), i);
+                    ec == std::errc() && p == tail.data() + tail.size() && i < ids.size())
+                    index = i;
+            }
+            const char* status = header(m, "Status");
+            const std::string status_text = status != nullptr ? status : "";
+            const char* description = header(m, "Description");
+            const std::string description_text = description != nullptr ? description : "";
+            natsMsg_Destroy(m);
+            if (!index || answered[*index]) continue;  // a late answer to an earlier round
+            if (status_text.empty())
+                done[*index] = true;  // the record itself came back
+            else if (status_text != "404")
+                return Error{"idempotency lookup: the server answered " + status_text + " " + description_text +
+                             (status_text == "503" ? " (is the " + owner_.doneBucket() + " bucket missing?)" : "")};
+            answered[*index] = true;
+            --remaining;
+        }
+        return done;
+    }
+
+    void record(std::string_view id) override {
+        const std::string subject = key_prefix_ + doneKey(id);
+        natsMsg* m = nullptr;
+        natsStatus s = natsMsg_Create(&m, subject.c_str(), nullptr, kValue, static_cast<int>(sizeof kValue - 1));
+        if (s == NATS_OK) s = js_PublishMsgAsync(js_, &m, nullptr);
+        if (s != NATS_OK) {
+            natsMsg_Destroy(m);  // no-op when the library took it
+            std::lock_guard lock(mu_);
+            ++failed_;
+        }
+    }
+
+    std::size_t flush() override {
+        jsPubOptions po;
+        jsPubOptions_Init(&po);
+        po.MaxWait = kWaitMs;
+        if (js_PublishAsyncComplete(js_, &po) != NATS_OK) {
+            // Not confirmed in time: take them back (their late acks are dropped).
+            natsMsgList pending{};
+            if (js_PublishAsyncGetPendingList(&pending, js_) == NATS_OK) {
+                std::lock_guard lock(mu_);
+                failed_ += static_cast<std::size_t>(pending.Count);
+                natsMsgList_Destroy(&pending);
+            }
+        }
+        std::lock_guard lock(mu_);
+        return std::exchange(failed_, 0);
+    }
+
+private:
+    static constexpr std::int64_t kWaitMs = 2000;
+    static constexpr char kValue[] = "done";
+
+    static void onAck(jsCtx*, natsMsg* msg, jsPubAck*, jsPubAckErr* pae, void* closure) {
+        if (pae != nullptr) {
+            auto* self = static_cast<JetStreamDoneStore*>(closure);
+            std::lock_guard lock(self->mu_);
+            ++self->failed_;
+        }
+        natsMsg_Destroy(msg);
+    }
+
+    JetStream& owner_;
+    const std::string key_prefix_;
+    const std::string direct_get_subject_;
+    natsInbox* inbox_ = nullptr;
+    natsSubscription* sub_ = nullptr;
+    jsCtx* js_ = nullptr;
+    std::uint64_t round_ = 0;
+    std::mutex mu_;  // failed_ is also counted from cnats' callback thread
+    std::size_t failed_ = 0;
 };
 
 }  // namespace
@@ -326,11 +487,30 @@ Status JetStream::ensureStreams() {
         sc.Replicas = options_.replicas;
         sc.Duplicates = kDuplicateWindowNs;
         sc.Discard = js_DiscardNew;  // overload is a visible publish error, never a silent drop
+        sc.MaxMsgs = options_.max_msgs;
+        sc.MaxBytes = options_.max_bytes;
         jsErrCode jerr = static_cast<jsErrCode>(0);
         natsStatus s = js_AddStream(nullptr, js_, &sc, nullptr, &jerr);
         if (s != NATS_OK && jerr == JSStreamNameExistErr) s = js_UpdateStream(nullptr, js_, &sc, nullptr, &jerr);
         if (s != NATS_OK) return Error{"nats: cannot declare stream " + spec.name + ": " + natsError(s, jerr)};
     }
+
+    // The idempotency record. A bucket that exists with other settings (say,
+    // another TTL chosen by an operator) is used as it is.
+    const std::string bucket = doneBucket();
+    kvConfig kc;
+    kvConfig_Init(&kc);
+    kc.Bucket = bucket.c_str();
+    kc.Description = "TPS Kanban: ids of completed work items";
+    kc.History = 1;
+    kc.TTL = options_.done_ttl_ms * kNsPerMs;
+    kc.StorageType = js_FileStorage;
+    kc.Replicas = options_.replicas;
+    kvStore* kv = nullptr;
+    natsStatus s = js_CreateKeyValue(&kv, js_, &kc);
+    if (s != NATS_OK) s = js_KeyValue(&kv, js_, bucket.c_str());
+    if (s != NATS_OK) return Error{"nats: cannot declare key-value bucket " + bucket + ": " + natsError(s)};
+    kvStore_Destroy(kv);
     streams_ready_ = true;
     return Ok{};
 }
@@ -344,7 +524,7 @@ Status JetStream::ensureConsumer(const ConsumerSpec& spec, Priority priority) {
     cc.FilterSubject = subject.c_str();
     cc.AckPolicy = js_AckExplicit;
     cc.DeliverPolicy = js_DeliverAll;
-    cc.AckWait = (spec.timeout_ms + kAckWaitMarginMs) * kNsPerMs;
+    cc.AckWait = ackWaitFor(spec.timeout_ms).count() * kNsPerMs;
     // The host counts attempts and dead-letters at max_attempts; the server's
     // limit is only a safety net above that.
     cc.MaxDeliver = spec.max_attempts + 2;
@@ -371,7 +551,25 @@ Result<std::unique_ptr<Consumer>> JetStream::openConsumer(const ConsumerSpec& sp
     return std::unique_ptr<Consumer>(std::move(consumer));
 }
 
+Result<std::unique_ptr<DoneStore>> JetStream::openDoneStore() {
+    auto store = std::make_unique<JetStreamDoneStore>(*this);
+    if (Status s = store->open(); !s) return s.error();
+    return std::unique_ptr<DoneStore>(std::move(store));
+}
+
 Result<PublishAck> JetStream::publishSync(const std::string& subject, std::string_view body, const Headers& headers) {
+    // The server counts headers and body against its max_payload; say so
+    // precisely instead of cnats' bare "Maximum Payload Exceeded".
+    const std::int64_t max_payload = natsConnection_GetMaxPayload(nc_);
+    if (max_payload > 0) {
+        std::int64_t header_bytes = 12;  // "NATS/1.0\r\n" ... "\r\n"
+        for (const auto& [key, value] : headers) header_bytes += static_cast<std::int64_t>(key.size() + value.size() + 4);
+        const std::int64_t limit = max_payload - header_bytes;
+        if (static_cast<std::int64_t>(body.size()) > limit)
+            return Error{"publish to " + subject + ": payload of " + std::to_string(body.size()) +
+                         " bytes exceeds the limit of " + std::to_string(limit) + " bytes (the NATS server's max_payload " +
+                         std::to_string(max_payload) + " minus " + std::to_string(header_bytes) + " bytes of headers)"};
+    }
     natsMsg* m = nullptr;
     natsStatus s = natsMsg_Create(&m, subject.c_str(), nullptr, body.data(), static_cast<int>(body.size()));
     for (const auto& [key, value] : headers)
@@ -392,7 +590,21 @@ Result<PublishAck> JetStream::publishSync(const std::string& subject, std::strin
         s = js_PublishMsg(&pa, js_, m, nullptr, &jerr);
     }
     natsMsg_Destroy(m);
-    if (s != NATS_OK) return Error{"publish to " + subject + ": " + natsError(s, jerr)};
+    if (s == NATS_NO_RESPONDERS)
+        return Error{"publish to " + subject + ": no stream stores this subject (is the priority one of high, normal, low?)"};
+    if (s != NATS_OK) {
+        std::string why = natsError(s, jerr);
+        switch (jerr) {
+            case JSStreamStoreFailedErr:  // "maximum messages/bytes exceeded" with discard new
+            case JSStreamLimitsErr:
+            case JSInsufficientResourcesErr:
+            case JSStorageResourcesExceededErr:
+                why += " (stream full: raise nats.max_msgs / nats.max_bytes, or let the queue drain)";
+                break;
+            default: break;
+        }
+        return Error{"publish to " + subject + ": " + why};
+    }
     PublishAck ack{pa->Sequence, pa->Duplicate};
     jsPubAck_Destroy(pa);
     return ack;
@@ -405,11 +617,14 @@ Result<PublishAck> JetStream::publish(const PublishRequest& request) {
     return publishSync(workSubject(request.domain, request.priority), request.payload, headers);
 }
 
-Status JetStream::publishDeadLetter(natsMsg* original, const std::string& id, const std::string& domain,
-                                    std::uint32_t attempts, std::string_view reason) {
-    // The original id doubles as the DLQ dedup key: a crash between this
-    // publish and the Term leads to a redelivery, whose DLQ copy is dropped.
-    Headers headers{{"Nats-Msg-Id", id},
+Status JetStream::publishDeadLetter(natsMsg* original, std::uint64_t stream_sequence, const std::string& id,
+                                    const std::string& domain, std::uint32_t attempts, std::string_view reason) {
+    // The DLQ copy's dedup key is the original's place in the work stream:
+    // a crash between this publish and the Term redelivers the same stored
+    // message, whose second DLQ copy is then dropped. (Keying it by the work
+    // id would drop a legitimate second dead-lettering of a replayed item.)
+    Headers headers{{"Nats-Msg-Id", "dlq:" + options_.stream + ":" + std::to_string(stream_sequence)},
+                    {"Kanban-Original-Id", id},
                     {"Kanban-Reason", std::string(reason)},
                     {"Kanban-Attempts", std::to_string(attempts)},
                     {"Kanban-Original-Subject", natsMsg_GetSubject(original)}};
@@ -419,6 +634,40 @@ Status JetStream::publishDeadLetter(natsMsg* original, const std::string& id, co
     auto ack = publishSync(deadLetterSubject(domain), body, headers);
     if (!ack) return Error{"dead-letter " + ack.message()};
     return Ok{};
+}
+
+Result<std::vector<std::pair<std::string, std::uint64_t>>> JetStream::subjectCounts() {
+    jsOptions o;
+    jsOptions_Init(&o);
+    o.Stream.Info.SubjectsFilter = "kanban.*.*";
+    jsStreamInfo* si = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    if (natsStatus s = js_GetStreamInfo(&si, js_, options_.stream.c_str(), &o, &jerr); s != NATS_OK)
+        return Error{"stream info " + options_.stream + ": " + natsError(s, jerr)};
+    std::vector<std::pair<std::string, std::uint64_t>> out;
+    if (si->State.Subjects != nullptr)
+        for (int i = 0; i < si->State.Subjects->Count; ++i)
+            out.emplace_back(si->State.Subjects->List[i].Subject, si->State.Subjects->List[i].Msgs);
+    jsStreamInfo_Destroy(si);
+    return out;
+}
+
+std::string doneKey(std::string_view id) {
+    static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    std::string out;
+    out.reserve((id.size() * 4 + 2) / 3);
+    std::uint32_t acc = 0;
+    int bits = 0;
+    for (unsigned char c : id) {
+        acc = (acc << 8) | c;
+        bits += 8;
+        while (bits >= 6) {
+            bits -= 6;
+            out += kAlphabet[(acc >> bits) & 0x3f];
+        }
+    }
+    if (bits > 0) out += kAlphabet[(acc << (6 - bits)) & 0x3f];
+    return out;
 }
 
 }  // namespace kanban::host::broker

@@ -5,6 +5,8 @@
 // duplicate window) and dead-letter stream `<stream>_DLQ` (kanban.dlq.*).
 // One durable pull consumer per (domain, priority), named
 // `<domain>_<priority>`, shared by every worker and every host.
+// Idempotency record: KV bucket `<stream>_DONE` (one key per completed work
+// id, base64url-encoded, expiring after `done_ttl_ms`).
 #pragma once
 
 #include "broker/work_queue.hpp"
@@ -26,6 +28,12 @@ struct JetStreamOptions {
     std::vector<std::string> servers{"nats://127.0.0.1:4222"};
     std::string stream = "KANBAN";
     int replicas = 1;
+    std::int64_t max_msgs = 1'000'000;  // per stream (work and dead-letter), discard new
+    std::int64_t max_bytes = 1LL << 30;
+    // How long a completed id is remembered: longer than any redelivery
+    // (ack wait) and the 2-minute duplicate window, so a late duplicate of
+    // a finished item is acked without running its handler again.
+    std::int64_t done_ttl_ms = 24LL * 3600 * 1000;
     // true (daemon): start while NATS is down and keep reconnecting forever.
     // false (CLI): fail at once when no server answers.
     bool keep_trying = true;
@@ -42,16 +50,22 @@ public:
     bool connected() const;
     Result<PublishAck> publish(const PublishRequest& request) override;
     Result<std::unique_ptr<Consumer>> openConsumer(const ConsumerSpec& spec) override;
+    Result<std::unique_ptr<DoneStore>> openDoneStore() override;
+
+    // Messages per subject in the work stream (for orphan detection).
+    Result<std::vector<std::pair<std::string, std::uint64_t>>> subjectCounts();
 
     // Declares (or updates) both streams; idempotent, cheap once done.
     Status ensureStreams();
 
     // Used by deliveries: publish the DLQ copy and wait for its ack.
-    Status publishDeadLetter(__natsMsg* original, const std::string& id, const std::string& domain,
-                             std::uint32_t attempts, std::string_view reason);
+    Status publishDeadLetter(__natsMsg* original, std::uint64_t stream_sequence, const std::string& id,
+                             const std::string& domain, std::uint32_t attempts, std::string_view reason);
 
     const std::string& streamName() const { return options_.stream; }
+    std::string doneBucket() const { return options_.stream + "_DONE"; }
     __jsCtx* js() const { return js_; }
+    __natsConnection* connection() const { return nc_; }
 
 private:
     using Headers = std::vector<std::pair<std::string, std::string>>;
@@ -72,5 +86,7 @@ private:
 std::string durableName(std::string_view domain, Priority priority);
 std::string workSubject(std::string_view domain, Priority priority);
 std::string deadLetterSubject(std::string_view domain);
+// KV key for a work id: base64url without padding (any bytes are safe).
+std::string doneKey(std::string_view id);
 
 }  // namespace kanban::host::broker

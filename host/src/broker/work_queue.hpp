@@ -10,6 +10,7 @@
 #include "common/priority.hpp"
 #include "common/result.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -19,6 +20,19 @@
 #include <vector>
 
 namespace kanban::host::broker {
+
+// Work ids longer than this are refused by publish and dead-lettered with
+// reason `invalid_id` when consumed (an id is a dedup and idempotency key,
+// not a payload).
+inline constexpr std::size_t kMaxWorkIdBytes = 256;
+
+// The broker's ack wait for a domain: longer than the handler timeout by a
+// margin, so a handler that keeps to its timeout is never redelivered
+// while it runs. A worker refreshes the items it holds (InProgress) at
+// least every margin/2, so items waiting in its batch do not expire either.
+inline std::chrono::milliseconds ackWaitFor(std::int64_t timeout_ms) {
+    return std::chrono::milliseconds(timeout_ms + std::clamp<std::int64_t>(timeout_ms / 2, 1000, 10000));
+}
 
 struct PublishRequest {
     std::string domain;
@@ -76,6 +90,24 @@ struct ConsumerSpec {
     std::int64_t timeout_ms = 30000;    // domain handler timeout; ack wait is longer
     std::int64_t max_attempts = 5;      // host counts; the broker's limit is a safety net above it
     std::int64_t max_ack_pending = 200; // in flight across all workers and hosts
+    std::int64_t starvation_ms = 30000; // see WorkersConfig::starvation_ms
+};
+
+// Idempotency: the record of completed work ids (DESIGN §5), shared by all
+// hosts. One per worker, not thread-safe. Built for batches: one round trip
+// looks up a whole batch; records are written asynchronously and awaited
+// together, before the batch is acked.
+class DoneStore {
+public:
+    virtual ~DoneStore() = default;
+    // For each id: true if it was recorded as done. An error means the
+    // store cannot answer now (the caller must not treat the ids as new).
+    virtual Result<std::vector<bool>> lookup(const std::vector<std::string_view>& ids) = 0;
+    // Starts writing the record for `id`; returns at once.
+    virtual void record(std::string_view id) = 0;
+    // Waits for every record() since the last flush; returns how many of
+    // them could not be confirmed stored.
+    virtual std::size_t flush() = 0;
 };
 
 class WorkQueue {
@@ -87,6 +119,8 @@ public:
     virtual Result<PublishAck> publish(const PublishRequest& request) = 0;
     // Declares what the domain needs and opens a consumer for one worker.
     virtual Result<std::unique_ptr<Consumer>> openConsumer(const ConsumerSpec& spec) = 0;
+    // The idempotency record, for one worker.
+    virtual Result<std::unique_ptr<DoneStore>> openDoneStore() = 0;
 };
 
 // `work_<epoch-ns>_<counter>`; the counter starts at a random value per

@@ -366,6 +366,8 @@ Result<Config> parseConfig(std::string_view toml_text, const std::string& path) 
         if (s.string("stream", cfg.nats.stream) && !isValidIdentifier(cfg.nats.stream))
             diag.atKey("nats.stream", "nats.stream \"" + cfg.nats.stream + "\" must match [A-Za-z0-9_-]+");
         s.integer("replicas", cfg.nats.replicas, 1, 5);
+        s.integer("max_msgs", cfg.nats.max_msgs, 1, kMaxI64);
+        s.integer("max_bytes", cfg.nats.max_bytes, 1, kMaxI64);
         s.finish();
     }
     {
@@ -405,6 +407,7 @@ Result<Config> parseConfig(std::string_view toml_text, const std::string& path) 
         s.integer("pull_batch", cfg.workers.pull_batch, 1, 1000);
         s.integer("min", cfg.workers.min, 1, 1000);
         s.integer("max", cfg.workers.max, 1, 1000);
+        s.integer("starvation_ms", cfg.workers.starvation_ms, 0, kMaxI64);
         s.finish();
         if (cfg.workers.min > cfg.workers.max)
             diag.atKey("workers.min", "workers.min (" + std::to_string(cfg.workers.min) + ") must not exceed workers.max (" +

@@ -19,6 +19,10 @@ struct NatsConfig {
     std::vector<std::string> servers{"nats://127.0.0.1:4222"};
     std::string stream = "KANBAN";
     std::int64_t replicas = 1;
+    // Limits of the work stream and of the dead-letter stream (discard new:
+    // a full stream is a visible publish error, never a silent drop).
+    std::int64_t max_msgs = 1'000'000;
+    std::int64_t max_bytes = 1LL << 30;
 };
 
 struct RabbitMqConfig {
@@ -39,6 +43,9 @@ struct WorkersConfig {
     std::int64_t pull_batch = 10;
     std::int64_t min = 2;
     std::int64_t max = 20;
+    // Anti-starvation: a lower priority level with waiting items that has
+    // not been served for this long gets the next batch; 0 = strict priority.
+    std::int64_t starvation_ms = 30000;
 };
 
 struct RetryConfig {

@@ -11,9 +11,14 @@
 #include <spdlog/spdlog.h>
 #include <systemd/sd-daemon.h>
 
+#include <cerrno>
+#include <chrono>
 #include <csignal>
+#include <ctime>
 #include <iostream>
+#include <map>
 #include <memory>
+#include <set>
 #include <vector>
 
 namespace kanban::host::daemon {
@@ -45,6 +50,38 @@ Result<std::shared_ptr<const plugin::Instance>> loadHandler(const config::Domain
     if (!lib) return lib.error();
     return plugin::Instance::create(std::move(*lib), d.settings_json);
 }
+
+// Items on a subject that no configured domain consumes stay in the stream
+// (nothing is lost, DESIGN §5) and are reported: logged whenever the
+// picture changes. A configured domain whose plugin failed is not orphaned:
+// its items wait for the fix.
+class OrphanWatch {
+public:
+    explicit OrphanWatch(const config::Config& cfg) {
+        for (const auto& d : cfg.domains) domains_.insert(d.name);
+    }
+
+    void check(broker::JetStream& js) {
+        if (!js.connected()) return;  // a JS API call would block until its timeout
+        auto counts = js.subjectCounts();
+        if (!counts) {
+            spdlog::debug("orphan check skipped: {}", counts.message());
+            return;
+        }
+        std::map<std::string, std::uint64_t> orphaned;
+        for (const auto& [subject, n] : *counts)
+            if (domains_.count(subject.substr(subject.rfind('.') + 1)) == 0) orphaned[subject] = n;
+        if (orphaned == last_) return;
+        for (const auto& [subject, n] : orphaned)
+            spdlog::warn("orphaned items: {} on {}; no configured domain consumes it (they stay in the stream)", n, subject);
+        if (orphaned.empty()) spdlog::info("no orphaned items left");
+        last_ = std::move(orphaned);
+    }
+
+private:
+    std::set<std::string> domains_;
+    std::map<std::string, std::uint64_t> last_;
+};
 
 }  // namespace
 
@@ -101,6 +138,8 @@ int run(const std::string& path) {
     jo.servers = cfg.nats.servers;
     jo.stream = cfg.nats.stream;
     jo.replicas = static_cast<int>(cfg.nats.replicas);
+    jo.max_msgs = cfg.nats.max_msgs;
+    jo.max_bytes = cfg.nats.max_bytes;
     auto js = broker::JetStream::connect(jo);
     if (!js) {
         spdlog::error("{}", js.message());
@@ -114,20 +153,28 @@ int run(const std::string& path) {
         return 1;
     }
 
+    worker::LocalDoneRecord done;
     std::vector<std::unique_ptr<worker::DomainWorkers>> pools;
     for (auto& d : domains) {
         worker::WorkerSettings ws{d.config, cfg.workers, cfg.retry};
-        auto pool = std::make_unique<worker::DomainWorkers>(std::move(ws), d.handler, *queue);
+        auto pool = std::make_unique<worker::DomainWorkers>(std::move(ws), d.handler, *queue, done);
         pool->start(static_cast<std::size_t>(cfg.workers.min));
         pools.push_back(std::move(pool));
     }
     sd_notify(0, "READY=1\nSTATUS=running");
     spdlog::info("kanband ready admin={}:{} workers_per_domain={}", cfg.admin.host, admin.port(), cfg.workers.min);
 
+    OrphanWatch orphans(cfg);
+    orphans.check(*queue);
     const sigset_t set = handledSignals();
+    const auto interval = std::chrono::milliseconds(cfg.coordinator.health_interval_ms);
     for (;;) {
-        int sig = 0;
-        if (sigwait(&set, &sig) != 0) continue;
+        timespec timeout{static_cast<time_t>(interval.count() / 1000), static_cast<long>(interval.count() % 1000) * 1'000'000};
+        const int sig = sigtimedwait(&set, nullptr, &timeout);
+        if (sig < 0) {
+            if (errno == EAGAIN) orphans.check(*queue);
+            continue;
+        }
         if (sig == SIGHUP) {
             spdlog::warn("SIGHUP received: configuration reload is not supported yet; restart to apply changes");
             continue;
@@ -141,8 +188,10 @@ int run(const std::string& path) {
     for (auto& p : pools) {
         p->join();
         const auto& c = p->counters();
-        spdlog::info("domain stopped domain={} pulled={} ok={} retried={} dead_lettered={} released={}", p->name(),
-                     c.pulled.load(), c.ok.load(), c.retried.load(), c.dead_lettered.load(), c.released.load());
+        spdlog::info("domain stopped domain={} pulled={} ok={} duplicates={} retried={} dead_lettered={} timed_out={} "
+                     "released={}",
+                     p->name(), c.pulled.load(), c.ok.load(), c.duplicates.load(), c.retried.load(),
+                     c.dead_lettered.load(), c.timed_out.load(), c.released.load());
     }
     pools.clear();
     admin.stop();

@@ -22,8 +22,8 @@ double unitRandom() {
 }  // namespace
 
 DomainWorkers::DomainWorkers(WorkerSettings settings, std::shared_ptr<const plugin::Instance> handler,
-                             broker::WorkQueue& queue)
-    : settings_(std::move(settings)), handler_(std::move(handler)), queue_(queue) {}
+                             broker::WorkQueue& queue, LocalDoneRecord& done)
+    : settings_(std::move(settings)), handler_(std::move(handler)), queue_(queue), done_(done) {}
 
 DomainWorkers::~DomainWorkers() {
     requestStop();
@@ -60,49 +60,155 @@ void DomainWorkers::run(std::size_t index) {
     spec.timeout_ms = settings_.domain.timeout_ms;
     spec.max_attempts = settings_.retry.max_attempts;
     spec.max_ack_pending = settings_.workers.max * settings_.workers.pull_batch;
+    spec.starvation_ms = settings_.workers.starvation_ms;
 
     std::unique_ptr<broker::Consumer> consumer;
+    std::unique_ptr<broker::DoneStore> store;
     std::chrono::milliseconds retry_wait{250};
     while (!stop_.load()) {
         if (!consumer) {
             auto opened = queue_.openConsumer(spec);
-            if (!opened) {
-                if (index == 0) spdlog::warn("worker: cannot open consumer domain={}: {}", domain, opened.message());
+            auto opened_store = opened ? queue_.openDoneStore() : Result<std::unique_ptr<broker::DoneStore>>(opened.error());
+            if (!opened || !opened_store) {
+                if (index == 0)
+                    spdlog::warn("worker: cannot open consumer domain={}: {}", domain,
+                                 opened ? opened_store.message() : opened.message());
                 sleepUnlessStopped(retry_wait);
                 retry_wait = std::min(retry_wait * 2, std::chrono::milliseconds(5000));
                 continue;
             }
             consumer = std::move(*opened);
+            store = std::move(*opened_store);
             retry_wait = std::chrono::milliseconds(250);
             spdlog::debug("worker {} of domain={} pulling", index, domain);
         }
         auto batch = consumer->fetch(static_cast<int>(settings_.workers.pull_batch), settings_.idle_wait);
+        bool healthy = static_cast<bool>(batch);
         if (!batch) {
-            // Drop the consumer and open a new one after a backoff: never spin.
             spdlog::warn("worker {} of domain={}: {}; reopening", index, domain, batch.message());
+        } else {
+            counters_.pulled.fetch_add(batch->size(), std::memory_order_relaxed);
+            healthy = handleBatch(*batch, *store);
+        }
+        if (!healthy) {
+            // Drop the consumer and open a new one after a backoff: never spin.
+            store.reset();
             consumer.reset();
             sleepUnlessStopped(retry_wait);
-            continue;
-        }
-        counters_.pulled.fetch_add(batch->size(), std::memory_order_relaxed);
-        for (auto& d : *batch) {
-            if (stop_.load()) {
-                d->release();  // not started: back to the broker for prompt redelivery
-                counters_.released.fetch_add(1, std::memory_order_relaxed);
-                continue;
-            }
-            process(*d);
         }
     }
 }
 
-void DomainWorkers::process(broker::Delivery& d) {
+bool DomainWorkers::handleBatch(broker::DeliveryBatch& batch, broker::DoneStore& store) {
+    const std::string& domain = settings_.domain.name;
+    const auto& retry = settings_.retry;
+
+    // Which items were completed already (a lost ack, a crash after the
+    // record, a duplicate published after the broker's dedup window)? The
+    // local record first, then one round trip to the shared store.
+    std::vector<bool> done(batch.size(), false);
+    std::vector<std::string_view> ask;
+    std::vector<std::size_t> ask_index;
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+        if (done_.contains(batch[i]->id)) {
+            done[i] = true;
+        } else {
+            ask.push_back(batch[i]->id);
+            ask_index.push_back(i);
+        }
+    }
+    if (auto known = store.lookup(ask); !known) {
+        // New or done cannot be told apart now: hand the unknown items back
+        // for a later delivery (the delay keeps this from spinning).
+        counters_.lookup_failures.fetch_add(1, std::memory_order_relaxed);
+        spdlog::warn("domain={}: {}; handing back {} items", domain, known.message(), ask.size());
+        for (std::size_t i : ask_index)
+            batch[i]->retryAfter(backoffDelay(1, retry.backoff_initial_ms, retry.backoff_max_ms, kBackoffJitter, unitRandom()));
+        for (std::size_t i = 0; i < batch.size(); ++i)
+            if (done[i]) batch[i]->ack();
+        return false;
+    } else {
+        for (std::size_t j = 0; j < ask_index.size(); ++j) done[ask_index[j]] = (*known)[j];
+    }
+
+    // Items wait in the batch while earlier ones run. Every item in hand is
+    // refreshed (InProgress) once half the ack-wait margin has passed, so
+    // none expires while a handler keeps to its timeout. If even that was
+    // missed (a handler overran by far), the broker may have handed the
+    // rest to someone else already: leave them to it.
+    const auto ack_wait = broker::ackWaitFor(settings_.domain.timeout_ms);
+    const auto refresh_every = (ack_wait - std::chrono::milliseconds(settings_.domain.timeout_ms)) / 2;
+    auto last_refresh = std::chrono::steady_clock::now();
+    std::vector<broker::Delivery*> awaiting_ack;  // handled ok, record in flight
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+        broker::Delivery& d = *batch[i];
+        if (stop_.load()) {
+            d.release();  // not started: back to the broker for prompt redelivery
+            counters_.released.fetch_add(1, std::memory_order_relaxed);
+            continue;
+        }
+        if (done[i]) {
+            d.ack();
+            counters_.duplicates.fetch_add(1, std::memory_order_relaxed);
+            spdlog::info("item already done, acked without calling the handler domain={} id={} attempt={}", domain, d.id,
+                         d.attempt);
+            continue;
+        }
+        const auto now = std::chrono::steady_clock::now();
+        if (now - last_refresh >= ack_wait) {
+            const std::size_t left = batch.size() - i;
+            counters_.lease_lost.fetch_add(left, std::memory_order_relaxed);
+            spdlog::warn("domain={}: {} items waited past their ack wait behind an overrunning handler; "
+                         "leaving them to the broker's redelivery",
+                         domain, left);
+            break;
+        }
+        if (now - last_refresh >= refresh_every) {
+            for (std::size_t j = i; j < batch.size(); ++j)
+                if (!done[j]) batch[j]->progress();
+            for (broker::Delivery* a : awaiting_ack) a->progress();
+            last_refresh = now;
+        }
+        if (process(d)) {
+            store.record(d.id);
+            awaiting_ack.push_back(&d);
+        }
+    }
+    if (awaiting_ack.empty()) return true;
+
+    // The records are written before the acks: a lost ack then only costs a
+    // redelivery that is acked without running the handler again.
+    if (const std::size_t failed = store.flush(); failed > 0) {
+        counters_.record_failures.fetch_add(failed, std::memory_order_relaxed);
+        spdlog::warn("domain={}: {} done records not confirmed by the store; the local record keeps them", domain, failed);
+    }
+    for (broker::Delivery* a : awaiting_ack) {
+        done_.insert(a->id);
+        a->ack();
+        counters_.ok.fetch_add(1, std::memory_order_relaxed);
+        spdlog::debug("item handled domain={} id={} attempt={}", domain, a->id, a->attempt);
+    }
+    return true;
+}
+
+bool DomainWorkers::process(broker::Delivery& d) {
     const auto& dom = settings_.domain;
+    if (d.id.size() > broker::kMaxWorkIdBytes) {
+        settleFailure(d, /*permanent=*/true, "invalid_id");
+        return false;
+    }
+    // Deliveries the host never settled (a crash, a lost lease) still count:
+    // the attempt is checked before the handler runs, so an item that kills
+    // the process cannot crash it forever.
+    if (static_cast<std::int64_t>(d.attempt) > settings_.retry.max_attempts) {
+        settleFailure(d, true, "max_deliveries_exceeded");
+        return false;
+    }
     const std::int64_t now_ms = nowUnixMs();
     const std::int64_t deadline_ms = d.deadline_unix_ms.value_or(now_ms + dom.timeout_ms);
     if (deadline_ms <= now_ms) {
-        settleFailure(d, /*permanent=*/true, "deadline_exceeded");
-        return;
+        settleFailure(d, true, "deadline_exceeded");
+        return false;
     }
 
     kanban_context ctx;
@@ -131,22 +237,28 @@ void DomainWorkers::process(broker::Delivery& d) {
     handler_->handle(item, &ctx, &result);
     reason[sizeof reason - 1] = '\0';
     const bool overran = std::chrono::steady_clock::now() > ctx.deadline;
+    if (overran) counters_.timed_out.fetch_add(1, std::memory_order_relaxed);
 
     switch (result.status) {
         case KANBAN_STATUS_OK:
             // Done, even if late: running it again would repeat its effects.
-            d.ack();
-            counters_.ok.fetch_add(1, std::memory_order_relaxed);
-            spdlog::debug("item handled domain={} id={} attempt={}", dom.name, d.id, d.attempt);
-            return;
+            if (overran)
+                spdlog::warn("handler finished after its deadline domain={} id={} attempt={}", dom.name, d.id, d.attempt);
+            return true;
         case KANBAN_STATUS_RETRY:
             settleFailure(d, false, overran ? "timeout" : (reason[0] != '\0' ? reason : "retry"));
-            return;
+            return false;
         case KANBAN_STATUS_FAIL:
-            settleFailure(d, true, reason[0] != '\0' ? reason : "fail");
-            return;
+            // A failure after the deadline is most likely the cancellation
+            // itself: a timeout, retried like one.
+            if (overran)
+                settleFailure(d, false, "timeout");
+            else
+                settleFailure(d, true, reason[0] != '\0' ? reason : "fail");
+            return false;
     }
     settleFailure(d, true, "plugin returned invalid status " + std::to_string(static_cast<int>(result.status)));
+    return false;
 }
 
 void DomainWorkers::settleFailure(broker::Delivery& d, bool permanent, const std::string& reason) {
@@ -161,7 +273,6 @@ void DomainWorkers::settleFailure(broker::Delivery& d, bool permanent, const std
                      d.attempt, delay.count(), reason);
         return;
     }
-    counters_.failed.fetch_add(1, std::memory_order_relaxed);
     if (Status s = d.deadLetter(reason); !s) {
         // The item stays with the broker; try again after a backoff.
         spdlog::error("dead-lettering failed domain={} id={} attempt={}: {}", domain, d.id, d.attempt, s.message());

@@ -7,6 +7,7 @@
 #include "broker/work_queue.hpp"
 #include "config/config.hpp"
 #include "plugin/plugin.hpp"
+#include "worker/local_done_record.hpp"
 
 #include <atomic>
 #include <condition_variable>
@@ -20,11 +21,15 @@ namespace kanban::host::worker {
 
 struct DomainCounters {
     std::atomic<std::uint64_t> pulled{0};
-    std::atomic<std::uint64_t> ok{0};
-    std::atomic<std::uint64_t> retried{0};
-    std::atomic<std::uint64_t> failed{0};
+    std::atomic<std::uint64_t> ok{0};             // handler returned ok; recorded and acked
+    std::atomic<std::uint64_t> duplicates{0};     // already done: acked without calling the handler
+    std::atomic<std::uint64_t> retried{0};        // handed back with a backoff delay
     std::atomic<std::uint64_t> dead_lettered{0};
-    std::atomic<std::uint64_t> released{0};
+    std::atomic<std::uint64_t> timed_out{0};      // the handler overran its time
+    std::atomic<std::uint64_t> released{0};       // not started at shutdown: back to the broker
+    std::atomic<std::uint64_t> lease_lost{0};     // held past the ack wait: left to the broker's redelivery
+    std::atomic<std::uint64_t> lookup_failures{0};  // batches the idempotency store could not check
+    std::atomic<std::uint64_t> record_failures{0};  // done records not confirmed (the local record still holds them)
 };
 
 struct WorkerSettings {
@@ -36,7 +41,9 @@ struct WorkerSettings {
 
 class DomainWorkers {
 public:
-    DomainWorkers(WorkerSettings settings, std::shared_ptr<const plugin::Instance> handler, broker::WorkQueue& queue);
+    // `done` is the process-wide local idempotency record; it must outlive this.
+    DomainWorkers(WorkerSettings settings, std::shared_ptr<const plugin::Instance> handler, broker::WorkQueue& queue,
+                  LocalDoneRecord& done);
     ~DomainWorkers();  // stops and joins
     DomainWorkers(const DomainWorkers&) = delete;
     DomainWorkers& operator=(const DomainWorkers&) = delete;
@@ -53,13 +60,19 @@ public:
 
 private:
     void run(std::size_t index);
-    void process(broker::Delivery& d);
+    // Settles every item of the batch (or leaves it to the broker's
+    // redelivery). Returns false when the idempotency store failed.
+    bool handleBatch(broker::DeliveryBatch& batch, broker::DoneStore& store);
+    // Runs one item; returns true when the handler succeeded (the caller
+    // records and acks it), false when it was settled here.
+    bool process(broker::Delivery& d);
     void settleFailure(broker::Delivery& d, bool permanent, const std::string& reason);
     bool sleepUnlessStopped(std::chrono::milliseconds d);
 
     WorkerSettings settings_;
     std::shared_ptr<const plugin::Instance> handler_;
     broker::WorkQueue& queue_;
+    LocalDoneRecord& done_;
     DomainCounters counters_;
     std::atomic<bool> stop_{false};
     std::mutex mu_;

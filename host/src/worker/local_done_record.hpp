@@ -1,0 +1,47 @@
+// The bounded local half of the idempotency record (DESIGN §5): the ids
+// this process completed most recently. It answers before the shared store
+// is asked, and it still answers while NATS is down. Oldest ids are
+// forgotten first. Thread-safe; shared by every worker of the process.
+#pragma once
+
+#include <cstddef>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_set>
+
+namespace kanban::host::worker {
+
+class LocalDoneRecord {
+public:
+    explicit LocalDoneRecord(std::size_t capacity = 100'000) : capacity_(capacity == 0 ? 1 : capacity) {}
+
+    bool contains(std::string_view id) const {
+        std::lock_guard lock(mu_);
+        return ids_.count(std::string(id)) != 0;
+    }
+
+    void insert(std::string_view id) {
+        std::lock_guard lock(mu_);
+        if (!ids_.emplace(id).second) return;
+        order_.emplace_back(id);
+        if (order_.size() > capacity_) {
+            ids_.erase(order_.front());
+            order_.pop_front();
+        }
+    }
+
+    std::size_t size() const {
+        std::lock_guard lock(mu_);
+        return ids_.size();
+    }
+
+private:
+    const std::size_t capacity_;
+    mutable std::mutex mu_;
+    std::unordered_set<std::string> ids_;
+    std::deque<std::string> order_;  // insertion order, for eviction
+};
+
+}  // namespace kanban::host::worker
