@@ -65,6 +65,11 @@ int publish(const std::string& config_path, const PublishArgs& args) {
         return fail(kExitUsage, "unknown domain \"" + args.domain + "\" (configured: " + known + ")");
     }
     if (!args.id.empty() && args.count != 1) return fail(kExitUsage, "--id can only be used with --count 1");
+    if (args.id.size() > broker::kMaxWorkIdBytes)
+        return fail(kExitUsage, "--id is " + std::to_string(args.id.size()) + " bytes long; the limit is " +
+                                    std::to_string(broker::kMaxWorkIdBytes));
+    for (unsigned char c : args.id)
+        if (c < 0x20 || c == 0x7f) return fail(kExitUsage, "--id must not contain control characters");
 
     std::string payload = args.payload;
     if (!args.file.empty()) {
@@ -79,6 +84,8 @@ int publish(const std::string& config_path, const PublishArgs& args) {
     jo.servers = cfg.nats.servers;
     jo.stream = cfg.nats.stream;
     jo.replicas = static_cast<int>(cfg.nats.replicas);
+    jo.max_msgs = cfg.nats.max_msgs;
+    jo.max_bytes = cfg.nats.max_bytes;
     jo.keep_trying = false;
     jo.connection_name = "kanbanctl";
     auto js = broker::JetStream::connect(jo);

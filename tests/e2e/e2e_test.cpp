@@ -1,5 +1,5 @@
 // The real kanband and kanbanctl binaries against a real nats-server.
-#include "support.hpp"
+#include "harness.hpp"
 
 #include <httplib.h>
 
@@ -16,75 +16,6 @@ namespace kanban::test {
 namespace {
 
 using ::testing::HasSubstr;
-
-const std::string kKanband = KANBAND_PATH;
-const std::string kKanbanctl = KANBANCTL_PATH;
-const std::string kPlugins = KANBAN_PLUGIN_DIR;
-const std::string kFixtures = KANBAN_FIXTURE_DIR;
-
-struct DomainSpec {
-    std::string name;
-    std::string plugin;    // path
-    std::string settings;  // TOML inline table body, e.g. out = "/x"
-};
-
-std::string makeConfig(const NatsServer& nats, const std::vector<DomainSpec>& domains, int workers = 2) {
-    std::string t = "[nats]\nservers = [\"" + nats.url() + "\"]\n"
-                    "[admin]\nlisten = \"127.0.0.1:0\"\n"
-                    "[plugins]\ndir = \"" + kPlugins + "\"\n"
-                    "[log]\nlevel = \"info\"\n"
-                    "[workers]\npull_batch = 10\nmin = " + std::to_string(workers) + "\nmax = 20\n";
-    for (const auto& d : domains) {
-        t += "[[domain]]\nname = \"" + d.name + "\"\nplugin = \"" + d.plugin + "\"\ntimeout_ms = 10000\n";
-        if (!d.settings.empty()) t += "settings = { " + d.settings + " }\n";
-    }
-    return t;
-}
-
-// A running kanband; learns its admin port from its log.
-class Kanband {
-public:
-    Kanband(const TempDir& dir, const std::string& config_path)
-        : log_(dir.file("kanband.log")), proc_({kKanband, "--config", config_path}, dir.file("kanband.out"), log_) {
-        const std::regex re("admin: listening on 127\\.0\\.0\\.1:([0-9]+)");
-        waitFor(
-            [&] {
-                std::smatch m;
-                const std::string log = readFile(log_);
-                if (std::regex_search(log, m, re)) port_ = std::stoi(m[1]);
-                return port_ != 0 || !proc_.running();
-            },
-            10s);
-    }
-    int port() const { return port_; }
-    int httpStatus(const std::string& path) {
-        httplib::Client c("127.0.0.1", port_);
-        c.set_connection_timeout(1);
-        auto r = c.Get(path.c_str());
-        return r ? r->status : -1;
-    }
-    bool waitReady() {
-        return port_ != 0 && waitFor([&] { return httpStatus("/readyz") == 200; }, 15s);
-    }
-    std::string log() const { return readFile(log_); }
-    Subprocess& proc() { return proc_; }
-
-private:
-    std::string log_;
-    Subprocess proc_;
-    int port_ = 0;
-};
-
-std::vector<std::string> publish(const std::string& config, const std::string& domain, const std::string& priority,
-                                 int count, const std::string& payload = "{}") {
-    auto r = runCommand({kKanbanctl, "--config", config, "publish", "--domain", domain, "--priority", priority,
-                         "--payload", payload, "--count", std::to_string(count)});
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    std::vector<std::string> ids;
-    std::istringstream in(r.out);
-    for (std::string line; std::getline(in, line);) ids.push_back(line);
-    return ids;
-}
 
 TEST(EndToEnd, ThousandItemsOverThreePrioritiesAreHandledExactlyOnce) {
     NatsServer nats;

@@ -355,6 +355,33 @@ TEST_F(JetStreamTest, StrictPriorityWhenStarvationIsDisabled) {
     EXPECT_EQ(std::count(order.begin(), order.begin() + 60, Priority::high), 60);
 }
 
+TEST_F(JetStreamTest, RetriedHighItemIsNotStuckBehindFreshNormalOnes) {
+    publish("q", Priority::high, "high-retry");
+    ConsumerSpec spec{"q"};
+    spec.starvation_ms = 0;  // strict: only the redelivery probe can bring it back early
+    auto c = js_->openConsumer(spec);
+    ASSERT_TRUE(c.ok());
+    auto first = fetchN(**c, 1);
+    ASSERT_EQ(first.size(), 1u);
+    for (int i = 0; i < 150; ++i) publish("q", Priority::normal, "n-" + std::to_string(i));
+    first[0]->retryAfter(100ms);
+    first.clear();
+    std::size_t handled = 0;
+    bool back = false;
+    while (!back && handled < 150) {
+        auto batch = (*c)->fetch(1, 200ms);
+        ASSERT_TRUE(batch.ok()) << batch.message();
+        for (auto& d : *batch) {
+            if (d->id == "high-retry") back = true;
+            else ++handled;
+            d->ack();
+        }
+        std::this_thread::sleep_for(10ms);
+    }
+    EXPECT_TRUE(back);
+    EXPECT_LT(handled, 60u) << "the high retry waited behind " << handled << " normal items";
+}
+
 // The idempotency record.
 TEST_F(JetStreamTest, DoneStoreRemembersIdsAcrossConnectionsInOneRoundTripPerBatch) {
     auto store = js_->openDoneStore();

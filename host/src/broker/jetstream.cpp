@@ -28,6 +28,13 @@ constexpr auto kEmptyRecheck = std::chrono::milliseconds(10);
 // as the first messages arrive; only a race with another worker that took
 // them makes it wait this long).
 constexpr std::int64_t kKnownWorkWaitMs = 50;
+// NumPending does not count items waiting for redelivery (a retry after its
+// backoff, an expired ack wait). A level with none pending but some
+// unacknowledged is probed with a short fetch at most every
+// kRedeliveryProbeEvery, so a retried high item is not stuck behind a
+// stream of fresh normal ones.
+constexpr auto kRedeliveryProbeEvery = std::chrono::milliseconds(100);
+constexpr std::int64_t kRedeliveryProbeMs = 5;
 
 std::string natsError(natsStatus s, jsErrCode jerr = static_cast<jsErrCode>(0)) {
     std::string text = natsStatus_GetText(s);
@@ -142,10 +149,10 @@ public:
                 Level& l = levels_[level];
                 if (now - l.last_served < period) continue;
                 l.last_served = now;  // asked: its clock restarts whether or not it has work
-                auto n = pending(level);
-                if (!n) return n.error();
-                if (*n == 0) continue;
-                auto batch = fetchLevel(level, max, kKnownWorkWaitMs);
+                auto st = state(level);
+                if (!st) return st.error();
+                if (st->pending == 0 && st->unacked == 0) continue;
+                auto batch = fetchLevel(level, max, st->pending > 0 ? kKnownWorkWaitMs : kRedeliveryProbeMs);
                 if (!batch || !batch->empty()) return batch;
             }
         }
@@ -153,11 +160,18 @@ public:
             Level& l = levels_[level];
             if (l.empty_until > now) continue;
             if (!l.known_work) {
-                auto n = pending(level);
-                if (!n) return n.error();
-                if (*n == 0) {
+                auto st = state(level);
+                if (!st) return st.error();
+                if (st->pending == 0) {
                     l.empty_until = now + kEmptyRecheck;
-                    l.last_served = now;  // nothing waits there: nothing starves
+                    if (st->unacked == 0) {
+                        l.last_served = now;  // nothing waits there: nothing starves
+                        continue;
+                    }
+                    if (now < l.next_redelivery_probe) continue;
+                    l.next_redelivery_probe = now + kRedeliveryProbeEvery;
+                    auto batch = fetchLevel(level, max, kRedeliveryProbeMs);
+                    if (!batch || !batch->empty()) return batch;
                     continue;
                 }
             }
@@ -176,11 +190,15 @@ private:
         std::chrono::steady_clock::time_point empty_until{};
         // When this level last got a batch or was seen empty (anti-starvation).
         std::chrono::steady_clock::time_point last_served = std::chrono::steady_clock::now();
+        std::chrono::steady_clock::time_point next_redelivery_probe{};
         bool known_work = false;  // the last message fetched said more were pending
     };
+    struct LevelState {
+        std::uint64_t pending = 0;  // never delivered
+        std::uint64_t unacked = 0;  // delivered, not yet acked (in hand, or waiting for redelivery)
+    };
 
-    // Messages ready for delivery at `level`.
-    Result<std::uint64_t> pending(std::size_t level) {
+    Result<LevelState> state(std::size_t level) {
         jsConsumerInfo* ci = nullptr;
         jsErrCode jerr = static_cast<jsErrCode>(0);
         // (natsSubscription_GetConsumerInfo refuses pull subscriptions bound
@@ -189,9 +207,9 @@ private:
         if (natsStatus s = js_GetConsumerInfo(&ci, owner_.js(), owner_.streamName().c_str(), durable.c_str(), nullptr, &jerr);
             s != NATS_OK)
             return Error{"consumer info " + durable + ": " + natsError(s, jerr)};
-        const std::uint64_t n = ci->NumPending;
+        LevelState st{ci->NumPending, static_cast<std::uint64_t>(ci->NumAckPending)};
         jsConsumerInfo_Destroy(ci);
-        return n;
+        return st;
     }
 
     Result<DeliveryBatch> fetchLevel(std::size_t level, int max, std::int64_t wait_ms) {

@@ -1,0 +1,186 @@
+#include "harness.hpp"
+
+#include <httplib.h>
+#include <nats/nats.h>
+
+#include <gtest/gtest.h>
+
+#include <regex>
+#include <sstream>
+
+namespace kanban::test {
+
+std::string makeConfig(const NatsServer& nats, const std::vector<DomainSpec>& domains, const HostOptions& o) {
+    std::string t = "[nats]\nservers = [\"" + nats.url() + "\"]\n"
+                    "[admin]\nlisten = \"127.0.0.1:0\"\n"
+                    "[plugins]\ndir = \"" + kPlugins + "\"\n"
+                    "[log]\nlevel = \"info\"\n"
+                    "[workers]\npull_batch = " + std::to_string(o.pull_batch) +
+                    "\nmin = " + std::to_string(o.workers) + "\nmax = " + std::to_string(o.max_workers) +
+                    "\nstarvation_ms = " + std::to_string(o.starvation_ms) + "\n"
+                    "[retry]\nmax_attempts = " + std::to_string(o.max_attempts) +
+                    "\nbackoff_initial_ms = " + std::to_string(o.backoff_initial_ms) +
+                    "\nbackoff_max_ms = " + std::to_string(o.backoff_max_ms) + "\n"
+                    "[coordinator]\nhealth_interval_ms = " + std::to_string(o.health_interval_ms) + "\n";
+    for (const auto& d : domains) {
+        t += "[[domain]]\nname = \"" + d.name + "\"\nplugin = \"" + d.plugin + "\"\ntimeout_ms = " +
+             std::to_string(d.timeout_ms) + "\n";
+        if (!d.settings.empty()) t += "settings = { " + d.settings + " }\n";
+    }
+    return t;
+}
+
+std::string recorderSettings(const std::string& out, int sleep_ms) {
+    return "out = \"" + out + "\", sleep_ms = " + std::to_string(sleep_ms);
+}
+
+Kanband::Kanband(const TempDir& dir, const std::string& config_path, const std::string& name)
+    : log_(dir.file(name + ".log")), proc_({kKanband, "--config", config_path}, dir.file(name + ".out"), log_) {
+    const std::regex re("admin: listening on 127\\.0\\.0\\.1:([0-9]+)");
+    waitFor(
+        [&] {
+            std::smatch m;
+            const std::string log = readFile(log_);
+            if (std::regex_search(log, m, re)) port_ = std::stoi(m[1]);
+            return port_ != 0 || !proc_.running();
+        },
+        10s);
+}
+
+int Kanband::httpStatus(const std::string& path) {
+    httplib::Client c("127.0.0.1", port_);
+    c.set_connection_timeout(1);
+    auto r = c.Get(path.c_str());
+    return r ? r->status : -1;
+}
+
+bool Kanband::waitReady() {
+    return port_ != 0 && waitFor([&] { return httpStatus("/readyz") == 200; }, 15s);
+}
+
+std::vector<std::string> publish(const std::string& config, const std::string& domain, const std::string& priority,
+                                 int count, const std::string& payload) {
+    auto r = runCommand({kKanbanctl, "--config", config, "publish", "--domain", domain, "--priority", priority,
+                         "--payload", payload, "--count", std::to_string(count)});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    std::vector<std::string> ids;
+    std::istringstream in(r.out);
+    for (std::string line; std::getline(in, line);) ids.push_back(line);
+    return ids;
+}
+
+std::vector<Call> readCalls(const std::string& path) {
+    std::vector<Call> calls;
+    for (const auto& line : readLines(path)) {
+        std::istringstream f(line);
+        Call c;
+        f >> c.id >> c.priority >> c.attempt >> c.outcome >> c.tid >> c.epoch_us >> c.payload_hex;
+        calls.push_back(c);
+    }
+    return calls;
+}
+
+std::string toHex(const std::string& bytes) {
+    if (bytes.empty()) return "-";
+    static constexpr char kDigits[] = "0123456789abcdef";
+    std::string out;
+    for (unsigned char c : bytes) {
+        out += kDigits[c >> 4];
+        out += kDigits[c & 0xf];
+    }
+    return out;
+}
+
+NatsProbe::NatsProbe(const std::string& url) {
+    if (natsConnection_ConnectTo(&nc_, url.c_str()) != NATS_OK) throw std::runtime_error("probe: cannot connect to " + url);
+    if (natsConnection_JetStream(&js_, nc_, nullptr) != NATS_OK) throw std::runtime_error("probe: no JetStream context");
+}
+
+NatsProbe::~NatsProbe() {
+    jsCtx_Destroy(js_);
+    natsConnection_Destroy(nc_);
+}
+
+std::optional<bool> NatsProbe::publish(const std::string& subject, const std::string& body,
+                                       const std::map<std::string, std::string>& headers) {
+    natsMsg* m = nullptr;
+    if (natsMsg_Create(&m, subject.c_str(), nullptr, body.data(), static_cast<int>(body.size())) != NATS_OK)
+        return std::nullopt;
+    for (const auto& [k, v] : headers) natsMsgHeader_Set(m, k.c_str(), v.c_str());
+    jsPubAck* pa = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    const natsStatus s = js_PublishMsg(&pa, js_, m, nullptr, &jerr);
+    natsMsg_Destroy(m);
+    if (s != NATS_OK) return std::nullopt;
+    const bool duplicate = pa->Duplicate;
+    jsPubAck_Destroy(pa);
+    return duplicate;
+}
+
+std::uint64_t NatsProbe::streamMsgs(const std::string& stream) {
+    jsStreamInfo* si = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    if (js_GetStreamInfo(&si, js_, stream.c_str(), nullptr, &jerr) != NATS_OK) return 0;
+    const std::uint64_t n = si->State.Msgs;
+    jsStreamInfo_Destroy(si);
+    return n;
+}
+
+std::optional<std::uint64_t> NatsProbe::ackPending(const std::string& durable) {
+    jsConsumerInfo* ci = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    if (js_GetConsumerInfo(&ci, js_, "KANBAN", durable.c_str(), nullptr, &jerr) != NATS_OK) return std::nullopt;
+    const std::uint64_t n = ci->NumAckPending;
+    jsConsumerInfo_Destroy(ci);
+    return n;
+}
+
+std::optional<std::int64_t> NatsProbe::maxAckPending(const std::string& durable) {
+    jsConsumerInfo* ci = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    if (js_GetConsumerInfo(&ci, js_, "KANBAN", durable.c_str(), nullptr, &jerr) != NATS_OK) return std::nullopt;
+    const std::int64_t n = ci->Config->MaxAckPending;
+    jsConsumerInfo_Destroy(ci);
+    return n;
+}
+
+std::vector<NatsProbe::StoredMsg> NatsProbe::deadLetters(const std::string& domain) {
+    std::vector<StoredMsg> out;
+    const std::string subject = "kanban.dlq." + domain;
+    jsStreamInfo* si = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    if (js_GetStreamInfo(&si, js_, "KANBAN_DLQ", nullptr, &jerr) != NATS_OK) return out;
+    const std::uint64_t first = si->State.FirstSeq, last = si->State.LastSeq;
+    jsStreamInfo_Destroy(si);
+    for (std::uint64_t seq = first; seq != 0 && seq <= last; ++seq) {
+        natsMsg* m = nullptr;
+        if (js_GetMsg(&m, js_, "KANBAN_DLQ", seq, nullptr, &jerr) != NATS_OK) continue;
+        if (subject == natsMsg_GetSubject(m)) {
+            StoredMsg sm{natsMsg_GetSubject(m), std::string(natsMsg_GetData(m), natsMsg_GetDataLength(m)), {}};
+            const char** keys = nullptr;
+            int n = 0;
+            if (natsMsgHeader_Keys(m, &keys, &n) == NATS_OK) {
+                for (int i = 0; i < n; ++i) {
+                    const char* v = nullptr;
+                    if (natsMsgHeader_Get(m, keys[i], &v) == NATS_OK) sm.headers[keys[i]] = v;
+                }
+                free(keys);
+            }
+            out.push_back(std::move(sm));
+        }
+        natsMsg_Destroy(m);
+    }
+    return out;
+}
+
+bool NatsProbe::setDuplicateWindow(std::int64_t ms) {
+    jsStreamInfo* si = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    if (js_GetStreamInfo(&si, js_, "KANBAN", nullptr, &jerr) != NATS_OK) return false;
+    si->Config->Duplicates = ms * 1'000'000;
+    const bool ok = js_UpdateStream(nullptr, js_, si->Config, nullptr, &jerr) == NATS_OK;
+    jsStreamInfo_Destroy(si);
+    return ok;
+}
+
+}  // namespace kanban::test

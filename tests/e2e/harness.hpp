@@ -1,0 +1,113 @@
+// What the end-to-end tests share: a config writer, a running kanband, the
+// kanbanctl publish helper, the recorder fixture's log, and a direct cnats
+// view of the broker (to inject raw messages and read what is stored).
+#pragma once
+
+#include "support.hpp"
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+struct __natsConnection;
+struct __jsCtx;
+
+namespace kanban::test {
+
+inline const std::string kKanband = KANBAND_PATH;
+inline const std::string kKanbanctl = KANBANCTL_PATH;
+inline const std::string kPlugins = KANBAN_PLUGIN_DIR;
+inline const std::string kFixtures = KANBAN_FIXTURE_DIR;
+
+struct DomainSpec {
+    std::string name;
+    std::string plugin;    // path
+    std::string settings;  // TOML inline table body, e.g. out = "/x"
+    std::int64_t timeout_ms = 10000;
+};
+
+struct HostOptions {
+    int workers = 2;
+    int max_workers = 20;
+    int pull_batch = 10;
+    std::int64_t starvation_ms = 30000;
+    int max_attempts = 5;
+    std::int64_t backoff_initial_ms = 100;
+    std::int64_t backoff_max_ms = 30000;
+    std::int64_t health_interval_ms = 5000;
+};
+
+std::string makeConfig(const NatsServer& nats, const std::vector<DomainSpec>& domains, const HostOptions& o = {});
+inline std::string makeConfig(const NatsServer& nats, const std::vector<DomainSpec>& domains, int workers) {
+    HostOptions o;
+    o.workers = workers;
+    return makeConfig(nats, domains, o);
+}
+// settings for the recorder fixture writing to `out`.
+std::string recorderSettings(const std::string& out, int sleep_ms = 0);
+
+// A running kanband; learns its admin port from its log.
+class Kanband {
+public:
+    Kanband(const TempDir& dir, const std::string& config_path, const std::string& name = "kanband");
+    int port() const { return port_; }
+    int httpStatus(const std::string& path);
+    bool waitReady();
+    std::string log() const { return readFile(log_); }
+    bool logHas(const std::string& text) const { return log().find(text) != std::string::npos; }
+    Subprocess& proc() { return proc_; }
+
+private:
+    std::string log_;
+    Subprocess proc_;
+    int port_ = 0;
+};
+
+// kanbanctl publish --count N; the printed ids.
+std::vector<std::string> publish(const std::string& config, const std::string& domain, const std::string& priority,
+                                 int count, const std::string& payload = "{}");
+
+// One handle() call as logged by the recorder fixture.
+struct Call {
+    std::string id, priority;
+    int attempt = 0;
+    std::string outcome;  // ok, retry, fail
+    long tid = 0;
+    std::int64_t epoch_us = 0;
+    std::string payload_hex;  // "-" when empty
+};
+std::vector<Call> readCalls(const std::string& path);
+std::string toHex(const std::string& bytes);
+
+// Direct access to the broker, bypassing kanband and kanbanctl.
+class NatsProbe {
+public:
+    explicit NatsProbe(const std::string& url);
+    ~NatsProbe();
+    NatsProbe(const NatsProbe&) = delete;
+    NatsProbe& operator=(const NatsProbe&) = delete;
+
+    struct StoredMsg {
+        std::string subject, body;
+        std::map<std::string, std::string> headers;
+    };
+    // JetStream publish with arbitrary headers (no Nats-Msg-Id unless given):
+    // nullopt on error, else whether the stream reported a duplicate.
+    std::optional<bool> publish(const std::string& subject, const std::string& body, const std::map<std::string, std::string>& headers);
+    std::uint64_t streamMsgs(const std::string& stream);
+    // Delivered but not yet acked on a durable, or nullopt on error.
+    std::optional<std::uint64_t> ackPending(const std::string& durable);
+    std::optional<std::int64_t> maxAckPending(const std::string& durable);
+    // The dead-lettered copies for a domain, oldest first.
+    std::vector<StoredMsg> deadLetters(const std::string& domain);
+    // Shrinks the work stream's duplicate window (to test what happens after it).
+    bool setDuplicateWindow(std::int64_t ms);
+
+private:
+    __natsConnection* nc_ = nullptr;
+    __jsCtx* js_ = nullptr;
+};
+
+}  // namespace kanban::test
