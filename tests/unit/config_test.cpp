@@ -37,6 +37,9 @@ TEST(Config, ShippedConfigParsesWithSpecDefaults) {
     EXPECT_EQ(c.admin.host, "127.0.0.1");
     EXPECT_EQ(c.admin.port, 9090);
     EXPECT_EQ(c.workers.pull_batch, 10);
+    EXPECT_EQ(c.workers.starvation_ms, 30000);
+    EXPECT_EQ(c.nats.max_msgs, 1000000);
+    EXPECT_EQ(c.nats.max_bytes, 1073741824);
     EXPECT_EQ(c.retry.max_attempts, 5);
     ASSERT_EQ(c.domains.size(), 2u);
     EXPECT_EQ(c.domains[0].name, "payment");
@@ -55,6 +58,9 @@ TEST(Config, MinimalConfigGetsEveryDefault) {
     EXPECT_EQ(c.log_level, "info");
     EXPECT_EQ(c.workers.min, 2);
     EXPECT_EQ(c.workers.max, 20);
+    EXPECT_EQ(c.workers.starvation_ms, 30000);
+    EXPECT_EQ(c.nats.max_msgs, 1000000);
+    EXPECT_EQ(c.nats.max_bytes, 1LL << 30);
     EXPECT_EQ(c.retry.backoff_initial_ms, 100);
     EXPECT_EQ(c.retry.backoff_max_ms, 30000);
     EXPECT_EQ(c.circuit_breaker.failure_threshold, 3);
@@ -127,7 +133,11 @@ INSTANTIATE_TEST_SUITE_P(
         BadValue{"[log]\nlevel = \"loud\"\n[[domain]]\nname=\"a\"\n", "log.level must be one of"},
         BadValue{"[nats]\nstream = \"a.b\"\n[[domain]]\nname=\"a\"\n", "nats.stream \"a.b\" must match"},
         BadValue{"[rabbitmq]\nurl = \"http://x\"\n[[domain]]\nname=\"a\"\n", "must start with amqp://"},
-        BadValue{"nats = 5\n[[domain]]\nname=\"a\"\n", "'nats' must be a table"}));
+        BadValue{"nats = 5\n[[domain]]\nname=\"a\"\n", "'nats' must be a table"},
+        BadValue{"[nats]\nmax_msgs = 0\n[[domain]]\nname=\"a\"\n", "nats.max_msgs must be at least 1, got 0"},
+        BadValue{"[nats]\nmax_bytes = -1\n[[domain]]\nname=\"a\"\n", "nats.max_bytes must be at least 1, got -1"},
+        BadValue{"[workers]\nstarvation_ms = -1\n[[domain]]\nname=\"a\"\n", "workers.starvation_ms must be at least 0, got -1"}),
+    [](const ::testing::TestParamInfo<BadValue>& info) { return "case" + std::to_string(info.index); });
 
 TEST(Config, NoDomainIsAnError) {
     EXPECT_THAT(parseError("[workers]\nmin = 1\n", "c.toml"), HasSubstr("no [[domain]] configured"));
