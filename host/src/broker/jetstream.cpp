@@ -232,6 +232,7 @@ private:
             // redelivery of the same message: hand out one copy per batch.
             if (!seen.insert(d->stream_sequence).second) continue;
             levels_[level].known_work = d->pending_after > 0;
+            spdlog::trace("fetched domain={} id={} seq={} attempt={}", d->domain, d->id, d->stream_sequence, d->attempt);
             out.push_back(std::move(d));
         }
         if (!out.empty()) levels_[level].last_served = std::chrono::steady_clock::now();
