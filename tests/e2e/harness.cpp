@@ -126,22 +126,13 @@ std::uint64_t NatsProbe::streamMsgs(const std::string& stream) {
     return n;
 }
 
-std::optional<std::uint64_t> NatsProbe::ackPending(const std::string& durable) {
+std::optional<NatsProbe::ConsumerState> NatsProbe::consumer(const std::string& durable) {
     jsConsumerInfo* ci = nullptr;
     jsErrCode jerr = static_cast<jsErrCode>(0);
     if (js_GetConsumerInfo(&ci, js_, "KANBAN", durable.c_str(), nullptr, &jerr) != NATS_OK) return std::nullopt;
-    const std::uint64_t n = ci->NumAckPending;
+    ConsumerState st{static_cast<std::uint64_t>(ci->NumAckPending), ci->Config->MaxAckPending};
     jsConsumerInfo_Destroy(ci);
-    return n;
-}
-
-std::optional<std::int64_t> NatsProbe::maxAckPending(const std::string& durable) {
-    jsConsumerInfo* ci = nullptr;
-    jsErrCode jerr = static_cast<jsErrCode>(0);
-    if (js_GetConsumerInfo(&ci, js_, "KANBAN", durable.c_str(), nullptr, &jerr) != NATS_OK) return std::nullopt;
-    const std::int64_t n = ci->Config->MaxAckPending;
-    jsConsumerInfo_Destroy(ci);
-    return n;
+    return st;
 }
 
 std::vector<NatsProbe::StoredMsg> NatsProbe::deadLetters(const std::string& domain) {

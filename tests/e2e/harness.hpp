@@ -97,9 +97,11 @@ public:
     // nullopt on error, else whether the stream reported a duplicate.
     std::optional<bool> publish(const std::string& subject, const std::string& body, const std::map<std::string, std::string>& headers);
     std::uint64_t streamMsgs(const std::string& stream);
-    // Delivered but not yet acked on a durable, or nullopt on error.
-    std::optional<std::uint64_t> ackPending(const std::string& durable);
-    std::optional<std::int64_t> maxAckPending(const std::string& durable);
+    struct ConsumerState {
+        std::uint64_t ack_pending = 0;  // delivered, not yet acked
+        std::int64_t max_ack_pending = 0;
+    };
+    std::optional<ConsumerState> consumer(const std::string& durable);  // nullopt on error
     // The dead-lettered copies for a domain, oldest first.
     std::vector<StoredMsg> deadLetters(const std::string& domain);
     // Shrinks the work stream's duplicate window (to test what happens after it).

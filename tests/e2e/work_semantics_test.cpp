@@ -10,6 +10,8 @@
 #include <csignal>
 #include <iostream>
 #include <map>
+#include <optional>
+#include <utility>
 #include <regex>
 #include <set>
 #include <thread>
@@ -51,17 +53,39 @@ long stoppedFigure(const std::string& log, const std::string& name) {
     return std::stol(m[1]);
 }
 
-// Spec scenario 1: one worker pulls everything, in publish order within a priority.
-TEST(WorkSemantics, SingleWorkerPullsEveryItemInOrder) {
+// Each test: its own nats-server, temporary directory and kanband.
+class WorkSemantics : public ::testing::Test {
+protected:
+    void writeConfig(const std::vector<DomainSpec>& domains, const HostOptions& o = {}) {
+        writeFile(cfg, makeConfig(nats, domains, o));
+    }
+    void writeConfig(const std::vector<DomainSpec>& domains, int workers) {
+        HostOptions o;
+        o.workers = workers;
+        writeConfig(domains, o);
+    }
+    // Writes the config and starts kanband with it.
+    template <typename... Args>
+    Kanband& start(const std::vector<DomainSpec>& domains, Args&&... options) {
+        writeConfig(domains, std::forward<Args>(options)...);
+        return kd_.emplace(dir, cfg);
+    }
+
     NatsServer nats;
     TempDir dir;
-    const std::string out = dir.file("calls.txt");
+    const std::string out = dir.file("calls.txt");  // the recorder's calls
     const std::string cfg = dir.file("kanban.toml");
+
+private:
+    std::optional<Kanband> kd_;
+};
+
+// Spec scenario 1: one worker pulls everything, in publish order within a priority.
+TEST_F(WorkSemantics, SingleWorkerPullsEveryItemInOrder) {
     HostOptions o;
     o.workers = 1;
     o.pull_batch = 3;
-    writeFile(cfg, makeConfig(nats, {{"orders", kFixtures + "/recorder.so", recorderSettings(out)}}, o));
-    Kanband kd(dir, cfg);
+    Kanband& kd = start({{"orders", kFixtures + "/recorder.so", recorderSettings(out)}}, o);
     ASSERT_TRUE(kd.waitReady()) << kd.log();
     const auto ids = publish(cfg, "orders", "normal", 20);
     ASSERT_TRUE(waitFor([&] { return allHandled(out, ids); }, 10s)) << kd.log();
@@ -76,17 +100,12 @@ TEST(WorkSemantics, SingleWorkerPullsEveryItemInOrder) {
 
 // Spec scenario 1 and 2, and backpressure: several workers pull from one
 // domain; the broker never sees more unacked items than workers × batch.
-TEST(WorkSemantics, WorkersShareTheLoadAndNeverHoldMoreThanTheirBatch) {
-    NatsServer nats;
-    TempDir dir;
-    const std::string out = dir.file("calls.txt");
-    const std::string cfg = dir.file("kanban.toml");
+TEST_F(WorkSemantics, WorkersShareTheLoadAndNeverHoldMoreThanTheirBatch) {
     HostOptions o;
     o.workers = 3;
     o.max_workers = 10;  // MaxAckPending = 10 × 4: the server's cap is far above what 3 workers may hold
     o.pull_batch = 4;
-    writeFile(cfg, makeConfig(nats, {{"orders", kFixtures + "/recorder.so", recorderSettings(out, 5)}}, o));
-    Kanband kd(dir, cfg);
+    Kanband& kd = start({{"orders", kFixtures + "/recorder.so", recorderSettings(out, 5)}}, o);
     ASSERT_TRUE(kd.waitReady()) << kd.log();
     NatsProbe probe(nats.url());
 
@@ -95,8 +114,8 @@ TEST(WorkSemantics, WorkersShareTheLoadAndNeverHoldMoreThanTheirBatch) {
     std::size_t samples = 0;
     ASSERT_TRUE(waitFor(
         [&] {
-            if (auto n = probe.ackPending("orders_normal")) {
-                max_in_flight = std::max(max_in_flight, *n);
+            if (auto st = probe.consumer("orders_normal")) {
+                max_in_flight = std::max(max_in_flight, st->ack_pending);
                 ++samples;
             }
             return allHandled(out, ids);
@@ -105,7 +124,8 @@ TEST(WorkSemantics, WorkersShareTheLoadAndNeverHoldMoreThanTheirBatch) {
         << kd.log();
     std::cout << "[ measured ] in flight at most " << max_in_flight << " (bound 3 workers x 4) over " << samples
               << " samples\n";
-    EXPECT_EQ(probe.maxAckPending("orders_normal"), 40);  // workers.max × pull_batch
+    ASSERT_TRUE(probe.consumer("orders_normal"));
+    EXPECT_EQ(probe.consumer("orders_normal")->max_ack_pending, 40);  // workers.max × pull_batch
     EXPECT_LE(max_in_flight, 12u) << "a worker held more than pull_batch items";
     EXPECT_GT(max_in_flight, 0u);
 
@@ -130,18 +150,13 @@ TEST(WorkSemantics, WorkersShareTheLoadAndNeverHoldMoreThanTheirBatch) {
 // is spent. So the gaps are checked between consecutive attempts actually
 // seen, and a skipped attempt is reported, not failed (README, "known
 // broker behaviour").
-TEST(WorkSemantics, RetriesBackOffExponentiallyThenDeadLetterWithHeaders) {
-    NatsServer nats;
-    TempDir dir;
-    const std::string out = dir.file("calls.txt");
-    const std::string cfg = dir.file("kanban.toml");
+TEST_F(WorkSemantics, RetriesBackOffExponentiallyThenDeadLetterWithHeaders) {
     HostOptions o;
     o.max_attempts = 4;
     o.backoff_initial_ms = 200;
     o.backoff_max_ms = 5000;
     // timeout 2 s → ack wait 3 s: a lost redelivery comes back quickly.
-    writeFile(cfg, makeConfig(nats, {{"orders", kFixtures + "/recorder.so", recorderSettings(out), 2000}}, o));
-    Kanband kd(dir, cfg);
+    Kanband& kd = start({{"orders", kFixtures + "/recorder.so", recorderSettings(out), 2000}}, o);
     ASSERT_TRUE(kd.waitReady()) << kd.log();
     NatsProbe probe(nats.url());
 
@@ -204,13 +219,8 @@ TEST(WorkSemantics, RetriesBackOffExponentiallyThenDeadLetterWithHeaders) {
 // Deadlines on the wire (B22): past or negative → dead-lettered without
 // calling the handler; non-numeric → the domain default, with a warning;
 // far future → accepted (the handler's time is still capped by timeout_ms).
-TEST(WorkSemantics, DeadlinesAreEnforcedBeforeTheHandlerRuns) {
-    NatsServer nats;
-    TempDir dir;
-    const std::string out = dir.file("calls.txt");
-    const std::string cfg = dir.file("kanban.toml");
-    writeFile(cfg, makeConfig(nats, {{"orders", kFixtures + "/recorder.so", recorderSettings(out)}}));
-    Kanband kd(dir, cfg);
+TEST_F(WorkSemantics, DeadlinesAreEnforcedBeforeTheHandlerRuns) {
+    Kanband& kd = start({{"orders", kFixtures + "/recorder.so", recorderSettings(out)}});
     ASSERT_TRUE(kd.waitReady()) << kd.log();
     NatsProbe probe(nats.url());
     const std::string subject = "kanban.normal.orders";
@@ -240,18 +250,13 @@ TEST(WorkSemantics, DeadlinesAreEnforcedBeforeTheHandlerRuns) {
 // dead-lettered with reason "timeout". (Two runs of an overrunning handler
 // can overlap: a thread cannot be stopped, so handlers that may run past
 // their timeout must call progress(); see the README.)
-TEST(WorkSemantics, OverrunningHandlersAreTimeoutsAndProgressPreventsRedelivery) {
-    NatsServer nats;
-    TempDir dir;
-    const std::string out = dir.file("calls.txt");
-    const std::string cfg = dir.file("kanban.toml");
+TEST_F(WorkSemantics, OverrunningHandlersAreTimeoutsAndProgressPreventsRedelivery) {
     HostOptions o;
     o.workers = 4;
     o.pull_batch = 1;
     o.max_attempts = 3;
     DomainSpec d{"slow", kFixtures + "/recorder.so", recorderSettings(out), 1000};
-    writeFile(cfg, makeConfig(nats, {d}, o));
-    Kanband kd(dir, cfg);
+    Kanband& kd = start({d}, o);
     ASSERT_TRUE(kd.waitReady()) << kd.log();
     NatsProbe probe(nats.url());
     ASSERT_TRUE(probe.publish("kanban.normal.slow", "sleep:3000", {{"Nats-Msg-Id", "silent"}}));
@@ -281,13 +286,8 @@ TEST(WorkSemantics, OverrunningHandlersAreTimeoutsAndProgressPreventsRedelivery)
 }
 
 // Spec scenario 7: 10,000 items, each handled exactly once.
-TEST(WorkSemantics, TenThousandItemsAreEachHandledOnce) {
-    NatsServer nats;
-    TempDir dir;
-    const std::string out = dir.file("calls.txt");
-    const std::string cfg = dir.file("kanban.toml");
-    writeFile(cfg, makeConfig(nats, {{"bulk", kFixtures + "/recorder.so", recorderSettings(out)}}, 4));
-    Kanband kd(dir, cfg);
+TEST_F(WorkSemantics, TenThousandItemsAreEachHandledOnce) {
+    Kanband& kd = start({{"bulk", kFixtures + "/recorder.so", recorderSettings(out)}}, 4);
     ASSERT_TRUE(kd.waitReady()) << kd.log();
     const auto ids = publish(cfg, "bulk", "normal", 10000);
     ASSERT_EQ(std::set<std::string>(ids.begin(), ids.end()).size(), 10000u);
@@ -303,15 +303,11 @@ TEST(WorkSemantics, TenThousandItemsAreEachHandledOnce) {
 // F9: kill -9 of kanband mid-run. Nothing is lost; the items whose ok was
 // recorded before the kill are acked after the restart without running the
 // handler; only an item whose record was still in flight can run twice.
-TEST(WorkSemantics, KilledDaemonLosesNothingAndDoesNotRepeatRecordedWork) {
-    NatsServer nats;
-    TempDir dir;
-    const std::string out = dir.file("calls.txt");
-    const std::string cfg = dir.file("kanban.toml");
+TEST_F(WorkSemantics, KilledDaemonLosesNothingAndDoesNotRepeatRecordedWork) {
     HostOptions o;
     o.workers = 4;
     o.pull_batch = 10;
-    writeFile(cfg, makeConfig(nats, {{"orders", kFixtures + "/recorder.so", recorderSettings(out, 25), 2000}}, o));
+    writeConfig({{"orders", kFixtures + "/recorder.so", recorderSettings(out, 25), 2000}}, o);
     const auto ids = [&] {
         std::vector<std::string> all;
         for (const char* p : {"high", "normal", "low"})
@@ -347,17 +343,12 @@ TEST(WorkSemantics, KilledDaemonLosesNothingAndDoesNotRepeatRecordedWork) {
 // F1: kill -9 of nats-server mid-run, restart after 2 s on the same store.
 // The server forgets its most recent consumer acks and redelivers those
 // items; the idempotency record acks them without the handler.
-TEST(WorkSemantics, KilledNatsServerLosesNothingAndRedeliveriesAreAbsorbed) {
-    NatsServer nats;
-    TempDir dir;
-    const std::string out = dir.file("calls.txt");
-    const std::string cfg = dir.file("kanban.toml");
+TEST_F(WorkSemantics, KilledNatsServerLosesNothingAndRedeliveriesAreAbsorbed) {
     HostOptions o;
     o.workers = 2;
-    writeFile(cfg, makeConfig(nats,
-                              {{"alpha", kFixtures + "/recorder.so", recorderSettings(out, 1)},
+    writeConfig({{"alpha", kFixtures + "/recorder.so", recorderSettings(out, 1)},
                                {"beta", kFixtures + "/recorder.so", recorderSettings(out, 1)}},
-                              o));
+                o);
     std::vector<std::string> ids;
     for (const char* domain : {"alpha", "beta"})
         for (const char* p : {"high", "normal", "low"})
@@ -399,13 +390,8 @@ TEST(WorkSemantics, KilledNatsServerLosesNothingAndRedeliveriesAreAbsorbed) {
 // F20 / B23: the same id within the broker's window is stored once; after
 // the window it is stored again, and the idempotency record acks it
 // without running the handler.
-TEST(WorkSemantics, DuplicateAfterTheDedupWindowIsAckedWithoutTheHandler) {
-    NatsServer nats;
-    TempDir dir;
-    const std::string out = dir.file("calls.txt");
-    const std::string cfg = dir.file("kanban.toml");
-    writeFile(cfg, makeConfig(nats, {{"orders", kFixtures + "/recorder.so", recorderSettings(out)}}));
-    Kanband kd(dir, cfg);
+TEST_F(WorkSemantics, DuplicateAfterTheDedupWindowIsAckedWithoutTheHandler) {
+    Kanband& kd = start({{"orders", kFixtures + "/recorder.so", recorderSettings(out)}});
     ASSERT_TRUE(kd.waitReady()) << kd.log();
     NatsProbe probe(nats.url());
     const std::string subject = "kanban.normal.orders";
@@ -426,18 +412,12 @@ TEST(WorkSemantics, DuplicateAfterTheDedupWindowIsAckedWithoutTheHandler) {
 
 // B17–B21: hostile items. Each is handled or dead-lettered with a reason,
 // nothing is lost, and the daemon keeps serving.
-TEST(WorkSemantics, HostileItemsAreHandledOrDeadLetteredAndTheDaemonKeepsServing) {
-    NatsServer nats;
-    TempDir dir;
-    const std::string out = dir.file("calls.txt");
-    const std::string cfg = dir.file("kanban.toml");
+TEST_F(WorkSemantics, HostileItemsAreHandledOrDeadLetteredAndTheDaemonKeepsServing) {
     HostOptions o;
     o.health_interval_ms = 200;
-    writeFile(cfg, makeConfig(nats,
-                              {{"orders", kFixtures + "/recorder.so", recorderSettings(out)},
+    Kanband& kd = start({{"orders", kFixtures + "/recorder.so", recorderSettings(out)},
                                {"payment", kPlugins + "/payment.so", ""}},
-                              o));
-    Kanband kd(dir, cfg);
+                o);
     ASSERT_TRUE(kd.waitReady()) << kd.log();
     NatsProbe probe(nats.url());
 
@@ -484,11 +464,8 @@ TEST(WorkSemantics, HostileItemsAreHandledOrDeadLetteredAndTheDaemonKeepsServing
 }
 
 // B19 and B22 at the CLI: limits are named, nothing half-published.
-TEST(WorkSemantics, KanbanctlNamesThePayloadAndIdLimits) {
-    NatsServer nats;
-    TempDir dir;
-    const std::string cfg = dir.file("kanban.toml");
-    writeFile(cfg, makeConfig(nats, {{"orders", kFixtures + "/recorder.so", recorderSettings(dir.file("c.txt"))}}));
+TEST_F(WorkSemantics, KanbanctlNamesThePayloadAndIdLimits) {
+    writeConfig({{"orders", kFixtures + "/recorder.so", recorderSettings(out)}});
     const std::string big = dir.file("big.bin");
     writeFile(big, std::string(1024 * 1024 + 1, 'x'));
     auto r = runCommand({kKanbanctl, "--config", cfg, "publish", "--domain", "orders", "--file", big});
