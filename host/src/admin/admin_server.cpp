@@ -5,20 +5,131 @@
 
 #include <sys/socket.h>
 
-namespace kanban::host::admin {
+#include <fstream>
+#include <sstream>
 
-AdminServer::AdminServer(Probe ready) : ready_(std::move(ready)), server_(std::make_unique<httplib::Server>()) {
-    server_->Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
-        res.set_content("ok\n", "text/plain");
+namespace kanban::host::admin {
+namespace {
+
+constexpr const char* kJson = "application/json";
+
+void send(httplib::Response& res, const Reply& r) {
+    res.status = r.status;
+    // Replace invalid UTF-8 (a plugin's reason, a binary payload) instead of throwing.
+    res.set_content(r.body.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n", kJson);
+}
+
+// Constant-time comparison: the token must not leak through timing.
+bool sameToken(const std::string& a, const std::string& b) {
+    if (a.size() != b.size()) return false;
+    unsigned char diff = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+    return diff == 0;
+}
+
+}  // namespace
+
+AdminServer::AdminServer(AdminApi& api, std::string token)
+    : api_(api), token_(std::move(token)), server_(std::make_unique<httplib::Server>()) {
+    auto& srv = *server_;
+    srv.set_payload_max_length(kMaxBodyBytes);  // larger bodies: 413 before any handler runs
+
+    // Mutating requests need the token, checked before routing.
+    srv.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+        if (token_.empty() || (req.method != "POST" && req.method != "DELETE" && req.method != "PUT"))
+            return httplib::Server::HandlerResponse::Unhandled;
+        const std::string auth = req.get_header_value("Authorization");
+        const std::string prefix = "Bearer ";
+        if (auth.rfind(prefix, 0) == 0 && sameToken(auth.substr(prefix.size()), token_))
+            return httplib::Server::HandlerResponse::Unhandled;
+        res.set_header("WWW-Authenticate", "Bearer");
+        send(res, errorReply(401, "this request needs Authorization: Bearer <token> (admin.token_file)"));
+        spdlog::warn("admin: refused {} {} from {}: missing or wrong token", req.method, req.path, req.remote_addr);
+        return httplib::Server::HandlerResponse::Handled;
     });
-    server_->Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
-        const bool ready = ready_();
+
+    srv.Get("/healthz", [](const httplib::Request&, httplib::Response& res) { res.set_content("ok\n", "text/plain"); });
+    srv.Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
+        const bool ready = api_.ready();
         res.status = ready ? 200 : 503;
         res.set_content(ready ? "ready\n" : "not ready\n", "text/plain");
     });
+    srv.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+        res.set_content(api_.metrics(), "text/plain; version=0.0.4; charset=utf-8");
+    });
+    srv.Get("/health", [this](const httplib::Request&, httplib::Response& res) { send(res, {200, api_.health()}); });
+    srv.Post("/drain", [this](const httplib::Request&, httplib::Response& res) { send(res, api_.drain()); });
+    srv.Get("/schedules", [this](const httplib::Request&, httplib::Response& res) { send(res, api_.schedules()); });
+    srv.Post("/schedules", [this](const httplib::Request& req, httplib::Response& res) {
+        nlohmann::json body;
+        try {
+            body = nlohmann::json::parse(req.body);
+        } catch (const nlohmann::json::parse_error& e) {
+            send(res, errorReply(400, std::string("malformed JSON: ") + e.what()));
+            return;
+        }
+        if (!body.is_object()) {
+            send(res, errorReply(400, "the body must be a JSON object"));
+            return;
+        }
+        send(res, api_.addSchedule(body));
+    });
+    srv.Delete(R"(/schedules/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
+        send(res, api_.cancelSchedule(req.matches[1]));
+    });
+    srv.Get(R"(/dlq/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
+        std::size_t limit = 100;
+        if (req.has_param("limit")) {
+            try {
+                limit = std::stoul(req.get_param_value("limit"));
+            } catch (const std::exception&) {
+                send(res, errorReply(400, "limit must be a positive number"));
+                return;
+            }
+        }
+        send(res, api_.deadLetters(req.matches[1], std::clamp<std::size_t>(limit, 1, 10000)));
+    });
+    srv.Post(R"(/dlq/([^/]+)/replay)", [this](const httplib::Request& req, httplib::Response& res) {
+        std::optional<std::string> id;
+        if (!req.body.empty()) {
+            nlohmann::json body;
+            try {
+                body = nlohmann::json::parse(req.body);
+            } catch (const nlohmann::json::parse_error& e) {
+                send(res, errorReply(400, std::string("malformed JSON: ") + e.what()));
+                return;
+            }
+            if (!body.is_object() || (body.contains("id") && !body["id"].is_string())) {
+                send(res, errorReply(400, "the body must be a JSON object, with an optional string \"id\""));
+                return;
+            }
+            if (body.contains("id")) id = body["id"].get<std::string>();
+        }
+        send(res, api_.replay(req.matches[1], id));
+    });
+
+    // Unknown routes and httplib's own refusals (413) get a JSON message too.
+    srv.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+        if (res.status == 413)
+            send(res, errorReply(413, "request body larger than " + std::to_string(kMaxBodyBytes) + " bytes"));
+        else if (res.status == 404 && res.body.empty())
+            send(res, errorReply(404, "no such endpoint: " + req.method + " " + req.path));
+    });
+    srv.set_exception_handler([](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
+        std::string what = "unknown error";
+        try {
+            std::rethrow_exception(ep);
+        } catch (const std::exception& e) {
+            what = e.what();
+        } catch (...) {
+        }
+        spdlog::error("admin: {} {} failed: {}", req.method, req.path, what);
+        send(res, errorReply(500, what));
+    });
+
     // httplib sets SO_REUSEPORT by default, which would let a second daemon
     // share our port silently; a busy port must be an error instead.
-    server_->set_socket_options([](socket_t sock) {
+    srv.set_socket_options([](socket_t sock) {
         int yes = 1;
         ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
     });
@@ -36,7 +147,7 @@ Status AdminServer::start(const std::string& host, int port) {
         port_ = port;
     }
     thread_ = std::thread([this] { server_->listen_after_bind(); });
-    spdlog::info("admin: listening on {}:{}", host, port_);
+    spdlog::info("admin: listening on {}:{}{}", host, port_, token_.empty() ? "" : " (token required for changes)");
     return Ok{};
 }
 
@@ -45,6 +156,18 @@ void AdminServer::stop() {
         server_->stop();
         thread_.join();
     }
+}
+
+Result<std::string> readTokenFile(const std::string& path) {
+    std::ifstream in(path);
+    if (!in) return Error{"admin.token_file " + path + ": cannot be read"};
+    std::ostringstream s;
+    s << in.rdbuf();
+    std::string token = s.str();
+    const auto first = token.find_first_not_of(" \t\r\n");
+    if (first == std::string::npos) return Error{"admin.token_file " + path + ": is empty"};
+    token = token.substr(first, token.find_last_not_of(" \t\r\n") - first + 1);
+    return token;
 }
 
 }  // namespace kanban::host::admin

@@ -1,12 +1,16 @@
-// The admin HTTP listener on admin.listen. This first cut serves
-// GET /healthz (the process is alive) and GET /readyz (a broker is usable
-// and the host is not draining); the operations surface adds the rest.
+// The admin HTTP API on admin.listen (DESIGN §6). This class owns the
+// transport rules: routing, bearer-token checks on every mutating request
+// (401), request body limits (413), JSON parsing (400) and JSON errors for
+// unknown routes (404). What the answers contain comes from an AdminApi,
+// which the daemon implements.
 #pragma once
 
 #include "common/result.hpp"
 
-#include <functional>
+#include <nlohmann/json.hpp>
+
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -16,11 +20,34 @@ class Server;
 
 namespace kanban::host::admin {
 
+struct Reply {
+    int status = 200;
+    nlohmann::json body;
+};
+
+inline Reply errorReply(int status, const std::string& message) { return {status, {{"error", message}}}; }
+
+class AdminApi {
+public:
+    virtual ~AdminApi() = default;
+    virtual bool ready() = 0;                 // GET /readyz
+    virtual std::string metrics() = 0;        // GET /metrics (Prometheus text)
+    virtual nlohmann::json health() = 0;      // GET /health
+    virtual Reply drain() = 0;                // POST /drain
+    virtual Reply schedules() = 0;            // GET /schedules
+    virtual Reply addSchedule(const nlohmann::json& body) = 0;  // POST /schedules
+    virtual Reply cancelSchedule(const std::string& name) = 0;  // DELETE /schedules/<name>
+    virtual Reply deadLetters(const std::string& domain, std::size_t limit) = 0;  // GET /dlq/<domain>
+    virtual Reply replay(const std::string& domain, const std::optional<std::string>& id) = 0;  // POST /dlq/<domain>/replay
+};
+
+inline constexpr std::size_t kMaxBodyBytes = 64 * 1024;
+
 class AdminServer {
 public:
-    using Probe = std::function<bool()>;
-
-    explicit AdminServer(Probe ready);
+    // `token`: required as "Authorization: Bearer <token>" on POST and
+    // DELETE; empty = no token (loopback only, enforced by the config check).
+    AdminServer(AdminApi& api, std::string token);
     ~AdminServer();  // stops and joins
     AdminServer(const AdminServer&) = delete;
     AdminServer& operator=(const AdminServer&) = delete;
@@ -31,10 +58,14 @@ public:
     int port() const { return port_; }
 
 private:
-    Probe ready_;
+    AdminApi& api_;
+    std::string token_;
     std::unique_ptr<httplib::Server> server_;
     std::thread thread_;
     int port_ = 0;
 };
+
+// Reads a token file: its content without surrounding whitespace.
+Result<std::string> readTokenFile(const std::string& path);
 
 }  // namespace kanban::host::admin

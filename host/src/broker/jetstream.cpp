@@ -249,6 +249,7 @@ private:
         d.stream_sequence = md->Sequence.Stream;
         d.pending_after = md->NumPending;
         d.attempt = static_cast<std::uint32_t>(std::max<std::uint64_t>(1, md->NumDelivered));
+        if (md->Timestamp > 0) d.published_unix_ns = md->Timestamp;
         jsMsgMetaData_Destroy(md);
 
         d.domain = spec_.domain;
@@ -508,6 +509,7 @@ Status JetStream::ensureStreams() {
         sc.Discard = js_DiscardNew;  // overload is a visible publish error, never a silent drop
         sc.MaxMsgs = options_.max_msgs;
         sc.MaxBytes = options_.max_bytes;
+        sc.AllowDirect = true;  // dead-letter listing and queue inspection read without a consumer
         jsErrCode jerr = static_cast<jsErrCode>(0);
         natsStatus s = js_AddStream(nullptr, js_, &sc, nullptr, &jerr);
         if (s != NATS_OK && jerr == JSStreamNameExistErr) s = js_UpdateStream(nullptr, js_, &sc, nullptr, &jerr);
@@ -652,6 +654,69 @@ Status JetStream::publishDeadLetter(natsMsg* original, std::uint64_t stream_sequ
     const std::string_view body(natsMsg_GetData(original), static_cast<std::size_t>(natsMsg_GetDataLength(original)));
     auto ack = publishSync(deadLetterSubject(domain), body, headers);
     if (!ack) return Error{"dead-letter " + ack.message()};
+    return Ok{};
+}
+
+Result<std::array<std::uint64_t, 3>> JetStream::queueDepth(std::string_view domain) {
+    std::array<std::uint64_t, 3> depth{};
+    for (Priority p : kPriorities) {
+        const std::string durable = durableName(domain, p);
+        jsConsumerInfo* ci = nullptr;
+        jsErrCode jerr = static_cast<jsErrCode>(0);
+        natsStatus s = js_GetConsumerInfo(&ci, js_, options_.stream.c_str(), durable.c_str(), nullptr, &jerr);
+        if (s == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr) continue;
+        if (s != NATS_OK) return Error{"consumer info " + durable + ": " + natsError(s, jerr)};
+        depth[static_cast<std::size_t>(p)] = ci->NumPending + static_cast<std::uint64_t>(ci->NumAckPending);
+        jsConsumerInfo_Destroy(ci);
+    }
+    return depth;
+}
+
+Result<std::vector<JetStream::DeadLetter>> JetStream::deadLetters(std::string_view domain, std::size_t limit) {
+    std::vector<DeadLetter> out;
+    const std::string stream = options_.stream + "_DLQ";
+    const std::string subject = deadLetterSubject(domain);
+    for (std::uint64_t next = 1; out.size() < limit;) {
+        jsDirectGetMsgOptions o;
+        jsDirectGetMsgOptions_Init(&o);
+        o.Sequence = next;
+        o.NextBySubject = subject.c_str();
+        natsMsg* m = nullptr;
+        natsStatus s = js_DirectGetMsg(&m, js_, stream.c_str(), nullptr, &o);
+        if (s == NATS_NOT_FOUND) break;  // no more on this subject
+        if (s != NATS_OK) return Error{"read dead letters of " + std::string(domain) + ": " + natsError(s)};
+        DeadLetter dl;
+        const char* seq = header(m, "Nats-Sequence");
+        dl.sequence = seq != nullptr ? parseInt64(seq).value_or(0) : 0;
+        if (const char* v = header(m, "Kanban-Original-Id")) dl.id = v;
+        if (const char* v = header(m, "Kanban-Reason")) dl.reason = v;
+        if (const char* v = header(m, "Kanban-Original-Subject")) dl.original_subject = v;
+        if (const char* v = header(m, "Kanban-Attempts")) dl.attempts = static_cast<std::uint32_t>(parseInt64(v).value_or(0));
+        if (const char* v = header(m, "Nats-Time-Stamp")) dl.dead_lettered_at = v;  // RFC 3339, from the server
+        dl.payload.assign(natsMsg_GetData(m), static_cast<std::size_t>(natsMsg_GetDataLength(m)));
+        natsMsg_Destroy(m);
+        if (dl.sequence == 0) return Error{"read dead letters of " + std::string(domain) + ": reply without Nats-Sequence"};
+        next = dl.sequence + 1;
+        out.push_back(std::move(dl));
+    }
+    return out;
+}
+
+Status JetStream::replayDeadLetter(const DeadLetter& dl) {
+    if (dl.original_subject.empty() || dl.id.empty())
+        return Error{"dead letter " + std::to_string(dl.sequence) + " has no original subject or id"};
+    Headers headers{{"Nats-Msg-Id", dl.id},
+                    {"Kanban-Created", std::to_string(nowUnixMs())},
+                    {"Kanban-Replayed-From", options_.stream + "_DLQ:" + std::to_string(dl.sequence)}};
+    auto ack = publishSync(dl.original_subject, dl.payload, headers);
+    if (!ack) return ack.error();
+    if (ack->duplicate)
+        return Error{"id " + dl.id + " was published less than 2 minutes ago, so the work stream drops this copy as a "
+                     "duplicate; replay it after the window"};
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    if (natsStatus s = js_DeleteMsg(js_, (options_.stream + "_DLQ").c_str(), dl.sequence, nullptr, &jerr); s != NATS_OK)
+        return Error{"replayed " + dl.id + " but could not remove dead letter " + std::to_string(dl.sequence) + ": " +
+                     natsError(s, jerr)};
     return Ok{};
 }
 

@@ -11,6 +11,7 @@
 
 #include "broker/work_queue.hpp"
 
+#include <array>
 #include <atomic>
 #include <memory>
 #include <mutex>
@@ -51,6 +52,25 @@ public:
     Result<PublishAck> publish(const PublishRequest& request) override;
     Result<std::unique_ptr<Consumer>> openConsumer(const ConsumerSpec& spec) override;
     Result<std::unique_ptr<DoneStore>> openDoneStore() override;
+
+    // Items waiting plus delivered-unacked, per priority (consumers not yet
+    // declared count as empty).
+    Result<std::array<std::uint64_t, 3>> queueDepth(std::string_view domain);
+
+    struct DeadLetter {
+        std::uint64_t sequence = 0;  // in the dead-letter stream
+        std::string id, reason, original_subject;
+        std::uint32_t attempts = 0;
+        std::string dead_lettered_at;  // RFC 3339
+        std::string payload;
+    };
+    // Oldest first, at most `limit`.
+    Result<std::vector<DeadLetter>> deadLetters(std::string_view domain, std::size_t limit);
+    // Publishes the item again on its original subject with its original id
+    // and a fresh deadline, then removes it from the dead-letter stream.
+    // A publish the work stream reports as a duplicate (the id was published
+    // less than 2 minutes ago) is an error and the dead letter stays.
+    Status replayDeadLetter(const DeadLetter& dl);
 
     // Messages per subject in the work stream (for orphan detection).
     Result<std::vector<std::pair<std::string, std::uint64_t>>> subjectCounts();

@@ -57,6 +57,7 @@ public:
     std::string_view payload;  // valid while the Delivery lives
     std::uint32_t attempt = 1; // from the broker's delivery count: survives crashes
     std::optional<std::int64_t> deadline_unix_ms;
+    std::optional<std::int64_t> published_unix_ns;  // when the broker stored it
 
     // Done: remove the item. Asynchronous; a lost ack means a redelivery.
     virtual void ack() = 0;

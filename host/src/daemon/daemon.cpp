@@ -3,16 +3,27 @@
 #include "admin/admin_server.hpp"
 #include "broker/jetstream.hpp"
 #include "config/config.hpp"
+#include "metrics/metrics.hpp"
 #include "plugin/plugin.hpp"
+#include "version.hpp"
 #include "worker/domain_workers.hpp"
+
+#include <boost/archive/iterators/base64_from_binary.hpp>
+#include <boost/archive/iterators/transform_width.hpp>
+#include <nlohmann/json.hpp>
 
 #include <nats/nats.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <systemd/sd-daemon.h>
 
+#include <array>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <deque>
+#include <mutex>
+#include <optional>
 #include <csignal>
 #include <ctime>
 #include <iostream>
@@ -40,11 +51,6 @@ void setupLogging(const std::string& level) {
     spdlog::set_level(spdlog::level::from_str(level == "warning" ? "warn" : level));
 }
 
-struct LoadedDomain {
-    config::DomainConfig config;
-    std::shared_ptr<const plugin::Instance> handler;
-};
-
 Result<std::shared_ptr<const plugin::Instance>> loadHandler(const config::DomainConfig& d) {
     auto lib = plugin::Library::load(d.plugin_path);
     if (!lib) return lib.error();
@@ -61,26 +67,257 @@ public:
         for (const auto& d : cfg.domains) domains_.insert(d.name);
     }
 
-    void check(broker::JetStream& js) {
-        if (!js.connected()) return;  // a JS API call would block until its timeout
+    // Returns the number of orphaned items (or the last known number).
+    std::uint64_t check(broker::JetStream& js) {
+        if (!js.connected()) return total_;  // a JS API call would block until its timeout
         auto counts = js.subjectCounts();
         if (!counts) {
             spdlog::debug("orphan check skipped: {}", counts.message());
-            return;
+            return total_;
         }
         std::map<std::string, std::uint64_t> orphaned;
+        std::uint64_t total = 0;
         for (const auto& [subject, n] : *counts)
-            if (domains_.count(subject.substr(subject.rfind('.') + 1)) == 0) orphaned[subject] = n;
-        if (orphaned == last_) return;
+            if (domains_.count(subject.substr(subject.rfind('.') + 1)) == 0) {
+                orphaned[subject] = n;
+                total += n;
+            }
+        total_ = total;
+        if (orphaned == last_) return total_;
         for (const auto& [subject, n] : orphaned)
             spdlog::warn("orphaned items: {} on {}; no configured domain consumes it (they stay in the stream)", n, subject);
         if (orphaned.empty()) spdlog::info("no orphaned items left");
         last_ = std::move(orphaned);
+        return total_;
     }
 
 private:
     std::set<std::string> domains_;
     std::map<std::string, std::uint64_t> last_;
+    std::uint64_t total_ = 0;
+};
+
+
+bool isValidUtf8(const std::string& s) {
+    try {
+        (void)nlohmann::json(s).dump();  // strict: throws on invalid UTF-8
+        return true;
+    } catch (const nlohmann::json::type_error&) {
+        return false;
+    }
+}
+
+std::string base64(const std::string& in) {
+    using Encoder = boost::archive::iterators::base64_from_binary<
+        boost::archive::iterators::transform_width<std::string::const_iterator, 6, 8>>;
+    std::string out(Encoder(in.begin()), Encoder(in.end()));
+    out.append((3 - in.size() % 3) % 3, '=');
+    return out;
+}
+
+// The running host as the admin API sees it: domains, their workers and
+// queue depths, the drain state. Depths are sampled by tick() every
+// health interval (metrics, the sample window) and read live by /health.
+class Host final : public admin::AdminApi {
+public:
+    Host(const config::Config& cfg, broker::JetStream& queue, metrics::Metrics& metrics)
+        : cfg_(cfg), queue_(queue), metrics_(metrics), orphans_(cfg) {}
+
+    void addDomain(const config::DomainConfig& d, const plugin::Instance* handler, const worker::DomainWorkers* pool,
+                   std::string error) {
+        DomainEntry e;
+        e.pool = pool;
+        e.error = std::move(error);
+        if (handler != nullptr) {
+            e.plugin_name = handler->library().name();
+            e.plugin_version = handler->library().version();
+        }
+        std::lock_guard lock(mu_);
+        domains_.emplace(d.name, std::move(e));
+    }
+
+    // Every health interval: depths, orphans, broker state, drain progress.
+    void tick() {
+        metrics_.setBackendActive("nats", queue_.healthy());
+        if (!queue_.connected()) return;
+        std::uint64_t total = 0;
+        for (const auto& [name, depth] : sampleDepths()) {
+            auto& m = metrics_.domain(name);
+            for (std::size_t p = 0; p < depth.size(); ++p) {
+                m.queue_depth[p]->Set(static_cast<double>(depth[p]));
+                total += depth[p];
+            }
+        }
+        metrics_.setOrphanedItems(static_cast<double>(orphans_.check(queue_)));
+        std::lock_guard lock(mu_);
+        depth_samples_.push_back(total);
+        while (depth_samples_.size() > static_cast<std::size_t>(cfg_.coordinator.depth_window)) depth_samples_.pop_front();
+    }
+
+    bool draining() const { return draining_.load(); }
+
+    // AdminApi
+    bool ready() override { return queue_.healthy() && !draining_.load(); }
+    std::string metrics() override { return metrics_.scrape(); }
+
+    nlohmann::json health() override {
+        const bool connected = queue_.connected();
+        const auto depths = connected ? sampleDepths() : std::map<std::string, std::array<std::uint64_t, 3>>{};
+        nlohmann::json domains = nlohmann::json::object();
+        std::size_t workers = 0, target = 0, failed = 0;
+        std::uint64_t busy = 0;  // running domains: waiting + in flight
+        std::lock_guard lock(mu_);
+        for (const auto& [name, e] : domains_) {
+            nlohmann::json d;
+            const auto& m = metrics_.domain(name);
+            const std::size_t w = e.pool != nullptr ? e.pool->workers() : 0;
+            d["status"] = e.pool != nullptr ? "running" : "failed";
+            if (!e.error.empty()) d["error"] = e.error;
+            d["workers"] = w;
+            d["target_workers"] = w;
+            std::uint64_t depth = 0;
+            nlohmann::json by_priority;
+            if (auto it = depths.find(name); it != depths.end())
+                for (Priority p : kPriorities) {
+                    by_priority[std::string(priorityName(p))] = it->second[static_cast<std::size_t>(p)];
+                    depth += it->second[static_cast<std::size_t>(p)];
+                }
+            d["depth"] = depth;
+            d["depth_by_priority"] = by_priority;
+            d["in_flight"] = static_cast<std::uint64_t>(m.in_flight->Value());
+            d["circuit"] = "closed";
+            d["stalled"] = 0;
+            d["plugin"] = e.pool != nullptr ? nlohmann::json{{"name", e.plugin_name}, {"version", e.plugin_version}}
+                                            : nlohmann::json(nullptr);
+            d["processed"] = {{"ok", m.processedValue(metrics::Outcome::ok)},
+                              {"retry", m.processedValue(metrics::Outcome::retry)},
+                              {"fail", m.processedValue(metrics::Outcome::fail)},
+                              {"timeout", m.processedValue(metrics::Outcome::timeout)}};
+            workers += w;
+            target += w;
+            if (e.pool == nullptr) ++failed;
+            else busy += depth + static_cast<std::uint64_t>(m.in_flight->Value());
+            domains[name] = std::move(d);
+        }
+        const bool draining = draining_.load();
+        const bool drained = draining && connected && busy == 0;
+        std::string status = "ok";
+        if (!connected) status = "unavailable";
+        else if (drained) status = "drained";
+        else if (draining) status = "draining";
+        else if (failed > 0) status = "degraded";
+        const auto now = std::chrono::system_clock::now().time_since_epoch();
+        return {{"status", status},
+                {"backend", connected ? nlohmann::json("nats") : nlohmann::json(nullptr)},
+                {"current_workers", workers},
+                {"target_workers", target},
+                {"queue_depth_samples", depth_samples_},
+                {"queue_draining", draining},
+                {"drained", drained},
+                {"timestamp", std::chrono::duration<double>(now).count()},
+                {"version", KANBAN_VERSION},
+                {"domains", domains}};
+    }
+
+    admin::Reply drain() override {
+        if (!draining_.exchange(true))
+            spdlog::warn("drain requested: /readyz now answers 503; workers keep processing until the queues are empty");
+        return {202, {{"queue_draining", true}}};
+    }
+
+    admin::Reply schedules() override {
+        nlohmann::json list = nlohmann::json::array();
+        for (const auto& sc : cfg_.schedules) {
+            nlohmann::json j{{"name", sc.name},
+                             {"domain", sc.domain},
+                             {"priority", std::string(priorityName(sc.priority))},
+                             {"source", "config"},
+                             {"state", "configured; the scheduler does not run yet"}};
+            if (sc.every_ms) j["every_ms"] = *sc.every_ms;
+            if (sc.cron) j["cron"] = *sc.cron;
+            list.push_back(std::move(j));
+        }
+        return {200, {{"schedules", list}}};
+    }
+
+    admin::Reply addSchedule(const nlohmann::json& body) override {
+        if (!body.contains("name") || !body["name"].is_string())
+            return admin::errorReply(400, "\"name\" (a string) is required");
+        return admin::errorReply(501, "runtime schedules are not supported by this version");
+    }
+
+    admin::Reply cancelSchedule(const std::string& name) override {
+        for (const auto& sc : cfg_.schedules)
+            if (sc.name == name)
+                return admin::errorReply(409, "schedule \"" + name + "\" is defined in " + cfg_.path + "; remove it there");
+        return admin::errorReply(404, "no schedule named \"" + name + "\"");
+    }
+
+    admin::Reply deadLetters(const std::string& domain, std::size_t limit) override {
+        if (cfg_.findDomain(domain) == nullptr) return admin::errorReply(404, "unknown domain \"" + domain + "\"");
+        auto list = queue_.deadLetters(domain, limit);
+        if (!list) return admin::errorReply(503, list.message());
+        nlohmann::json items = nlohmann::json::array();
+        for (const auto& dl : *list) {
+            nlohmann::json j{{"sequence", dl.sequence},       {"id", dl.id},
+                             {"reason", dl.reason},           {"attempts", dl.attempts},
+                             {"original_subject", dl.original_subject}, {"dead_lettered_at", dl.dead_lettered_at}};
+            if (isValidUtf8(dl.payload))
+                j["payload"] = dl.payload;
+            else
+                j["payload_base64"] = base64(dl.payload);
+            items.push_back(std::move(j));
+        }
+        return {200, {{"domain", domain}, {"count", items.size()}, {"items", items}}};
+    }
+
+    admin::Reply replay(const std::string& domain, const std::optional<std::string>& id) override {
+        if (cfg_.findDomain(domain) == nullptr) return admin::errorReply(404, "unknown domain \"" + domain + "\"");
+        auto list = queue_.deadLetters(domain, 100000);
+        if (!list) return admin::errorReply(503, list.message());
+        nlohmann::json replayed = nlohmann::json::array(), failed = nlohmann::json::array();
+        for (const auto& dl : *list) {
+            if (id && dl.id != *id) continue;
+            if (Status s = queue_.replayDeadLetter(dl); !s) {
+                failed.push_back({{"id", dl.id}, {"error", s.message()}});
+                metrics_.publishErrorInc("nats", "replay");
+                continue;
+            }
+            replayed.push_back(dl.id);
+            metrics_.publishedInc(domain);
+            spdlog::info("dead letter replayed domain={} id={}", domain, dl.id);
+        }
+        if (id && replayed.empty() && failed.empty())
+            return admin::errorReply(404, "no dead letter with id \"" + *id + "\" in domain \"" + domain + "\"");
+        return {failed.empty() ? 200 : 409, {{"replayed", replayed}, {"failed", failed}}};
+    }
+
+private:
+    struct DomainEntry {
+        const worker::DomainWorkers* pool = nullptr;  // null: not started (plugin failed)
+        std::string plugin_name, plugin_version, error;
+    };
+
+    std::map<std::string, std::array<std::uint64_t, 3>> sampleDepths() {
+        std::vector<std::string> names;
+        {
+            std::lock_guard lock(mu_);
+            for (const auto& [name, e] : domains_) names.push_back(name);
+        }
+        std::map<std::string, std::array<std::uint64_t, 3>> out;
+        for (const auto& name : names)
+            if (auto d = queue_.queueDepth(name)) out[name] = *d;
+        return out;
+    }
+
+    const config::Config& cfg_;
+    broker::JetStream& queue_;
+    metrics::Metrics& metrics_;
+    OrphanWatch orphans_;  // used by tick() only
+    std::mutex mu_;
+    std::map<std::string, DomainEntry> domains_;
+    std::deque<std::uint64_t> depth_samples_;
+    std::atomic<bool> draining_{false};
 };
 
 }  // namespace
@@ -118,22 +355,19 @@ int run(const std::string& path) {
     }
     const config::Config cfg = std::move(*loaded);
     setupLogging(cfg.log_level);
-    spdlog::info("kanband starting config={} domains={}", path, cfg.domains.size());
+    spdlog::info("kanband starting version={} config={} domains={}", KANBAN_VERSION, path, cfg.domains.size());
 
-    // Jidoka: a domain whose plugin cannot be loaded or created does not
-    // start (its items wait in the queue); the other domains run.
-    std::vector<LoadedDomain> domains;
-    for (const auto& d : cfg.domains) {
-        auto handler = loadHandler(d);
-        if (!handler) {
-            spdlog::error("domain not started domain={}: {}", d.name, handler.message());
-            continue;
+    std::string token;
+    if (!cfg.admin.token_file.empty()) {
+        auto t = admin::readTokenFile(cfg.admin.token_file);
+        if (!t) {
+            spdlog::error("{}", t.message());
+            return 1;
         }
-        spdlog::info("plugin loaded domain={} plugin={} version={} path={}", d.name, (*handler)->library().name(),
-                     (*handler)->library().version(), d.plugin_path);
-        domains.push_back({d, std::move(*handler)});
+        token = std::move(*t);
     }
 
+    metrics::Metrics metrics(KANBAN_VERSION);
     broker::JetStreamOptions jo;
     jo.servers = cfg.nats.servers;
     jo.stream = cfg.nats.stream;
@@ -146,33 +380,48 @@ int run(const std::string& path) {
         return 1;
     }
     std::unique_ptr<broker::JetStream> queue = std::move(*js);
+    Host host(cfg, *queue, metrics);
 
-    admin::AdminServer admin([&queue] { return queue->healthy(); });
+    admin::AdminServer admin(host, token);
     if (Status s = admin.start(cfg.admin.host, cfg.admin.port); !s) {
         spdlog::error("{}", s.message());
         return 1;
     }
 
+    // Jidoka: a domain whose plugin cannot be loaded or created does not
+    // start (its items wait in the queue); the other domains run.
+    std::vector<std::shared_ptr<const plugin::Instance>> handlers;
     worker::LocalDoneRecord done;
     std::vector<std::unique_ptr<worker::DomainWorkers>> pools;
-    for (auto& d : domains) {
-        worker::WorkerSettings ws{d.config, cfg.workers, cfg.retry};
-        auto pool = std::make_unique<worker::DomainWorkers>(std::move(ws), d.handler, *queue, done);
+    for (const auto& d : cfg.domains) {
+        auto handler = loadHandler(d);
+        if (!handler) {
+            spdlog::error("domain not started domain={}: {}", d.name, handler.message());
+            host.addDomain(d, nullptr, nullptr, handler.message());
+            continue;
+        }
+        const auto& lib = (*handler)->library();
+        spdlog::info("plugin loaded domain={} plugin={} version={} path={}", d.name, lib.name(), lib.version(),
+                     d.plugin_path);
+        metrics.setPluginInfo(d.name, lib.name(), lib.version());
+        worker::WorkerSettings ws{d, cfg.workers, cfg.retry};
+        auto pool = std::make_unique<worker::DomainWorkers>(std::move(ws), *handler, *queue, done, metrics.domain(d.name));
         pool->start(static_cast<std::size_t>(cfg.workers.min));
+        host.addDomain(d, handler->get(), pool.get(), "");
+        handlers.push_back(std::move(*handler));
         pools.push_back(std::move(pool));
     }
     sd_notify(0, "READY=1\nSTATUS=running");
     spdlog::info("kanband ready admin={}:{} workers_per_domain={}", cfg.admin.host, admin.port(), cfg.workers.min);
 
-    OrphanWatch orphans(cfg);
-    orphans.check(*queue);
+    host.tick();
     const sigset_t set = handledSignals();
     const auto interval = std::chrono::milliseconds(cfg.coordinator.health_interval_ms);
     for (;;) {
         timespec timeout{static_cast<time_t>(interval.count() / 1000), static_cast<long>(interval.count() % 1000) * 1'000'000};
         const int sig = sigtimedwait(&set, nullptr, &timeout);
         if (sig < 0) {
-            if (errno == EAGAIN) orphans.check(*queue);
+            if (errno == EAGAIN) host.tick();
             continue;
         }
         if (sig == SIGHUP) {
@@ -187,16 +436,20 @@ int run(const std::string& path) {
     for (auto& p : pools) p->requestStop();  // all domains stop pulling at once
     for (auto& p : pools) {
         p->join();
-        const auto& c = p->counters();
-        spdlog::info("domain stopped domain={} pulled={} ok={} duplicates={} retried={} dead_lettered={} timed_out={} "
-                     "released={}",
-                     p->name(), c.pulled.load(), c.ok.load(), c.duplicates.load(), c.retried.load(),
-                     c.dead_lettered.load(), c.timed_out.load(), c.released.load());
+        const auto& m = p->metrics();
+        double pulled = 0, dead = 0;
+        for (auto* c : m.pulled) pulled += c->Value();
+        for (auto* c : m.dead_lettered) dead += c->Value();
+        spdlog::info("domain stopped domain={} pulled={} ok={} duplicates={} retried={} failed={} timed_out={} "
+                     "dead_lettered={} nacked={}",
+                     p->name(), pulled, m.processedValue(metrics::Outcome::ok), m.duplicates->Value(),
+                     m.processedValue(metrics::Outcome::retry), m.processedValue(metrics::Outcome::fail),
+                     m.processedValue(metrics::Outcome::timeout), dead, m.nacked->Value());
     }
+    admin.stop();  // before the pools go: /health reads them
     pools.clear();
-    admin.stop();
     queue.reset();
-    domains.clear();  // destroy handler instances after every worker joined
+    handlers.clear();  // destroy handler instances after every worker joined
     nats_CloseAndWait(2000);
     spdlog::info("kanband stopped");
     return 0;

@@ -22,8 +22,8 @@ double unitRandom() {
 }  // namespace
 
 DomainWorkers::DomainWorkers(WorkerSettings settings, std::shared_ptr<const plugin::Instance> handler,
-                             broker::WorkQueue& queue, LocalDoneRecord& done)
-    : settings_(std::move(settings)), handler_(std::move(handler)), queue_(queue), done_(done) {}
+                             broker::WorkQueue& queue, LocalDoneRecord& done, metrics::DomainMetrics& metrics)
+    : settings_(std::move(settings)), handler_(std::move(handler)), queue_(queue), done_(done), metrics_(metrics) {}
 
 DomainWorkers::~DomainWorkers() {
     requestStop();
@@ -32,6 +32,8 @@ DomainWorkers::~DomainWorkers() {
 
 void DomainWorkers::start(std::size_t count) {
     for (std::size_t i = 0; i < count; ++i) threads_.emplace_back([this, i] { run(i); });
+    metrics_.workers->Set(static_cast<double>(threads_.size()));
+    metrics_.workers_target->Set(static_cast<double>(threads_.size()));
 }
 
 void DomainWorkers::requestStop() {
@@ -46,6 +48,7 @@ void DomainWorkers::join() {
     for (auto& t : threads_)
         if (t.joinable()) t.join();
     threads_.clear();
+    metrics_.workers->Set(0);
 }
 
 bool DomainWorkers::sleepUnlessStopped(std::chrono::milliseconds d) {
@@ -87,8 +90,15 @@ void DomainWorkers::run(std::size_t index) {
         if (!batch) {
             spdlog::warn("worker {} of domain={}: {}; reopening", index, domain, batch.message());
         } else {
-            counters_.pulled.fetch_add(batch->size(), std::memory_order_relaxed);
+            const auto now_ns = nowUnixNs();
+            for (const auto& d : *batch) {
+                metrics_.pulled[static_cast<std::size_t>(d->priority)]->Increment();
+                if (d->attempt == 1 && d->published_unix_ns)
+                    metrics_.item_wait->Observe(static_cast<double>(std::max<std::int64_t>(0, now_ns - *d->published_unix_ns)) / 1e9);
+            }
+            metrics_.in_flight->Increment(static_cast<double>(batch->size()));
             healthy = handleBatch(*batch, *store);
+            metrics_.in_flight->Decrement(static_cast<double>(batch->size()));
         }
         if (!healthy) {
             // Drop the consumer and open a new one after a backoff: never spin.
@@ -120,12 +130,14 @@ bool DomainWorkers::handleBatch(broker::DeliveryBatch& batch, broker::DoneStore&
     if (auto known = store.lookup(ask); !known) {
         // New or done cannot be told apart now: hand the unknown items back
         // for a later delivery (the delay keeps this from spinning).
-        counters_.lookup_failures.fetch_add(1, std::memory_order_relaxed);
+        metrics_.store_failures->Increment();
         spdlog::warn("domain={}: {}; handing back {} items", domain, known.message(), ask.size());
-        for (std::size_t i : ask_index)
+        for (std::size_t i : ask_index) {
             batch[i]->retryAfter(backoffDelay(1, retry.backoff_initial_ms, retry.backoff_max_ms, kBackoffJitter, unitRandom()));
+            metrics_.nacked->Increment();
+        }
         for (std::size_t i = 0; i < batch.size(); ++i)
-            if (done[i]) batch[i]->ack();
+            if (done[i]) ack(*batch[i]);
         return false;
     } else {
         for (std::size_t j = 0; j < ask_index.size(); ++j) done[ask_index[j]] = (*known)[j];
@@ -144,12 +156,12 @@ bool DomainWorkers::handleBatch(broker::DeliveryBatch& batch, broker::DoneStore&
         broker::Delivery& d = *batch[i];
         if (stop_.load()) {
             d.release();  // not started: back to the broker for prompt redelivery
-            counters_.released.fetch_add(1, std::memory_order_relaxed);
+            metrics_.nacked->Increment();
             continue;
         }
         if (done[i]) {
-            d.ack();
-            counters_.duplicates.fetch_add(1, std::memory_order_relaxed);
+            ack(d);
+            metrics_.duplicates->Increment();
             spdlog::info("item already done, acked without calling the handler domain={} id={} attempt={}", domain, d.id,
                          d.attempt);
             continue;
@@ -157,7 +169,6 @@ bool DomainWorkers::handleBatch(broker::DeliveryBatch& batch, broker::DoneStore&
         const auto now = std::chrono::steady_clock::now();
         if (now - last_refresh >= ack_wait) {
             const std::size_t left = batch.size() - i;
-            counters_.lease_lost.fetch_add(left, std::memory_order_relaxed);
             spdlog::warn("domain={}: {} items waited past their ack wait behind an overrunning handler; "
                          "leaving them to the broker's redelivery",
                          domain, left);
@@ -179,13 +190,12 @@ bool DomainWorkers::handleBatch(broker::DeliveryBatch& batch, broker::DoneStore&
     // The records are written before the acks: a lost ack then only costs a
     // redelivery that is acked without running the handler again.
     if (const std::size_t failed = store.flush(); failed > 0) {
-        counters_.record_failures.fetch_add(failed, std::memory_order_relaxed);
+        metrics_.store_failures->Increment(static_cast<double>(failed));
         spdlog::warn("domain={}: {} done records not confirmed by the store; the local record keeps them", domain, failed);
     }
     for (broker::Delivery* a : awaiting_ack) {
         done_.insert(a->id);
-        a->ack();
-        counters_.ok.fetch_add(1, std::memory_order_relaxed);
+        ack(*a);
         spdlog::debug("item handled domain={} id={} attempt={}", domain, a->id, a->attempt);
     }
     return true;
@@ -194,20 +204,20 @@ bool DomainWorkers::handleBatch(broker::DeliveryBatch& batch, broker::DoneStore&
 bool DomainWorkers::process(broker::Delivery& d) {
     const auto& dom = settings_.domain;
     if (d.id.size() > broker::kMaxWorkIdBytes) {
-        settleFailure(d, /*permanent=*/true, "invalid_id");
+        deadLetter(d, metrics::DeadLetterReason::invalid_id, "invalid_id");
         return false;
     }
     // Deliveries the host never settled (a crash, a lost lease) still count:
     // the attempt is checked before the handler runs, so an item that kills
     // the process cannot crash it forever.
     if (static_cast<std::int64_t>(d.attempt) > settings_.retry.max_attempts) {
-        settleFailure(d, true, "max_deliveries_exceeded");
+        deadLetter(d, metrics::DeadLetterReason::max_deliveries_exceeded, "max_deliveries_exceeded");
         return false;
     }
     const std::int64_t now_ms = nowUnixMs();
     const std::int64_t deadline_ms = d.deadline_unix_ms.value_or(now_ms + dom.timeout_ms);
     if (deadline_ms <= now_ms) {
-        settleFailure(d, true, "deadline_exceeded");
+        deadLetter(d, metrics::DeadLetterReason::deadline_exceeded, "deadline_exceeded");
         return false;
     }
 
@@ -235,9 +245,19 @@ bool DomainWorkers::process(broker::Delivery& d) {
     char reason[kReasonCapacity] = {};
     kanban_result result{sizeof(kanban_result), KANBAN_STATUS_FAIL, reason, sizeof reason};
     handler_->handle(item, &ctx, &result);
+    const auto end = std::chrono::steady_clock::now();
     reason[sizeof reason - 1] = '\0';
-    const bool overran = std::chrono::steady_clock::now() > ctx.deadline;
-    if (overran) counters_.timed_out.fetch_add(1, std::memory_order_relaxed);
+    metrics_.handler_duration->Observe(std::chrono::duration<double>(end - start).count());
+    // An overrun counts as a timeout whatever the handler returned.
+    const bool overran = end > ctx.deadline;
+    if (overran)
+        metrics_.processedInc(metrics::Outcome::timeout);
+    else if (result.status == KANBAN_STATUS_OK)
+        metrics_.processedInc(metrics::Outcome::ok);
+    else if (result.status == KANBAN_STATUS_RETRY)
+        metrics_.processedInc(metrics::Outcome::retry);
+    else
+        metrics_.processedInc(metrics::Outcome::fail);
 
     switch (result.status) {
         case KANBAN_STATUS_OK:
@@ -246,40 +266,51 @@ bool DomainWorkers::process(broker::Delivery& d) {
                 spdlog::warn("handler finished after its deadline domain={} id={} attempt={}", dom.name, d.id, d.attempt);
             return true;
         case KANBAN_STATUS_RETRY:
-            settleFailure(d, false, overran ? "timeout" : (reason[0] != '\0' ? reason : "retry"));
+            retryOrDeadLetter(d, overran ? "timeout" : (reason[0] != '\0' ? reason : "retry"));
             return false;
         case KANBAN_STATUS_FAIL:
             // A failure after the deadline is most likely the cancellation
             // itself: a timeout, retried like one.
             if (overran)
-                settleFailure(d, false, "timeout");
+                retryOrDeadLetter(d, "timeout");
             else
-                settleFailure(d, true, reason[0] != '\0' ? reason : "fail");
+                deadLetter(d, metrics::DeadLetterReason::handler_failed, reason[0] != '\0' ? reason : "fail");
             return false;
     }
-    settleFailure(d, true, "plugin returned invalid status " + std::to_string(static_cast<int>(result.status)));
+    deadLetter(d, metrics::DeadLetterReason::handler_failed,
+               "plugin returned invalid status " + std::to_string(static_cast<int>(result.status)));
     return false;
 }
 
-void DomainWorkers::settleFailure(broker::Delivery& d, bool permanent, const std::string& reason) {
+void DomainWorkers::ack(broker::Delivery& d) {
+    d.ack();
+    metrics_.acked->Increment();
+}
+
+void DomainWorkers::retryOrDeadLetter(broker::Delivery& d, const std::string& reason) {
     const auto& retry = settings_.retry;
-    const std::string& domain = settings_.domain.name;
-    if (!permanent && static_cast<std::int64_t>(d.attempt) < retry.max_attempts) {
-        const auto delay = backoffDelay(d.attempt, retry.backoff_initial_ms, retry.backoff_max_ms, kBackoffJitter,
-                                        unitRandom());
-        d.retryAfter(delay);
-        counters_.retried.fetch_add(1, std::memory_order_relaxed);
-        spdlog::info("item will be retried domain={} id={} attempt={} delay_ms={} reason=\"{}\"", domain, d.id,
-                     d.attempt, delay.count(), reason);
+    if (static_cast<std::int64_t>(d.attempt) >= retry.max_attempts) {
+        deadLetter(d, metrics::DeadLetterReason::retries_exhausted, reason);
         return;
     }
+    const auto delay = backoffDelay(d.attempt, retry.backoff_initial_ms, retry.backoff_max_ms, kBackoffJitter, unitRandom());
+    d.retryAfter(delay);
+    metrics_.nacked->Increment();
+    spdlog::info("item will be retried domain={} id={} attempt={} delay_ms={} reason=\"{}\"", settings_.domain.name, d.id,
+                 d.attempt, delay.count(), reason);
+}
+
+void DomainWorkers::deadLetter(broker::Delivery& d, metrics::DeadLetterReason why, const std::string& reason) {
+    const auto& retry = settings_.retry;
+    const std::string& domain = settings_.domain.name;
     if (Status s = d.deadLetter(reason); !s) {
         // The item stays with the broker; try again after a backoff.
         spdlog::error("dead-lettering failed domain={} id={} attempt={}: {}", domain, d.id, d.attempt, s.message());
         d.retryAfter(backoffDelay(1, retry.backoff_initial_ms, retry.backoff_max_ms, kBackoffJitter, unitRandom()));
+        metrics_.nacked->Increment();
         return;
     }
-    counters_.dead_lettered.fetch_add(1, std::memory_order_relaxed);
+    metrics_.deadLetteredInc(why);
     spdlog::warn("item dead-lettered domain={} id={} attempt={} reason=\"{}\"", domain, d.id, d.attempt, reason);
 }
 

@@ -6,6 +6,7 @@
 
 #include "broker/work_queue.hpp"
 #include "config/config.hpp"
+#include "metrics/metrics.hpp"
 #include "plugin/plugin.hpp"
 #include "worker/local_done_record.hpp"
 
@@ -19,19 +20,6 @@
 
 namespace kanban::host::worker {
 
-struct DomainCounters {
-    std::atomic<std::uint64_t> pulled{0};
-    std::atomic<std::uint64_t> ok{0};             // handler returned ok; recorded and acked
-    std::atomic<std::uint64_t> duplicates{0};     // already done: acked without calling the handler
-    std::atomic<std::uint64_t> retried{0};        // handed back with a backoff delay
-    std::atomic<std::uint64_t> dead_lettered{0};
-    std::atomic<std::uint64_t> timed_out{0};      // the handler overran its time
-    std::atomic<std::uint64_t> released{0};       // not started at shutdown: back to the broker
-    std::atomic<std::uint64_t> lease_lost{0};     // held past the ack wait: left to the broker's redelivery
-    std::atomic<std::uint64_t> lookup_failures{0};  // batches the idempotency store could not check
-    std::atomic<std::uint64_t> record_failures{0};  // done records not confirmed (the local record still holds them)
-};
-
 struct WorkerSettings {
     config::DomainConfig domain;
     config::WorkersConfig workers;
@@ -41,9 +29,9 @@ struct WorkerSettings {
 
 class DomainWorkers {
 public:
-    // `done` is the process-wide local idempotency record; it must outlive this.
+    // `done` (the process-wide local idempotency record) and `metrics` must outlive this.
     DomainWorkers(WorkerSettings settings, std::shared_ptr<const plugin::Instance> handler, broker::WorkQueue& queue,
-                  LocalDoneRecord& done);
+                  LocalDoneRecord& done, metrics::DomainMetrics& metrics);
     ~DomainWorkers();  // stops and joins
     DomainWorkers(const DomainWorkers&) = delete;
     DomainWorkers& operator=(const DomainWorkers&) = delete;
@@ -55,7 +43,8 @@ public:
     void requestStop();
     void join();
 
-    const DomainCounters& counters() const { return counters_; }
+    const metrics::DomainMetrics& metrics() const { return metrics_; }
+    std::size_t workers() const { return threads_.size(); }
     const std::string& name() const { return settings_.domain.name; }
 
 private:
@@ -66,14 +55,17 @@ private:
     // Runs one item; returns true when the handler succeeded (the caller
     // records and acks it), false when it was settled here.
     bool process(broker::Delivery& d);
-    void settleFailure(broker::Delivery& d, bool permanent, const std::string& reason);
+    void ack(broker::Delivery& d);
+    // Retries with backoff, or dead-letters once attempts are used up.
+    void retryOrDeadLetter(broker::Delivery& d, const std::string& reason);
+    void deadLetter(broker::Delivery& d, metrics::DeadLetterReason why, const std::string& reason);
     bool sleepUnlessStopped(std::chrono::milliseconds d);
 
     WorkerSettings settings_;
     std::shared_ptr<const plugin::Instance> handler_;
     broker::WorkQueue& queue_;
     LocalDoneRecord& done_;
-    DomainCounters counters_;
+    metrics::DomainMetrics& metrics_;
     std::atomic<bool> stop_{false};
     std::mutex mu_;
     std::condition_variable cv_;

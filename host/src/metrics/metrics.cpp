@@ -1,0 +1,112 @@
+#include "metrics/metrics.hpp"
+
+#include <prometheus/text_serializer.h>
+
+namespace kanban::host::metrics {
+namespace {
+
+using prometheus::Histogram;
+
+// Handler time: from a millisecond no-op to the longest sensible timeout.
+const Histogram::BucketBoundaries kHandlerBuckets{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                                  1,     2.5,   5,    10,    30,   60,  300};
+// Publish → pull: from an idle queue (milliseconds) to an hour-long backlog.
+const Histogram::BucketBoundaries kWaitBuckets{0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600};
+
+template <typename Builder>
+auto& family(Builder builder, prometheus::Registry& r, const char* name, const char* help) {
+    return builder.Name(name).Help(help).Register(r);
+}
+
+}  // namespace
+
+Metrics::Metrics(std::string_view version) : registry_(std::make_shared<prometheus::Registry>()) {
+    auto& r = *registry_;
+    pulled_family_ = &family(prometheus::BuildCounter(), r, "kanban_items_pulled_total", "Items fetched from the broker.");
+    processed_family_ = &family(prometheus::BuildCounter(), r, "kanban_items_processed_total",
+                                "Handler calls by outcome (ok, retry, fail, timeout).");
+    dead_lettered_family_ = &family(prometheus::BuildCounter(), r, "kanban_items_dead_lettered_total",
+                                    "Items moved to the dead-letter queue, by reason.");
+    acked_family_ = &family(prometheus::BuildCounter(), r, "kanban_items_acked_total", "Items acknowledged (done).");
+    nacked_family_ = &family(prometheus::BuildCounter(), r, "kanban_items_nacked_total",
+                             "Items handed back for redelivery (retry with backoff, or not started at shutdown).");
+    duplicates_family_ = &family(prometheus::BuildCounter(), r, "kanban_items_duplicate_total",
+                                 "Items already done (idempotency record): acked without calling the handler.");
+    store_failures_family_ = &family(prometheus::BuildCounter(), r, "kanban_idempotency_store_failures_total",
+                                     "Idempotency lookups or records the shared store could not confirm.");
+    published_family_ = &family(prometheus::BuildCounter(), r, "kanban_items_published_total",
+                                "Work items published by this host (replays, schedules).");
+    publish_errors_family_ = &family(prometheus::BuildCounter(), r, "kanban_publish_errors_total",
+                                     "Publishes by this host that failed, by backend and reason.");
+    handler_duration_family_ = &family(prometheus::BuildHistogram(), r, "kanban_handler_duration_seconds",
+                                       "Time spent in the plugin's handle().");
+    item_wait_family_ = &family(prometheus::BuildHistogram(), r, "kanban_item_wait_seconds",
+                                "Time from publish to pull (stored in the broker to fetched by a worker).");
+    queue_depth_family_ = &family(prometheus::BuildGauge(), r, "kanban_queue_depth",
+                                  "Items waiting or unacknowledged in the broker, sampled every health interval.");
+    in_flight_family_ = &family(prometheus::BuildGauge(), r, "kanban_items_in_flight", "Items held by this host's workers.");
+    workers_family_ = &family(prometheus::BuildGauge(), r, "kanban_workers", "Worker threads running.");
+    workers_target_family_ = &family(prometheus::BuildGauge(), r, "kanban_workers_target", "Worker threads wanted.");
+    plugin_info_family_ = &family(prometheus::BuildGauge(), r, "kanban_plugin_info", "The plugin serving each domain (always 1).");
+    backend_active_family_ = &family(prometheus::BuildGauge(), r, "kanban_backend_active", "1 while the broker is usable.");
+    orphaned_ = &family(prometheus::BuildGauge(), r, "kanban_orphaned_items",
+                        "Items stored on a subject that no configured domain consumes.")
+                     .Add({});
+    family(prometheus::BuildGauge(), r, "kanban_build_info", "The running version (always 1).")
+        .Add({{"version", std::string(version)}})
+        .Set(1);
+}
+
+DomainMetrics& Metrics::domain(const std::string& name) {
+    std::lock_guard lock(mu_);
+    auto [it, inserted] = domains_.try_emplace(name);
+    DomainMetrics& m = it->second;
+    if (!inserted) return m;
+    const prometheus::Labels d{{"domain", name}};
+    for (Priority p : kPriorities) {
+        prometheus::Labels l = d;
+        l.emplace("priority", std::string(priorityName(p)));
+        m.pulled[static_cast<std::size_t>(p)] = &pulled_family_->Add(l);
+        m.queue_depth[static_cast<std::size_t>(p)] = &queue_depth_family_->Add(l);
+    }
+    for (std::size_t i = 0; i < kOutcomes.size(); ++i) {
+        prometheus::Labels l = d;
+        l.emplace("outcome", std::string(kOutcomes[i]));
+        m.processed[i] = &processed_family_->Add(l);
+    }
+    for (std::size_t i = 0; i < kDeadLetterReasons.size(); ++i) {
+        prometheus::Labels l = d;
+        l.emplace("reason", std::string(kDeadLetterReasons[i]));
+        m.dead_lettered[i] = &dead_lettered_family_->Add(l);
+    }
+    m.acked = &acked_family_->Add(d);
+    m.nacked = &nacked_family_->Add(d);
+    m.duplicates = &duplicates_family_->Add(d);
+    m.store_failures = &store_failures_family_->Add(d);
+    m.handler_duration = &handler_duration_family_->Add(d, kHandlerBuckets);
+    m.item_wait = &item_wait_family_->Add(d, kWaitBuckets);
+    m.in_flight = &in_flight_family_->Add(d);
+    m.workers = &workers_family_->Add(d);
+    m.workers_target = &workers_target_family_->Add(d);
+    return m;
+}
+
+void Metrics::setPluginInfo(const std::string& domain, const std::string& plugin, const std::string& version) {
+    std::lock_guard lock(mu_);
+    if (auto it = plugin_info_.find(domain); it != plugin_info_.end()) plugin_info_family_->Remove(it->second);
+    auto& g = plugin_info_family_->Add({{"domain", domain}, {"plugin", plugin}, {"version", version}});
+    g.Set(1);
+    plugin_info_[domain] = &g;
+}
+
+void Metrics::setBackendActive(std::string_view backend, bool active) {
+    backend_active_family_->Add({{"backend", std::string(backend)}}).Set(active ? 1 : 0);
+}
+
+void Metrics::publishErrorInc(std::string_view backend, std::string_view reason) {
+    publish_errors_family_->Add({{"backend", std::string(backend)}, {"reason", std::string(reason)}}).Increment();
+}
+
+std::string Metrics::scrape() const { return prometheus::TextSerializer().Serialize(registry_->Collect()); }
+
+}  // namespace kanban::host::metrics

@@ -1,0 +1,104 @@
+// Prometheus metrics (DESIGN §6): one registry per process, families named
+// `kanban_*` in base units, labels only from bounded sets (domain and
+// priority from the config, outcome and reason from the lists below).
+// Counters and histograms are updated by the workers; gauges by whoever
+// owns the state (the daemon's sampler, the worker pools).
+#pragma once
+
+#include "common/priority.hpp"
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <array>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+namespace kanban::host::metrics {
+
+// How a handler call ended (label `outcome` of kanban_items_processed_total).
+enum class Outcome { ok, retry, fail, timeout };
+inline constexpr std::array<std::string_view, 4> kOutcomes{"ok", "retry", "fail", "timeout"};
+
+// Why an item went to the dead-letter queue (label `reason` of
+// kanban_items_dead_lettered_total; the plugin's own text is in the DLQ
+// header, never in a label).
+enum class DeadLetterReason {
+    handler_failed,           // the plugin returned fail
+    retries_exhausted,        // retry (or timeout) on the last attempt
+    deadline_exceeded,        // expired before the handler ran
+    invalid_id,               // work id over the limit
+    max_deliveries_exceeded,  // delivered too often without being settled (crashes)
+};
+inline constexpr std::array<std::string_view, 5> kDeadLetterReasons{
+    "handler_failed", "retries_exhausted", "deadline_exceeded", "invalid_id", "max_deliveries_exceeded"};
+
+// The handles of one domain, created once (pointers stay valid for the
+// registry's life).
+struct DomainMetrics {
+    std::array<prometheus::Counter*, 3> pulled{};       // by priority
+    std::array<prometheus::Counter*, 4> processed{};    // by Outcome
+    std::array<prometheus::Counter*, 5> dead_lettered{};  // by DeadLetterReason
+    prometheus::Counter* acked = nullptr;
+    prometheus::Counter* nacked = nullptr;      // retried with a delay, or released at shutdown
+    prometheus::Counter* duplicates = nullptr;  // already done: acked without the handler
+    prometheus::Counter* store_failures = nullptr;  // idempotency lookups or records that failed
+    prometheus::Histogram* handler_duration = nullptr;
+    prometheus::Histogram* item_wait = nullptr;  // publish → pull
+    std::array<prometheus::Gauge*, 3> queue_depth{};  // by priority: waiting + unacked
+    prometheus::Gauge* in_flight = nullptr;
+    prometheus::Gauge* workers = nullptr;
+    prometheus::Gauge* workers_target = nullptr;
+
+    void processedInc(Outcome o) { processed[static_cast<std::size_t>(o)]->Increment(); }
+    void deadLetteredInc(DeadLetterReason r) { dead_lettered[static_cast<std::size_t>(r)]->Increment(); }
+    double processedValue(Outcome o) const { return processed[static_cast<std::size_t>(o)]->Value(); }
+};
+
+class Metrics {
+public:
+    explicit Metrics(std::string_view version);
+
+    // Created on first use; thread-safe.
+    DomainMetrics& domain(const std::string& name);
+    void setPluginInfo(const std::string& domain, const std::string& plugin, const std::string& version);
+    void setBackendActive(std::string_view backend, bool active);
+    void setOrphanedItems(double n) { orphaned_->Set(n); }
+    void publishedInc(const std::string& domain) { published_family_->Add({{"domain", domain}}).Increment(); }
+    void publishErrorInc(std::string_view backend, std::string_view reason);
+
+    // The text exposition format (what GET /metrics serves).
+    std::string scrape() const;
+    prometheus::Registry& registry() { return *registry_; }
+
+private:
+    std::shared_ptr<prometheus::Registry> registry_;
+    std::mutex mu_;
+    std::map<std::string, DomainMetrics> domains_;
+    prometheus::Family<prometheus::Counter>* pulled_family_;
+    prometheus::Family<prometheus::Counter>* processed_family_;
+    prometheus::Family<prometheus::Counter>* dead_lettered_family_;
+    prometheus::Family<prometheus::Counter>* acked_family_;
+    prometheus::Family<prometheus::Counter>* nacked_family_;
+    prometheus::Family<prometheus::Counter>* duplicates_family_;
+    prometheus::Family<prometheus::Counter>* store_failures_family_;
+    prometheus::Family<prometheus::Counter>* published_family_;
+    prometheus::Family<prometheus::Counter>* publish_errors_family_;
+    prometheus::Family<prometheus::Histogram>* handler_duration_family_;
+    prometheus::Family<prometheus::Histogram>* item_wait_family_;
+    prometheus::Family<prometheus::Gauge>* queue_depth_family_;
+    prometheus::Family<prometheus::Gauge>* in_flight_family_;
+    prometheus::Family<prometheus::Gauge>* workers_family_;
+    prometheus::Family<prometheus::Gauge>* workers_target_family_;
+    prometheus::Family<prometheus::Gauge>* plugin_info_family_;
+    prometheus::Family<prometheus::Gauge>* backend_active_family_;
+    std::map<std::string, prometheus::Gauge*> plugin_info_;  // by domain
+    prometheus::Gauge* orphaned_;
+};
+
+}  // namespace kanban::host::metrics
