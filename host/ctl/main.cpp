@@ -1,8 +1,10 @@
-// kanbanctl: a thin client over the host library (DESIGN §6).
+// kanbanctl: a thin client over the host library and the admin API (DESIGN §6).
 //
 // Exit codes: 0 ok; 64 usage (bad flag, bad value, unknown domain);
-// 66 input file missing (--file, --config); 69 broker unreachable;
-// 1 anything else. Errors are one line on stderr.
+// 66 input file missing (--file, --config); 69 broker or daemon
+// unreachable; 1 anything else (including a refusal by the daemon).
+// Errors are one line on stderr.
+#include "admin/admin_server.hpp"
 #include "broker/jetstream.hpp"
 #include "common/clock.hpp"
 #include "config/config.hpp"
@@ -10,13 +12,16 @@
 #include "version.hpp"
 
 #include <CLI/CLI.hpp>
+#include <httplib.h>
 #include <nats/nats.h>
+#include <nlohmann/json.hpp>
 
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
+#include <thread>
 
 namespace {
 
@@ -111,6 +116,158 @@ int publish(const std::string& config_path, const PublishArgs& args) {
     return kExitOk;
 }
 
+// The daemon's admin API, at --admin or the config's admin.listen, with the
+// config's token for changes.
+class AdminClient {
+public:
+    struct Response {
+        int status = 0;
+        nlohmann::json body;
+    };
+
+    // Returns an exit code when the address cannot be determined.
+    int setup(const std::string& config_path, const std::string& admin_override) {
+        config::Config cfg;
+        const bool have_config = std::filesystem::exists(config_path);
+        if (have_config) {
+            if (int rc = loadConfig(config_path, cfg); rc != kExitOk) return rc;
+        } else if (admin_override.empty()) {
+            return fail(kExitNoInput, config_path + ": config file not found (or pass --admin HOST:PORT)");
+        }
+        std::string listen = admin_override.empty() ? cfg.admin.listen : admin_override;
+        const auto colon = listen.rfind(':');
+        if (colon == std::string::npos) return fail(kExitUsage, "admin address \"" + listen + "\" is not HOST:PORT");
+        host_ = listen.substr(0, colon);
+        if (host_.size() > 2 && host_.front() == '[' && host_.back() == ']') host_ = host_.substr(1, host_.size() - 2);
+        try {
+            port_ = std::stoi(listen.substr(colon + 1));
+        } catch (const std::exception&) {
+            port_ = -1;
+        }
+        if (port_ <= 0 || port_ > 65535)
+            return fail(kExitUsage, "admin address \"" + listen + "\" has no usable port (pass --admin HOST:PORT)");
+        if (have_config && !cfg.admin.token_file.empty()) {
+            auto token = admin::readTokenFile(cfg.admin.token_file);
+            if (!token) return fail(kExitNoInput, token.message());
+            token_ = *token;
+        }
+        return kExitOk;
+    }
+
+    // nullopt: the daemon did not answer (the caller exits 69).
+    std::optional<Response> call(const std::string& method, const std::string& path, const std::string& body = "") {
+        httplib::Client c(host_, port_);
+        c.set_connection_timeout(2);
+        c.set_read_timeout(30);
+        httplib::Headers headers;
+        if (!token_.empty()) headers.emplace("Authorization", "Bearer " + token_);
+        httplib::Result r = method == "GET"    ? c.Get(path.c_str(), headers)
+                            : method == "POST" ? c.Post(path.c_str(), headers, body, "application/json")
+                                               : c.Delete(path.c_str(), headers);
+        if (!r) return std::nullopt;
+        Response out;
+        out.status = r->status;
+        out.body = nlohmann::json::parse(r->body, nullptr, /*allow_exceptions=*/false);
+        return out;
+    }
+
+    std::string address() const { return host_ + ":" + std::to_string(port_); }
+
+    int unreachable() const {
+        return fail(kExitUnavailable, "kanband is not answering at " + address() + " (is it running? see admin.listen)");
+    }
+
+    static int refused(const Response& r) {
+        std::string why = r.body.is_object() && r.body.contains("error") ? r.body["error"].get<std::string>()
+                                                                          : "HTTP " + std::to_string(r.status);
+        return fail(kExitError, why + " (HTTP " + std::to_string(r.status) + ")");
+    }
+
+private:
+    std::string host_;
+    int port_ = 0;
+    std::string token_;
+};
+
+std::string dump(const nlohmann::json& j) { return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace); }
+
+int health(AdminClient& admin, bool json) {
+    auto r = admin.call("GET", "/health");
+    if (!r) return admin.unreachable();
+    if (r->status != 200 || !r->body.is_object()) return AdminClient::refused(*r);
+    const auto& h = r->body;
+    if (json) {
+        std::cout << dump(h) << "\n";
+        return kExitOk;
+    }
+    std::printf("status: %s   backend: %s   workers: %zu/%zu   draining: %s\n", h.value("status", "?").c_str(),
+                h["backend"].is_string() ? h["backend"].get<std::string>().c_str() : "none",
+                h.value("current_workers", std::size_t{0}), h.value("target_workers", std::size_t{0}),
+                h.value("queue_draining", false) ? (h.value("drained", false) ? "drained" : "yes") : "no");
+    std::printf("%-20s %-8s %-8s %8s %8s %-8s %s\n", "domain", "status", "workers", "depth", "inflight", "circuit", "plugin");
+    for (const auto& [name, d] : h["domains"].items()) {
+        const std::string plugin = d["plugin"].is_object()
+                                       ? d["plugin"].value("name", "?") + " " + d["plugin"].value("version", "?")
+                                       : "-";
+        const std::string workers = std::to_string(d.value("workers", 0)) + "/" + std::to_string(d.value("target_workers", 0));
+        std::printf("%-20s %-8s %-8s %8llu %8llu %-8s %s\n", name.c_str(), d.value("status", "?").c_str(), workers.c_str(),
+                    static_cast<unsigned long long>(d.value("depth", 0ULL)),
+                    static_cast<unsigned long long>(d.value("in_flight", 0ULL)), d.value("circuit", "?").c_str(),
+                    plugin.c_str());
+        if (d.contains("error")) std::printf("    error: %s\n", d["error"].get<std::string>().c_str());
+    }
+    return kExitOk;
+}
+
+int drain(AdminClient& admin, bool wait, int timeout_s) {
+    auto r = admin.call("POST", "/drain");
+    if (!r) return admin.unreachable();
+    if (r->status != 202 && r->status != 200) return AdminClient::refused(*r);
+    if (!wait) {
+        std::cout << "draining\n";
+        return kExitOk;
+    }
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+    for (;;) {
+        auto h = admin.call("GET", "/health");
+        if (!h) return admin.unreachable();
+        if (h->status == 200 && h->body.is_object() && h->body.value("drained", false)) {
+            std::cout << "drained\n";
+            return kExitOk;
+        }
+        if (timeout_s > 0 && std::chrono::steady_clock::now() >= deadline)
+            return fail(kExitError, "not drained after " + std::to_string(timeout_s) + " s");
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+}
+
+int dlqList(AdminClient& admin, const std::string& domain, bool json, int limit) {
+    auto r = admin.call("GET", "/dlq/" + domain + "?limit=" + std::to_string(limit));
+    if (!r) return admin.unreachable();
+    if (r->status != 200 || !r->body.is_object()) return AdminClient::refused(*r);
+    if (json) {
+        std::cout << dump(r->body) << "\n";
+        return kExitOk;
+    }
+    for (const auto& item : r->body["items"])
+        std::printf("%llu\t%s\tattempts=%u\t%s\treason=%s\n", item.value("sequence", 0ULL), item.value("id", "").c_str(),
+                    item.value("attempts", 0U), item.value("dead_lettered_at", "").c_str(), item.value("reason", "").c_str());
+    std::fprintf(stderr, "%zu dead-lettered item(s) in %s\n", r->body["items"].size(), domain.c_str());
+    return kExitOk;
+}
+
+int dlqReplay(AdminClient& admin, const std::string& domain, const std::string& id) {
+    const std::string body = id.empty() ? "{}" : nlohmann::json{{"id", id}}.dump();
+    auto r = admin.call("POST", "/dlq/" + domain + "/replay", body);
+    if (!r) return admin.unreachable();
+    if ((r->status != 200 && r->status != 409) || !r->body.is_object()) return AdminClient::refused(*r);
+    for (const auto& replayed : r->body["replayed"]) std::cout << replayed.get<std::string>() << "\n";
+    const auto& failed = r->body["failed"];
+    if (failed.empty()) return kExitOk;
+    return fail(kExitError, std::to_string(failed.size()) + " not replayed; first: " + failed[0].value("id", "") + ": " +
+                                failed[0].value("error", ""));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -134,6 +291,32 @@ int main(int argc, char** argv) {
     pub->add_option("--deadline-ms", pa.deadline_ms, "deadline, milliseconds from now")->check(CLI::PositiveNumber);
     pub->add_option("--count", pa.count, "number of items")->check(CLI::Range(1, 10'000'000));
 
+    std::string admin_addr;
+    app.add_option("--admin", admin_addr, "kanband's admin address HOST:PORT (default: admin.listen from the config)");
+
+    bool json = false;
+    auto* health_cmd = app.add_subcommand("health", "show the daemon's health");
+    health_cmd->add_flag("--json", json, "print the JSON of GET /health");
+
+    bool wait = false;
+    int timeout_s = 0;
+    auto* drain_cmd = app.add_subcommand("drain", "stop taking new scheduled work and empty the queues");
+    drain_cmd->add_flag("--wait", wait, "wait until every queue and every worker is empty");
+    drain_cmd->add_option("--timeout", timeout_s, "with --wait: give up after this many seconds (0 = never)")
+        ->check(CLI::NonNegativeNumber);
+
+    std::string dlq_domain, dlq_id;
+    int dlq_limit = 100;
+    auto* dlq_cmd = app.add_subcommand("dlq", "dead-letter queue commands");
+    dlq_cmd->require_subcommand(1);
+    auto* dlq_list = dlq_cmd->add_subcommand("list", "list a domain's dead-lettered items, oldest first");
+    dlq_list->add_option("DOMAIN", dlq_domain, "domain")->required();
+    dlq_list->add_flag("--json", json, "print the JSON of GET /dlq/<domain>");
+    dlq_list->add_option("--limit", dlq_limit, "at most this many")->check(CLI::Range(1, 10000));
+    auto* dlq_replay = dlq_cmd->add_subcommand("replay", "publish dead-lettered items again (all, or --id)");
+    dlq_replay->add_option("DOMAIN", dlq_domain, "domain")->required();
+    dlq_replay->add_option("--id", dlq_id, "only this work id");
+
     std::string check_path;
     auto* cfg_cmd = app.add_subcommand("config", "configuration commands");
     cfg_cmd->require_subcommand(1);
@@ -154,6 +337,16 @@ int main(int argc, char** argv) {
     int rc = kExitError;
     if (*pub) rc = publish(config_path, pa);
     if (*check) rc = kanban::host::daemon::checkConfig(check_path);
+    if (*health_cmd || *drain_cmd || *dlq_cmd) {
+        AdminClient admin;
+        rc = admin.setup(config_path, admin_addr);
+        if (rc == kExitOk) {
+            if (*health_cmd) rc = health(admin, json);
+            if (*drain_cmd) rc = drain(admin, wait, timeout_s);
+            if (*dlq_list) rc = dlqList(admin, dlq_domain, json, dlq_limit);
+            if (*dlq_replay) rc = dlqReplay(admin, dlq_domain, dlq_id);
+        }
+    }
     nats_Close();
     return rc;
 }

@@ -12,7 +12,8 @@ namespace kanban::test {
 
 std::string makeConfig(const NatsServer& nats, const std::vector<DomainSpec>& domains, const HostOptions& o) {
     std::string t = "[nats]\nservers = [\"" + nats.url() + "\"]\n"
-                    "[admin]\nlisten = \"127.0.0.1:0\"\n"
+                    "[admin]\nlisten = \"127.0.0.1:0\"\n" +
+                    (o.token_file.empty() ? std::string() : "token_file = \"" + o.token_file + "\"\n") +
                     "[plugins]\ndir = \"" + kPlugins + "\"\n"
                     "[log]\nlevel = \"info\"\n"
                     "[workers]\npull_batch = " + std::to_string(o.pull_batch) +
@@ -54,6 +55,27 @@ int Kanband::httpStatus(const std::string& path) {
     return r ? r->status : -1;
 }
 
+Kanband::Http Kanband::http(const std::string& method, const std::string& path, const std::string& body,
+                            const std::string& token) {
+    httplib::Client c("127.0.0.1", port_);
+    c.set_connection_timeout(2);
+    httplib::Headers headers;
+    if (!token.empty()) headers.emplace("Authorization", "Bearer " + token);
+    httplib::Result r = method == "GET"    ? c.Get(path.c_str(), headers)
+                        : method == "POST" ? c.Post(path.c_str(), headers, body, "application/json")
+                                           : c.Delete(path.c_str(), headers);
+    if (!r) return {};
+    return {r->status, r->body};
+}
+
+std::optional<double> metric(const std::string& scrape, const std::string& sample) {
+    std::istringstream in(scrape);
+    for (std::string line; std::getline(in, line);)
+        if (line.size() > sample.size() && line.compare(0, sample.size(), sample) == 0 && line[sample.size()] == ' ')
+            return std::stod(line.substr(sample.size() + 1));
+    return std::nullopt;
+}
+
 bool Kanband::waitReady() {
     return port_ != 0 && waitFor([&] { return httpStatus("/readyz") == 200; }, 15s);
 }
@@ -78,6 +100,13 @@ std::vector<Call> readCalls(const std::string& path) {
         calls.push_back(c);
     }
     return calls;
+}
+
+std::vector<Call> callsFor(const std::vector<Call>& calls, const std::string& id) {
+    std::vector<Call> out;
+    for (const auto& c : calls)
+        if (c.id == id) out.push_back(c);
+    return out;
 }
 
 std::string toHex(const std::string& bytes) {

@@ -5,10 +5,13 @@
 
 #include "support.hpp"
 
+#include <gtest/gtest.h>
+
 #include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 struct __natsConnection;
@@ -37,6 +40,7 @@ struct HostOptions {
     std::int64_t backoff_initial_ms = 100;
     std::int64_t backoff_max_ms = 30000;
     std::int64_t health_interval_ms = 5000;
+    std::string token_file;  // admin.token_file (empty: none)
 };
 
 std::string makeConfig(const NatsServer& nats, const std::vector<DomainSpec>& domains, const HostOptions& o = {});
@@ -54,6 +58,13 @@ public:
     Kanband(const TempDir& dir, const std::string& config_path, const std::string& name = "kanband");
     int port() const { return port_; }
     int httpStatus(const std::string& path);
+    struct Http {
+        int status = -1;  // -1: no answer
+        std::string body;
+    };
+    Http http(const std::string& method, const std::string& path, const std::string& body = "",
+              const std::string& token = "");
+    std::string admin() const { return "127.0.0.1:" + std::to_string(port_); }
     bool waitReady();
     std::string log() const { return readFile(log_); }
     bool logHas(const std::string& text) const { return log().find(text) != std::string::npos; }
@@ -69,6 +80,10 @@ private:
 std::vector<std::string> publish(const std::string& config, const std::string& domain, const std::string& priority,
                                  int count, const std::string& payload = "{}");
 
+// The value of one sample in a Prometheus text scrape, e.g.
+// metric(text, R"(kanban_items_acked_total{domain="a"})"); nullopt if absent.
+std::optional<double> metric(const std::string& scrape, const std::string& sample);
+
 // One handle() call as logged by the recorder fixture.
 struct Call {
     std::string id, priority;
@@ -79,6 +94,7 @@ struct Call {
     std::string payload_hex;  // "-" when empty
 };
 std::vector<Call> readCalls(const std::string& path);
+std::vector<Call> callsFor(const std::vector<Call>& calls, const std::string& id);
 std::string toHex(const std::string& bytes);
 
 // Direct access to the broker, bypassing kanband and kanbanctl.
@@ -110,6 +126,33 @@ public:
 private:
     __natsConnection* nc_ = nullptr;
     __jsCtx* js_ = nullptr;
+};
+
+// Each test: its own nats-server, temporary directory and kanband.
+class DaemonTest : public ::testing::Test {
+protected:
+    void writeConfig(const std::vector<DomainSpec>& domains, const HostOptions& o = {}) {
+        writeFile(cfg, makeConfig(nats, domains, o));
+    }
+    void writeConfig(const std::vector<DomainSpec>& domains, int workers) {
+        HostOptions o;
+        o.workers = workers;
+        writeConfig(domains, o);
+    }
+    // Writes the config and starts kanband with it.
+    template <typename... Args>
+    Kanband& start(const std::vector<DomainSpec>& domains, Args&&... options) {
+        writeConfig(domains, std::forward<Args>(options)...);
+        return kd_.emplace(dir, cfg);
+    }
+
+    NatsServer nats;
+    TempDir dir;
+    const std::string out = dir.file("calls.txt");  // the recorder's calls
+    const std::string cfg = dir.file("kanban.toml");
+
+private:
+    std::optional<Kanband> kd_;
 };
 
 }  // namespace kanban::test

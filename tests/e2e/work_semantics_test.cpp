@@ -34,13 +34,6 @@ std::map<std::string, int> okCounts(const std::vector<Call>& calls) {
     return n;
 }
 
-std::vector<Call> callsFor(const std::vector<Call>& calls, const std::string& id) {
-    std::vector<Call> out;
-    for (const auto& c : calls)
-        if (c.id == id) out.push_back(c);
-    return out;
-}
-
 bool allHandled(const std::string& out, const std::vector<std::string>& ids) {
     const auto n = okCounts(readCalls(out));
     return std::all_of(ids.begin(), ids.end(), [&](const std::string& id) { return n.count(id) != 0; });
@@ -53,32 +46,7 @@ long stoppedFigure(const std::string& log, const std::string& name) {
     return std::stol(m[1]);
 }
 
-// Each test: its own nats-server, temporary directory and kanband.
-class WorkSemantics : public ::testing::Test {
-protected:
-    void writeConfig(const std::vector<DomainSpec>& domains, const HostOptions& o = {}) {
-        writeFile(cfg, makeConfig(nats, domains, o));
-    }
-    void writeConfig(const std::vector<DomainSpec>& domains, int workers) {
-        HostOptions o;
-        o.workers = workers;
-        writeConfig(domains, o);
-    }
-    // Writes the config and starts kanband with it.
-    template <typename... Args>
-    Kanband& start(const std::vector<DomainSpec>& domains, Args&&... options) {
-        writeConfig(domains, std::forward<Args>(options)...);
-        return kd_.emplace(dir, cfg);
-    }
-
-    NatsServer nats;
-    TempDir dir;
-    const std::string out = dir.file("calls.txt");  // the recorder's calls
-    const std::string cfg = dir.file("kanban.toml");
-
-private:
-    std::optional<Kanband> kd_;
-};
+class WorkSemantics : public DaemonTest {};
 
 // Spec scenario 1: one worker pulls everything, in publish order within a priority.
 TEST_F(WorkSemantics, SingleWorkerPullsEveryItemInOrder) {

@@ -1,0 +1,299 @@
+// The operations surface (DESIGN §6), end to end: /metrics, /health,
+// /drain, /schedules, /dlq, the token, and the kanbanctl verbs with their
+// exit codes (reliability.md B24, B25).
+#include "harness.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <sys/stat.h>
+
+#include <algorithm>
+
+namespace kanban::test {
+namespace {
+
+using ::testing::HasSubstr;
+
+class Operations : public DaemonTest {
+protected:
+    CommandResult ctl(Kanband& kd, std::vector<std::string> args) {
+        std::vector<std::string> argv{kKanbanctl, "--config", cfg, "--admin", kd.admin()};
+        argv.insert(argv.end(), args.begin(), args.end());
+        return runCommand(argv);
+    }
+};
+
+std::size_t countOutcome(const std::vector<Call>& calls, const std::string& outcome) {
+    return static_cast<std::size_t>(
+        std::count_if(calls.begin(), calls.end(), [&](const Call& c) { return c.outcome == outcome; }));
+}
+
+// The spec's test 8: after a known workload (n ok, m retried, k dead-lettered)
+// /metrics shows exactly those counts. The expected numbers come from two
+// independent witnesses: the recorder plugin's log of every call, and the
+// dead-letter stream.
+TEST_F(Operations, MetricsCountExactlyTheWorkloadDone) {
+    HostOptions o;
+    o.max_attempts = 3;
+    o.backoff_initial_ms = 50;
+    o.health_interval_ms = 200;
+    Kanband& kd = start({{"orders", kFixtures + "/recorder.so", recorderSettings(out)}}, o);
+    ASSERT_TRUE(kd.waitReady()) << kd.log();
+    NatsProbe probe(nats.url());
+    publish(cfg, "orders", "normal", 20);
+    publish(cfg, "orders", "high", 2, "retry");
+    publish(cfg, "orders", "low", 3, "fail");
+    ASSERT_TRUE(waitFor([&] { return probe.deadLetters("orders").size() == 5 && probe.streamMsgs("KANBAN") == 0; }, 30s))
+        << kd.log();
+    const auto calls = readCalls(out);
+    ASSERT_EQ(countOutcome(calls, "ok"), 20u);
+    ASSERT_EQ(countOutcome(calls, "fail"), 3u);
+    const std::size_t retried = countOutcome(calls, "retry");
+    ASSERT_GE(retried, 2u);
+
+    std::string text;
+    // The queue-depth gauges are sampled every health interval: wait for a sample after the work.
+    ASSERT_TRUE(waitFor(
+        [&] {
+            text = kd.http("GET", "/metrics").body;
+            return metric(text, R"(kanban_queue_depth{domain="orders",priority="normal"})") == 0.0 &&
+                   metric(text, R"(kanban_items_in_flight{domain="orders"})") == 0.0;
+        },
+        5s))
+        << text;
+    auto at = [&](const std::string& s) { return metric(text, s).value_or(-1); };
+    EXPECT_EQ(at(R"(kanban_items_processed_total{domain="orders",outcome="ok"})"), 20);
+    EXPECT_EQ(at(R"(kanban_items_processed_total{domain="orders",outcome="retry"})"), static_cast<double>(retried));
+    EXPECT_EQ(at(R"(kanban_items_processed_total{domain="orders",outcome="fail"})"), 3);
+    EXPECT_EQ(at(R"(kanban_items_processed_total{domain="orders",outcome="timeout"})"), 0);
+    EXPECT_EQ(at(R"(kanban_items_dead_lettered_total{domain="orders",reason="handler_failed"})"), 3);
+    EXPECT_EQ(at(R"(kanban_items_dead_lettered_total{domain="orders",reason="retries_exhausted"})") +
+                  at(R"(kanban_items_dead_lettered_total{domain="orders",reason="max_deliveries_exceeded"})"),
+              2);
+    EXPECT_EQ(at(R"(kanban_items_acked_total{domain="orders"})"), 20);
+    // Every retry call but an item's last one was handed back with a delay.
+    EXPECT_EQ(at(R"(kanban_items_nacked_total{domain="orders"})"),
+              static_cast<double>(retried) - at(R"(kanban_items_dead_lettered_total{domain="orders",reason="retries_exhausted"})"));
+    EXPECT_EQ(at(R"(kanban_items_duplicate_total{domain="orders"})"), 0);
+    const double pulled = at(R"(kanban_items_pulled_total{domain="orders",priority="high"})") +
+                          at(R"(kanban_items_pulled_total{domain="orders",priority="normal"})") +
+                          at(R"(kanban_items_pulled_total{domain="orders",priority="low"})");
+    EXPECT_EQ(pulled, static_cast<double>(calls.size()));
+    EXPECT_EQ(at(R"(kanban_handler_duration_seconds_count{domain="orders"})"), static_cast<double>(calls.size()));
+    EXPECT_EQ(at(R"(kanban_item_wait_seconds_count{domain="orders"})"), 25);  // first deliveries only
+    EXPECT_EQ(at(R"(kanban_build_info{version="0.1.0"})"), 1);
+    EXPECT_EQ(at(R"(kanban_plugin_info{domain="orders",plugin="recorder",version="1.0.0"})"), 1);
+    EXPECT_EQ(at(R"(kanban_backend_active{backend="nats"})"), 1);
+    EXPECT_EQ(at(R"(kanban_workers{domain="orders"})"), 2);
+    EXPECT_EQ(metric(text, "kanban_orphaned_items"), 0.0);
+    EXPECT_THAT(text, HasSubstr("# TYPE kanban_handler_duration_seconds histogram"));
+    EXPECT_THAT(text, HasSubstr(R"(kanban_handler_duration_seconds_bucket{domain="orders",le="0.005"})"));
+}
+
+
+// /health (DESIGN §6 fields, per domain too) and `kanbanctl health`.
+TEST_F(Operations, HealthDescribesEveryDomainIncludingOneThatFailedToStart) {
+    Kanband& kd = start({{"orders", kFixtures + "/recorder.so", recorderSettings(out)},
+                         {"legacy", kFixtures + "/abi_major_mismatch.so", ""}});
+    ASSERT_TRUE(kd.waitReady()) << kd.log();
+    publish(cfg, "orders", "normal", 3);
+    ASSERT_TRUE(waitFor([&] { return readLines(out).size() == 3; }, 10s));
+
+    auto r = kd.http("GET", "/health");
+    ASSERT_EQ(r.status, 200);
+    const auto h = nlohmann::json::parse(r.body);
+    EXPECT_EQ(h["status"], "degraded") << "a domain is not running";
+    EXPECT_EQ(h["backend"], "nats");
+    EXPECT_EQ(h["current_workers"], 2);
+    EXPECT_EQ(h["target_workers"], 2);
+    EXPECT_TRUE(h["queue_depth_samples"].is_array());
+    EXPECT_EQ(h["queue_draining"], false);
+    EXPECT_TRUE(h["timestamp"].is_number());
+    const auto& orders = h["domains"]["orders"];
+    EXPECT_EQ(orders["status"], "running");
+    EXPECT_EQ(orders["workers"], 2);
+    EXPECT_EQ(orders["target_workers"], 2);
+    EXPECT_EQ(orders["depth"], 0);
+    EXPECT_EQ(orders["circuit"], "closed");
+    EXPECT_EQ(orders["stalled"], 0);
+    EXPECT_EQ(orders["plugin"]["name"], "recorder");
+    EXPECT_EQ(orders["plugin"]["version"], "1.0.0");
+    EXPECT_EQ(orders["processed"]["ok"], 3);
+    const auto& legacy = h["domains"]["legacy"];
+    EXPECT_EQ(legacy["status"], "failed");
+    EXPECT_THAT(legacy["error"].get<std::string>(), HasSubstr("plugin ABI 2.0 is not supported"));
+    EXPECT_TRUE(legacy["plugin"].is_null());
+
+    auto text = ctl(kd, {"health"});
+    EXPECT_EQ(text.exit_code, 0) << text.err;
+    EXPECT_THAT(text.out, HasSubstr("status: degraded"));
+    EXPECT_THAT(text.out, ::testing::ContainsRegex("orders +running +2/2 +0 +0 +closed +recorder 1.0.0"));
+    EXPECT_THAT(text.out, HasSubstr("error: "));
+    auto json = ctl(kd, {"health", "--json"});
+    EXPECT_EQ(json.exit_code, 0);
+    EXPECT_EQ(nlohmann::json::parse(json.out)["domains"]["orders"]["plugin"]["name"], "recorder");
+}
+
+// B24: every API error case answers with a JSON message.
+TEST_F(Operations, AdminApiRefusesBadRequestsWithClearErrors) {
+    Kanband& kd = start({{"orders", kFixtures + "/recorder.so", recorderSettings(out)}});
+    ASSERT_TRUE(kd.waitReady()) << kd.log();
+    auto error = [](const Kanband::Http& r) { return nlohmann::json::parse(r.body).value("error", ""); };
+
+    auto malformed = kd.http("POST", "/schedules", "{\"name\": ");
+    EXPECT_EQ(malformed.status, 400);
+    EXPECT_THAT(error(malformed), HasSubstr("malformed JSON"));
+    auto not_object = kd.http("POST", "/schedules", "[1, 2]");
+    EXPECT_EQ(not_object.status, 400);
+    auto unknown_schedule = kd.http("DELETE", "/schedules/nosuch");
+    EXPECT_EQ(unknown_schedule.status, 404);
+    EXPECT_THAT(error(unknown_schedule), HasSubstr("no schedule named \"nosuch\""));
+    auto big = kd.http("POST", "/schedules", std::string(100 * 1024, ' '));
+    EXPECT_EQ(big.status, 413);
+    auto unknown_route = kd.http("GET", "/nope");
+    EXPECT_EQ(unknown_route.status, 404);
+    EXPECT_THAT(error(unknown_route), HasSubstr("no such endpoint"));
+    EXPECT_EQ(kd.http("GET", "/dlq/nosuch").status, 404);
+    auto replay_unknown = kd.http("POST", "/dlq/nosuch/replay", "{}");
+    EXPECT_EQ(replay_unknown.status, 404);
+    EXPECT_THAT(error(replay_unknown), HasSubstr("unknown domain \"nosuch\""));
+    EXPECT_EQ(kd.http("POST", "/dlq/orders/replay", "{\"id\": 5}").status, 400);
+    EXPECT_EQ(kd.http("GET", "/dlq/orders?limit=x").status, 400);
+    // Without a token configured, changes need none (loopback only).
+    EXPECT_EQ(kd.http("POST", "/drain").status, 202);
+    EXPECT_EQ(kd.httpStatus("/healthz"), 200);
+}
+
+// Token on: every mutating request needs it; reads do not.
+TEST_F(Operations, MutatingRequestsNeedTheBearerTokenWhenOneIsSet) {
+    const std::string token_file = dir.file("token");
+    writeFile(token_file, "s3cret-token\n");
+    ::chmod(token_file.c_str(), 0600);
+    HostOptions o;
+    o.token_file = token_file;
+    Kanband& kd = start({{"orders", kFixtures + "/recorder.so", recorderSettings(out)}}, o);
+    ASSERT_TRUE(kd.waitReady()) << kd.log();
+
+    EXPECT_EQ(kd.http("GET", "/health").status, 200);
+    EXPECT_EQ(kd.http("GET", "/metrics").status, 200);
+    EXPECT_EQ(kd.http("GET", "/dlq/orders").status, 200);
+    EXPECT_EQ(kd.http("POST", "/drain").status, 401);
+    EXPECT_EQ(kd.http("POST", "/drain", "", "wrong").status, 401);
+    EXPECT_EQ(kd.http("DELETE", "/schedules/x").status, 401);
+    EXPECT_EQ(kd.http("POST", "/dlq/orders/replay", "{}").status, 401);
+    EXPECT_EQ(kd.httpStatus("/readyz"), 200) << "a refused drain changed nothing";
+    EXPECT_EQ(kd.http("POST", "/drain", "", "s3cret-token").status, 202);
+    EXPECT_EQ(kd.httpStatus("/readyz"), 503);
+
+    // kanbanctl reads the token from admin.token_file.
+    auto drain = ctl(kd, {"drain"});
+    EXPECT_EQ(drain.exit_code, 0) << drain.err;
+    // A world-readable token file is refused by the config check.
+    ::chmod(token_file.c_str(), 0644);
+    auto check = runCommand({kKanband, "--check-config", cfg});
+    EXPECT_EQ(check.exit_code, 1);
+    EXPECT_THAT(check.err, HasSubstr("token_file"));
+}
+
+// POST /drain and kanbanctl drain --wait: keeps working until every queue
+// and every worker is empty, /readyz 503 meanwhile.
+TEST_F(Operations, DrainWaitsUntilTheQueuesAreEmpty) {
+    HostOptions o;
+    o.health_interval_ms = 200;
+    Kanband& kd = start({{"orders", kFixtures + "/recorder.so", recorderSettings(out, 20)}}, o);
+    ASSERT_TRUE(kd.waitReady()) << kd.log();
+    const auto ids = publish(cfg, "orders", "normal", 60);
+    auto drain = ctl(kd, {"drain", "--wait", "--timeout", "60"});
+    EXPECT_EQ(drain.exit_code, 0) << drain.err;
+    EXPECT_EQ(drain.out, "drained\n");
+    EXPECT_EQ(readLines(out).size(), ids.size()) << "drain reported done before the work was";
+    EXPECT_EQ(kd.httpStatus("/readyz"), 503);
+    const auto h = nlohmann::json::parse(kd.http("GET", "/health").body);
+    EXPECT_EQ(h["queue_draining"], true);
+    EXPECT_EQ(h["drained"], true);
+    EXPECT_EQ(h["status"], "drained");
+}
+
+// GET /dlq/<domain>, POST /dlq/<domain>/replay and their kanbanctl verbs.
+TEST_F(Operations, DeadLettersAreListedAndReplayed) {
+    Kanband& kd = start({{"orders", kFixtures + "/recorder.so", recorderSettings(out)}});
+    ASSERT_TRUE(kd.waitReady()) << kd.log();
+    NatsProbe probe(nats.url());
+    const auto failed = publish(cfg, "orders", "normal", 2, "fail");
+    const std::string binary("\xff\xfe", 2);
+    ASSERT_TRUE(probe.publish("kanban.low.orders", binary, {{"Nats-Msg-Id", "binary-1"}, {"Kanban-Deadline", "1"}}));
+    ASSERT_TRUE(waitFor([&] { return probe.deadLetters("orders").size() == 3; }, 10s)) << kd.log();
+
+    auto list = ctl(kd, {"dlq", "list", "orders"});
+    EXPECT_EQ(list.exit_code, 0) << list.err;
+    EXPECT_THAT(list.out, HasSubstr(failed[0]));
+    EXPECT_THAT(list.out, HasSubstr("reason=asked to fail"));
+    EXPECT_THAT(list.err, HasSubstr("3 dead-lettered item(s) in orders"));
+    auto json = nlohmann::json::parse(kd.http("GET", "/dlq/orders").body);
+    ASSERT_EQ(json["count"], 3);
+    EXPECT_EQ(json["items"][0]["id"], failed[0]);
+    EXPECT_EQ(json["items"][0]["payload"], "fail");
+    EXPECT_EQ(json["items"][0]["attempts"], 1);
+    EXPECT_EQ(json["items"][2]["payload_base64"], "//4=") << "binary payloads are base64";
+    EXPECT_EQ(json["items"][2]["reason"], "deadline_exceeded");
+
+    // Within the 2-minute duplicate window the work stream would drop the
+    // copy: the replay says so and the dead letter stays.
+    auto early = ctl(kd, {"dlq", "replay", "orders", "--id", failed[0]});
+    EXPECT_EQ(early.exit_code, 1);
+    EXPECT_THAT(early.err, HasSubstr("less than 2 minutes ago"));
+    EXPECT_EQ(probe.deadLetters("orders").size(), 3u);
+
+    ASSERT_TRUE(probe.setDuplicateWindow(100));
+    ASSERT_TRUE(waitFor(
+        [&] {
+            auto r = ctl(kd, {"dlq", "replay", "orders", "--id", failed[0]});
+            return r.exit_code == 0 && r.out == failed[0] + "\n";
+        },
+        5s));
+    // Handled again (and, failing again, dead-lettered again: not dropped as a duplicate).
+    ASSERT_TRUE(waitFor([&] { return callsFor(readCalls(out), failed[0]).size() == 2; }, 10s)) << kd.log();
+    ASSERT_TRUE(waitFor([&] { return probe.deadLetters("orders").size() == 3; }, 10s));
+    auto unknown = ctl(kd, {"dlq", "replay", "orders", "--id", "nosuch"});
+    EXPECT_EQ(unknown.exit_code, 1);
+    EXPECT_THAT(unknown.err, HasSubstr("no dead letter with id \"nosuch\""));
+    const std::string scrape = kd.http("GET", "/metrics").body;
+    EXPECT_EQ(metric(scrape, R"(kanban_items_published_total{domain="orders"})"), 1.0);
+}
+
+// B25: distinct exit codes with a one-line reason.
+TEST_F(Operations, KanbanctlAdminVerbsHaveDistinctExitCodes) {
+    writeConfig({{"orders", kFixtures + "/recorder.so", recorderSettings(out)}});
+    auto one_line = [](const CommandResult& r) { return std::count(r.err.begin(), r.err.end(), '\n') == 1; };
+
+    auto down = runCommand({kKanbanctl, "--config", cfg, "--admin", "127.0.0.1:1", "health"});
+    EXPECT_EQ(down.exit_code, 69);
+    EXPECT_THAT(down.err, HasSubstr("not answering at 127.0.0.1:1"));
+    EXPECT_TRUE(one_line(down)) << down.err;
+    auto port_zero = runCommand({kKanbanctl, "--config", cfg, "health"});  // admin.listen is 127.0.0.1:0 here
+    EXPECT_EQ(port_zero.exit_code, 64);
+    EXPECT_THAT(port_zero.err, HasSubstr("--admin"));
+    auto no_config = runCommand({kKanbanctl, "--config", dir.file("missing.toml"), "health"});
+    EXPECT_EQ(no_config.exit_code, 66);
+    auto bad_flag = runCommand({kKanbanctl, "--config", cfg, "drain", "--forever"});
+    EXPECT_EQ(bad_flag.exit_code, 64);
+    EXPECT_TRUE(one_line(bad_flag)) << bad_flag.err;
+    auto missing_arg = runCommand({kKanbanctl, "--config", cfg, "dlq", "list"});
+    EXPECT_EQ(missing_arg.exit_code, 64);
+
+    Kanband& kd = start({{"orders", kFixtures + "/recorder.so", recorderSettings(out)}});
+    ASSERT_TRUE(kd.waitReady()) << kd.log();
+    auto unknown = ctl(kd, {"dlq", "list", "nosuch"});
+    EXPECT_EQ(unknown.exit_code, 1);
+    EXPECT_THAT(unknown.err, HasSubstr("unknown domain \"nosuch\" (HTTP 404)"));
+    EXPECT_TRUE(one_line(unknown)) << unknown.err;
+    auto empty = ctl(kd, {"dlq", "list", "orders"});
+    EXPECT_EQ(empty.exit_code, 0);
+    EXPECT_EQ(empty.out, "");
+}
+
+}  // namespace
+}  // namespace kanban::test
