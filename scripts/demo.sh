@@ -72,6 +72,15 @@ if ! wait_for 15 handled; then
 fi
 grep -E 'charged|health check ok|dead-lettered' "$work/kanband.log" | sed 's/^/   /'
 
+echo "== kanbanctl health (GET /health)"
+ctl --admin "$admin" health | sed 's/^/   /'
+echo "== kanbanctl dlq list payment"
+ctl --admin "$admin" dlq list payment 2>&1 | sed 's/^/   /'
+echo "== the workload in GET /metrics (non-zero counters)"
+curl -s "http://${admin}/metrics" |
+    grep -E '^kanban_(items_(processed|dead_lettered|acked|pulled)_total|handler_duration_seconds_count|build_info|plugin_info)' |
+    grep -v ' 0$' | sed 's/^/   /'
+
 echo "== stopping kanband (SIGTERM)"
 kill -TERM "$kanband_pid"
 wait "$kanband_pid"

@@ -252,6 +252,7 @@ int dlqList(AdminClient& admin, const std::string& domain, bool json, int limit)
     for (const auto& item : r->body["items"])
         std::printf("%llu\t%s\tattempts=%u\t%s\treason=%s\n", item.value("sequence", 0ULL), item.value("id", "").c_str(),
                     item.value("attempts", 0U), item.value("dead_lettered_at", "").c_str(), item.value("reason", "").c_str());
+    std::fflush(stdout);
     std::fprintf(stderr, "%zu dead-lettered item(s) in %s\n", r->body["items"].size(), domain.c_str());
     return kExitOk;
 }
