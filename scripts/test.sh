@@ -15,6 +15,11 @@ sanitizer="${KANBAN_SANITIZER:-}"
 build_dir="build${sanitizer:+-$sanitizer}"
 jobs="${KANBAN_JOBS:-2}"
 
+# A sanitizer report anywhere (the tests, or a kanband they start) fails the run.
+export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1 second_deadlock_stack=1}"
+export ASAN_OPTIONS="${ASAN_OPTIONS:-halt_on_error=1 detect_leaks=1}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1 print_stacktrace=1}"
+
 cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKANBAN_SANITIZER="$sanitizer" >/dev/null
 cmake --build "$build_dir" -j"$jobs"
 cd "$build_dir"

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <map>
 
 namespace kanban::test {
 namespace {
@@ -234,11 +235,15 @@ TEST_F(Operations, DeadLettersAreListedAndReplayed) {
     EXPECT_THAT(list.err, HasSubstr("3 dead-lettered item(s) in orders"));
     auto json = nlohmann::json::parse(kd.http("GET", "/dlq/orders").body);
     ASSERT_EQ(json["count"], 3);
-    EXPECT_EQ(json["items"][0]["id"], failed[0]);
-    EXPECT_EQ(json["items"][0]["payload"], "fail");
-    EXPECT_EQ(json["items"][0]["attempts"], 1);
-    EXPECT_EQ(json["items"][2]["payload_base64"], "//4=") << "binary payloads are base64";
-    EXPECT_EQ(json["items"][2]["reason"], "deadline_exceeded");
+    std::map<std::string, nlohmann::json> by_id;
+    for (const auto& item : json["items"]) by_id[item["id"].get<std::string>()] = item;
+    ASSERT_TRUE(by_id.count(failed[0]) && by_id.count("binary-1")) << json.dump();
+    EXPECT_EQ(by_id[failed[0]]["payload"], "fail");
+    EXPECT_EQ(by_id[failed[0]]["attempts"], 1);
+    EXPECT_EQ(by_id[failed[0]]["original_subject"], "kanban.normal.orders");
+    EXPECT_EQ(by_id["binary-1"]["payload_base64"], "//4=") << "binary payloads are base64";
+    EXPECT_EQ(by_id["binary-1"]["reason"], "deadline_exceeded");
+    EXPECT_LT(json["items"][0]["sequence"], json["items"][1]["sequence"]) << "oldest first";
 
     // Within the 2-minute duplicate window the work stream would drop the
     // copy: the replay says so and the dead letter stays.

@@ -32,6 +32,7 @@ DomainWorkers::~DomainWorkers() {
 
 void DomainWorkers::start(std::size_t count) {
     for (std::size_t i = 0; i < count; ++i) threads_.emplace_back([this, i] { run(i); });
+    running_ = threads_.size();
     metrics_.workers->Set(static_cast<double>(threads_.size()));
     metrics_.workers_target->Set(static_cast<double>(threads_.size()));
 }
@@ -48,6 +49,7 @@ void DomainWorkers::join() {
     for (auto& t : threads_)
         if (t.joinable()) t.join();
     threads_.clear();
+    running_ = 0;
     metrics_.workers->Set(0);
 }
 

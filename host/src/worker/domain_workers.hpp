@@ -44,7 +44,7 @@ public:
     void join();
 
     const metrics::DomainMetrics& metrics() const { return metrics_; }
-    std::size_t workers() const { return threads_.size(); }
+    std::size_t workers() const { return running_.load(); }  // any thread
     const std::string& name() const { return settings_.domain.name; }
 
 private:
@@ -70,6 +70,7 @@ private:
     std::mutex mu_;
     std::condition_variable cv_;
     std::vector<std::thread> threads_;
+    std::atomic<std::size_t> running_{0};
 };
 
 }  // namespace kanban::host::worker
