@@ -19,6 +19,22 @@ void send(httplib::Response& res, const Reply& r) {
     res.set_content(r.body.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n", kJson);
 }
 
+// The request body as a JSON object, or nullopt after answering 400.
+std::optional<nlohmann::json> jsonObject(const httplib::Request& req, httplib::Response& res) {
+    nlohmann::json body;
+    try {
+        body = nlohmann::json::parse(req.body);
+    } catch (const nlohmann::json::parse_error& e) {
+        send(res, errorReply(400, std::string("malformed JSON: ") + e.what()));
+        return std::nullopt;
+    }
+    if (!body.is_object()) {
+        send(res, errorReply(400, "the body must be a JSON object"));
+        return std::nullopt;
+    }
+    return body;
+}
+
 // Constant-time comparison: the token must not leak through timing.
 bool sameToken(const std::string& a, const std::string& b) {
     if (a.size() != b.size()) return false;
@@ -61,18 +77,7 @@ AdminServer::AdminServer(AdminApi& api, std::string token)
     srv.Post("/drain", [this](const httplib::Request&, httplib::Response& res) { send(res, api_.drain()); });
     srv.Get("/schedules", [this](const httplib::Request&, httplib::Response& res) { send(res, api_.schedules()); });
     srv.Post("/schedules", [this](const httplib::Request& req, httplib::Response& res) {
-        nlohmann::json body;
-        try {
-            body = nlohmann::json::parse(req.body);
-        } catch (const nlohmann::json::parse_error& e) {
-            send(res, errorReply(400, std::string("malformed JSON: ") + e.what()));
-            return;
-        }
-        if (!body.is_object()) {
-            send(res, errorReply(400, "the body must be a JSON object"));
-            return;
-        }
-        send(res, api_.addSchedule(body));
+        if (auto body = jsonObject(req, res)) send(res, api_.addSchedule(*body));
     });
     srv.Delete(R"(/schedules/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
         send(res, api_.cancelSchedule(req.matches[1]));
@@ -92,18 +97,13 @@ AdminServer::AdminServer(AdminApi& api, std::string token)
     srv.Post(R"(/dlq/([^/]+)/replay)", [this](const httplib::Request& req, httplib::Response& res) {
         std::optional<std::string> id;
         if (!req.body.empty()) {
-            nlohmann::json body;
-            try {
-                body = nlohmann::json::parse(req.body);
-            } catch (const nlohmann::json::parse_error& e) {
-                send(res, errorReply(400, std::string("malformed JSON: ") + e.what()));
+            auto body = jsonObject(req, res);
+            if (!body) return;
+            if (body->contains("id") && !(*body)["id"].is_string()) {
+                send(res, errorReply(400, "\"id\" must be a string"));
                 return;
             }
-            if (!body.is_object() || (body.contains("id") && !body["id"].is_string())) {
-                send(res, errorReply(400, "the body must be a JSON object, with an optional string \"id\""));
-                return;
-            }
-            if (body.contains("id")) id = body["id"].get<std::string>();
+            if (body->contains("id")) id = (*body)["id"].get<std::string>();
         }
         send(res, api_.replay(req.matches[1], id));
     });
