@@ -376,6 +376,7 @@ TEST_F(WorkSemantics, DuplicateAfterTheDedupWindowIsAckedWithoutTheHandler) {
     const auto calls = callsFor(readCalls(out), "dup-1");
     ASSERT_EQ(calls.size(), 1u);
     EXPECT_EQ(calls[0].payload_hex, toHex("first"));
+    EXPECT_EQ(metric(kd.http("GET", "/metrics").body, R"(kanban_items_duplicate_total{domain="orders"})"), 1.0);
 }
 
 // B17–B21: hostile items. Each is handled or dead-lettered with a reason,
