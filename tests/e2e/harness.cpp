@@ -22,7 +22,10 @@ std::string makeConfig(const NatsServer& nats, const std::vector<DomainSpec>& do
                     "[retry]\nmax_attempts = " + std::to_string(o.max_attempts) +
                     "\nbackoff_initial_ms = " + std::to_string(o.backoff_initial_ms) +
                     "\nbackoff_max_ms = " + std::to_string(o.backoff_max_ms) + "\n"
-                    "[coordinator]\nhealth_interval_ms = " + std::to_string(o.health_interval_ms) + "\n";
+                    "[coordinator]\nhealth_interval_ms = " + std::to_string(o.health_interval_ms) +
+                    "\ndepth_window = " + std::to_string(o.depth_window) + "\n"
+                    "[circuit_breaker]\nfailure_threshold = " + std::to_string(o.failure_threshold) +
+                    "\nopen_ms = " + std::to_string(o.open_ms) + "\n";
     for (const auto& d : domains) {
         t += "[[domain]]\nname = \"" + d.name + "\"\nplugin = \"" + d.plugin + "\"\ntimeout_ms = " +
              std::to_string(d.timeout_ms) + "\n";

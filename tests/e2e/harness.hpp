@@ -39,7 +39,11 @@ struct HostOptions {
     int max_attempts = 5;
     std::int64_t backoff_initial_ms = 100;
     std::int64_t backoff_max_ms = 30000;
-    std::int64_t health_interval_ms = 5000;
+    // Quiet by default: tests about the coordinator or the breaker set these.
+    std::int64_t health_interval_ms = 60000;
+    std::int64_t failure_threshold = 1000;
+    std::int64_t open_ms = 30000;
+    int depth_window = 10;
     std::string token_file;  // admin.token_file (empty: none)
 };
 

@@ -41,6 +41,7 @@ TEST_F(Operations, MetricsCountExactlyTheWorkloadDone) {
     o.max_attempts = 3;
     o.backoff_initial_ms = 50;
     o.health_interval_ms = 200;
+    o.max_workers = 2;  // no autoscaling in this count
     Kanband& kd = start({{"orders", kFixtures + "/recorder.so", recorderSettings(out)}}, o);
     ASSERT_TRUE(kd.waitReady()) << kd.log();
     NatsProbe probe(nats.url());

@@ -52,6 +52,7 @@ class WorkSemantics : public DaemonTest {};
 TEST_F(WorkSemantics, SingleWorkerPullsEveryItemInOrder) {
     HostOptions o;
     o.workers = 1;
+    o.max_workers = 1;
     o.pull_batch = 3;
     Kanband& kd = start({{"orders", kFixtures + "/recorder.so", recorderSettings(out)}}, o);
     ASSERT_TRUE(kd.waitReady()) << kd.log();

@@ -123,7 +123,7 @@ public:
     Host(const config::Config& cfg, broker::JetStream& queue, metrics::Metrics& metrics)
         : cfg_(cfg), queue_(queue), metrics_(metrics), orphans_(cfg) {}
 
-    void addDomain(const config::DomainConfig& d, const plugin::Instance* handler, const worker::DomainWorkers* pool,
+    void addDomain(const config::DomainConfig& d, const plugin::Instance* handler, worker::DomainWorkers* pool,
                    std::string error) {
         DomainEntry e;
         e.pool = pool;
@@ -136,22 +136,48 @@ public:
         domains_.emplace(d.name, std::move(e));
     }
 
-    // Every health interval: depths, orphans, broker state, drain progress.
+    // The coordinator, every health interval: depths and the pool sizes
+    // they ask for, stalled items, orphans, broker state.
     void tick() {
         metrics_.setBackendActive("nats", queue_.healthy());
-        if (!queue_.connected()) return;
-        std::uint64_t total = 0;
-        for (const auto& [name, depth] : sampleDepths()) {
-            auto& m = metrics_.domain(name);
-            for (std::size_t p = 0; p < depth.size(); ++p) {
-                m.queue_depth[p]->Set(static_cast<double>(depth[p]));
-                total += depth[p];
-            }
+        const auto stall = std::chrono::milliseconds(cfg_.coordinator.stall_threshold_ms);
+        {
+            std::lock_guard lock(mu_);
+            for (auto& [name, e] : domains_)
+                if (e.pool != nullptr) metrics_.domain(name).stalled->Set(static_cast<double>(e.pool->stalled(stall)));
         }
+        if (!queue_.connected()) return;
+        const auto depths = sampleDepths();
         metrics_.setOrphanedItems(static_cast<double>(orphans_.check(queue_)));
         std::lock_guard lock(mu_);
+        std::uint64_t total = 0;
+        const auto window = static_cast<std::size_t>(cfg_.coordinator.depth_window);
+        for (auto& [name, e] : domains_) {
+            auto it = depths.find(name);
+            if (it == depths.end()) continue;
+            auto& m = metrics_.domain(name);
+            std::uint64_t depth = 0;
+            for (std::size_t p = 0; p < it->second.size(); ++p) {
+                m.queue_depth[p]->Set(static_cast<double>(it->second[p]));
+                depth += it->second[p];
+            }
+            total += depth;
+            if (e.pool == nullptr) continue;
+            e.depth_window.push_back(depth);
+            while (e.depth_window.size() > window) e.depth_window.pop_front();
+            double avg = 0;
+            for (auto v : e.depth_window) avg += static_cast<double>(v);
+            avg /= static_cast<double>(e.depth_window.size());
+            const auto target = static_cast<std::size_t>(
+                worker::targetWorkers(avg, cfg_.workers.min, cfg_.workers.max));
+            if (target != e.pool->target()) {
+                spdlog::info("coordinator: domain={} workers {} -> {} (average depth {:.1f} over {} samples)", name,
+                             e.pool->target(), target, avg, e.depth_window.size());
+                e.pool->setTarget(target);
+            }
+        }
         depth_samples_.push_back(total);
-        while (depth_samples_.size() > static_cast<std::size_t>(cfg_.coordinator.depth_window)) depth_samples_.pop_front();
+        while (depth_samples_.size() > window) depth_samples_.pop_front();
     }
 
     bool draining() const { return draining_.load(); }
@@ -171,10 +197,11 @@ public:
             nlohmann::json d;
             const auto& m = metrics_.domain(name);
             const std::size_t w = e.pool != nullptr ? e.pool->workers() : 0;
+            const std::size_t t = e.pool != nullptr ? e.pool->target() : 0;
             d["status"] = e.pool != nullptr ? "running" : "failed";
             if (!e.error.empty()) d["error"] = e.error;
             d["workers"] = w;
-            d["target_workers"] = w;
+            d["target_workers"] = t;
             std::uint64_t depth = 0;
             nlohmann::json by_priority;
             if (auto it = depths.find(name); it != depths.end())
@@ -185,8 +212,10 @@ public:
             d["depth"] = depth;
             d["depth_by_priority"] = by_priority;
             d["in_flight"] = static_cast<std::uint64_t>(m.in_flight->Value());
-            d["circuit"] = "closed";
-            d["stalled"] = 0;
+            d["circuit"] = e.pool != nullptr ? std::string(worker::CircuitBreaker::name(e.pool->circuit())) : "closed";
+            d["stalled"] = e.pool != nullptr
+                               ? e.pool->stalled(std::chrono::milliseconds(cfg_.coordinator.stall_threshold_ms))
+                               : 0;
             d["plugin"] = e.pool != nullptr ? nlohmann::json{{"name", e.plugin_name}, {"version", e.plugin_version}}
                                             : nlohmann::json(nullptr);
             d["processed"] = {{"ok", m.processedValue(metrics::Outcome::ok)},
@@ -194,7 +223,7 @@ public:
                               {"fail", m.processedValue(metrics::Outcome::fail)},
                               {"timeout", m.processedValue(metrics::Outcome::timeout)}};
             workers += w;
-            target += w;
+            target += t;
             if (e.pool == nullptr) ++failed;
             else busy += depth + static_cast<std::uint64_t>(m.in_flight->Value());
             domains[name] = std::move(d);
@@ -294,8 +323,9 @@ public:
 
 private:
     struct DomainEntry {
-        const worker::DomainWorkers* pool = nullptr;  // null: not started (plugin failed)
+        worker::DomainWorkers* pool = nullptr;  // null: not started (plugin failed)
         std::string plugin_name, plugin_version, error;
+        std::deque<std::uint64_t> depth_window;  // the coordinator's samples
     };
 
     std::map<std::string, std::array<std::uint64_t, 3>> sampleDepths() {
@@ -404,7 +434,7 @@ int run(const std::string& path) {
         spdlog::info("plugin loaded domain={} plugin={} version={} path={}", d.name, lib.name(), lib.version(),
                      d.plugin_path);
         metrics.setPluginInfo(d.name, lib.name(), lib.version());
-        worker::WorkerSettings ws{d, cfg.workers, cfg.retry};
+        worker::WorkerSettings ws{d, cfg.workers, cfg.retry, cfg.circuit_breaker};
         auto pool = std::make_unique<worker::DomainWorkers>(std::move(ws), *handler, *queue, done, metrics.domain(d.name));
         pool->start(static_cast<std::size_t>(cfg.workers.min));
         host.addDomain(d, handler->get(), pool.get(), "");

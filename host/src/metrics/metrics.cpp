@@ -47,6 +47,12 @@ Metrics::Metrics(std::string_view version) : registry_(std::make_shared<promethe
     in_flight_family_ = &family(prometheus::BuildGauge(), r, "kanban_items_in_flight", "Items held by this host's workers.");
     workers_family_ = &family(prometheus::BuildGauge(), r, "kanban_workers", "Worker threads running.");
     workers_target_family_ = &family(prometheus::BuildGauge(), r, "kanban_workers_target", "Worker threads wanted.");
+    circuit_state_family_ = &family(prometheus::BuildGauge(), r, "kanban_circuit_state",
+                                    "Circuit breaker: 0 closed, 1 half-open, 2 open.");
+    circuit_transitions_family_ = &family(prometheus::BuildCounter(), r, "kanban_circuit_transitions_total",
+                                          "Circuit breaker changes, by the state entered.");
+    stalled_family_ = &family(prometheus::BuildGauge(), r, "kanban_stalled_items",
+                              "Items in a handler for longer than coordinator.stall_threshold_ms.");
     plugin_info_family_ = &family(prometheus::BuildGauge(), r, "kanban_plugin_info", "The plugin serving each domain (always 1).");
     backend_active_family_ = &family(prometheus::BuildGauge(), r, "kanban_backend_active", "1 while the broker is usable.");
     orphaned_ = &family(prometheus::BuildGauge(), r, "kanban_orphaned_items",
@@ -88,6 +94,14 @@ DomainMetrics& Metrics::domain(const std::string& name) {
     m.in_flight = &in_flight_family_->Add(d);
     m.workers = &workers_family_->Add(d);
     m.workers_target = &workers_target_family_->Add(d);
+    m.circuit_state = &circuit_state_family_->Add(d);
+    for (std::size_t i = 0; i < m.circuit_transitions.size(); ++i) {
+        static constexpr const char* kStates[] = {"closed", "half_open", "open"};
+        prometheus::Labels l = d;
+        l.emplace("state", kStates[i]);
+        m.circuit_transitions[i] = &circuit_transitions_family_->Add(l);
+    }
+    m.stalled = &stalled_family_->Add(d);
     return m;
 }
 

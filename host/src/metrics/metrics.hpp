@@ -54,6 +54,9 @@ struct DomainMetrics {
     prometheus::Gauge* in_flight = nullptr;
     prometheus::Gauge* workers = nullptr;
     prometheus::Gauge* workers_target = nullptr;
+    prometheus::Gauge* circuit_state = nullptr;  // 0 closed, 1 half-open, 2 open
+    std::array<prometheus::Counter*, 3> circuit_transitions{};  // by the state entered
+    prometheus::Gauge* stalled = nullptr;
 
     void processedInc(Outcome o) { processed[static_cast<std::size_t>(o)]->Increment(); }
     void deadLetteredInc(DeadLetterReason r) { dead_lettered[static_cast<std::size_t>(r)]->Increment(); }
@@ -95,6 +98,9 @@ private:
     prometheus::Family<prometheus::Gauge>* in_flight_family_;
     prometheus::Family<prometheus::Gauge>* workers_family_;
     prometheus::Family<prometheus::Gauge>* workers_target_family_;
+    prometheus::Family<prometheus::Gauge>* circuit_state_family_;
+    prometheus::Family<prometheus::Counter>* circuit_transitions_family_;
+    prometheus::Family<prometheus::Gauge>* stalled_family_;
     prometheus::Family<prometheus::Gauge>* plugin_info_family_;
     prometheus::Family<prometheus::Gauge>* backend_active_family_;
     std::map<std::string, prometheus::Gauge*> plugin_info_;  // by domain

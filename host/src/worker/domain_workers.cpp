@@ -23,18 +23,39 @@ double unitRandom() {
 
 DomainWorkers::DomainWorkers(WorkerSettings settings, std::shared_ptr<const plugin::Instance> handler,
                              broker::WorkQueue& queue, LocalDoneRecord& done, metrics::DomainMetrics& metrics)
-    : settings_(std::move(settings)), handler_(std::move(handler)), queue_(queue), done_(done), metrics_(metrics) {}
+    : settings_(std::move(settings)),
+      handler_(std::move(handler)),
+      queue_(queue),
+      done_(done),
+      metrics_(metrics),
+      breaker_(settings_.breaker.failure_threshold, std::chrono::milliseconds(settings_.breaker.open_ms), kBackoffJitter,
+               &unitRandom) {
+    for (std::int64_t i = 0; i < settings_.workers.max; ++i) slots_.push_back(std::make_unique<Slot>());
+    metrics_.circuit_state->Set(0);
+}
 
 DomainWorkers::~DomainWorkers() {
     requestStop();
     join();
 }
 
-void DomainWorkers::start(std::size_t count) {
-    for (std::size_t i = 0; i < count; ++i) threads_.emplace_back([this, i] { run(i); });
-    running_ = threads_.size();
-    metrics_.workers->Set(static_cast<double>(threads_.size()));
-    metrics_.workers_target->Set(static_cast<double>(threads_.size()));
+void DomainWorkers::setTarget(std::size_t count) {
+    std::lock_guard lock(slots_mu_);
+    if (stop_.load()) return;
+    count = std::min(count, slots_.size());
+    target_ = count;
+    metrics_.workers_target->Set(static_cast<double>(count));
+    // Workers at index >= count retire by themselves between batches; a
+    // retiring one that has not left yet simply carries on.
+    for (std::size_t i = 0; i < count; ++i) {
+        Slot& slot = *slots_[i];
+        if (slot.live.load()) continue;
+        if (slot.thread.joinable()) slot.thread.join();
+        slot.live = true;
+        ++running_;
+        slot.thread = std::thread([this, i] { run(i); });
+    }
+    metrics_.workers->Set(static_cast<double>(running_.load()));
 }
 
 void DomainWorkers::requestStop() {
@@ -46,11 +67,21 @@ void DomainWorkers::requestStop() {
 }
 
 void DomainWorkers::join() {
-    for (auto& t : threads_)
-        if (t.joinable()) t.join();
-    threads_.clear();
-    running_ = 0;
-    metrics_.workers->Set(0);
+    std::lock_guard lock(slots_mu_);
+    for (auto& slot : slots_)
+        if (slot->thread.joinable()) slot->thread.join();
+    metrics_.workers->Set(static_cast<double>(running_.load()));
+}
+
+std::size_t DomainWorkers::stalled(std::chrono::milliseconds threshold) const {
+    const std::int64_t now = std::chrono::steady_clock::now().time_since_epoch().count();
+    const std::int64_t limit = std::chrono::duration_cast<std::chrono::steady_clock::duration>(threshold).count();
+    std::size_t n = 0;
+    for (const auto& slot : slots_) {
+        const std::int64_t since = slot->busy_since_ns.load();
+        if (since != 0 && now - since > limit) ++n;
+    }
+    return n;
 }
 
 bool DomainWorkers::sleepUnlessStopped(std::chrono::milliseconds d) {
@@ -58,7 +89,21 @@ bool DomainWorkers::sleepUnlessStopped(std::chrono::milliseconds d) {
     return !cv_.wait_for(lock, d, [this] { return stop_.load(); });
 }
 
+void DomainWorkers::breakerResult(bool ok) {
+    const bool changed = ok ? breaker_.onSuccess() : breaker_.onFailure(std::chrono::steady_clock::now());
+    if (!changed) return;
+    const auto state = breaker_.state();
+    metrics_.circuit_state->Set(static_cast<double>(state));
+    metrics_.circuit_transitions[static_cast<std::size_t>(state)]->Increment();
+    if (state == CircuitBreaker::State::open)
+        spdlog::warn("circuit opened domain={}: {} consecutive failures; pulling stops for up to {} ms", settings_.domain.name,
+                     settings_.breaker.failure_threshold, settings_.breaker.open_ms);
+    else
+        spdlog::info("circuit closed domain={}: the trial item succeeded", settings_.domain.name);
+}
+
 void DomainWorkers::run(std::size_t index) {
+    Slot& slot = *slots_[index];
     const std::string& domain = settings_.domain.name;
     broker::ConsumerSpec spec;
     spec.domain = domain;
@@ -70,11 +115,24 @@ void DomainWorkers::run(std::size_t index) {
     std::unique_ptr<broker::Consumer> consumer;
     std::unique_ptr<broker::DoneStore> store;
     std::chrono::milliseconds retry_wait{250};
-    while (!stop_.load()) {
+    while (!stop_.load() && index < target_.load()) {
+        // Jidoka: while the breaker is open nobody pulls; items wait in the broker.
+        const auto permit = breaker_.acquire(std::chrono::steady_clock::now());
+        if (!permit.allowed) {
+            const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(permit.retry_at -
+                                                                                    std::chrono::steady_clock::now());
+            sleepUnlessStopped(std::clamp(wait, std::chrono::milliseconds(1), std::chrono::milliseconds(1000)));
+            continue;
+        }
+        if (permit.trial) {
+            metrics_.circuit_state->Set(static_cast<double>(CircuitBreaker::State::half_open));
+            spdlog::info("circuit half-open domain={}: one trial item", domain);
+        }
         if (!consumer) {
             auto opened = queue_.openConsumer(spec);
             auto opened_store = opened ? queue_.openDoneStore() : Result<std::unique_ptr<broker::DoneStore>>(opened.error());
             if (!opened || !opened_store) {
+                if (permit.trial) breaker_.trialUnused();
                 if (index == 0)
                     spdlog::warn("worker: cannot open consumer domain={}: {}", domain,
                                  opened ? opened_store.message() : opened.message());
@@ -87,11 +145,13 @@ void DomainWorkers::run(std::size_t index) {
             retry_wait = std::chrono::milliseconds(250);
             spdlog::debug("worker {} of domain={} pulling", index, domain);
         }
-        auto batch = consumer->fetch(static_cast<int>(settings_.workers.pull_batch), settings_.idle_wait);
+        const int max = permit.trial ? 1 : static_cast<int>(settings_.workers.pull_batch);
+        auto batch = consumer->fetch(max, settings_.idle_wait);
         bool healthy = static_cast<bool>(batch);
         if (!batch) {
             spdlog::warn("worker {} of domain={}: {}; reopening", index, domain, batch.message());
         } else {
+            if (permit.trial && batch->empty()) breaker_.trialUnused();
             const auto now_ns = nowUnixNs();
             for (const auto& d : *batch) {
                 metrics_.pulled[static_cast<std::size_t>(d->priority)]->Increment();
@@ -99,19 +159,26 @@ void DomainWorkers::run(std::size_t index) {
                     metrics_.item_wait->Observe(static_cast<double>(std::max<std::int64_t>(0, now_ns - *d->published_unix_ns)) / 1e9);
             }
             metrics_.in_flight->Increment(static_cast<double>(batch->size()));
-            healthy = handleBatch(*batch, *store);
+            healthy = handleBatch(*batch, *store, slot, permit.trial);
             metrics_.in_flight->Decrement(static_cast<double>(batch->size()));
+            // A trial that decided nothing (expired, a duplicate): let another one try.
+            if (permit.trial && breaker_.state() == CircuitBreaker::State::half_open) breaker_.trialUnused();
         }
         if (!healthy) {
+            if (permit.trial) breaker_.trialUnused();
             // Drop the consumer and open a new one after a backoff: never spin.
             store.reset();
             consumer.reset();
             sleepUnlessStopped(retry_wait);
         }
     }
+    --running_;
+    metrics_.workers->Set(static_cast<double>(running_.load()));
+    slot.live = false;
+    if (!stop_.load()) spdlog::info("worker {} of domain={} retired (pool target {})", index, domain, target_.load());
 }
 
-bool DomainWorkers::handleBatch(broker::DeliveryBatch& batch, broker::DoneStore& store) {
+bool DomainWorkers::handleBatch(broker::DeliveryBatch& batch, broker::DoneStore& store, Slot& slot, bool trial) {
     const std::string& domain = settings_.domain.name;
     const auto& retry = settings_.retry;
 
@@ -168,6 +235,18 @@ bool DomainWorkers::handleBatch(broker::DeliveryBatch& batch, broker::DoneStore&
                          d.attempt);
             continue;
         }
+        // The breaker opened (this or another worker's failures): stop the
+        // line. Items not started go back to wait out the open period.
+        if (!trial && breaker_.state() == CircuitBreaker::State::open) {
+            const auto wait = std::chrono::milliseconds(settings_.breaker.open_ms);
+            for (std::size_t j = i; j < batch.size(); ++j) {
+                if (done[j]) continue;
+                batch[j]->retryAfter(wait);
+                metrics_.nacked->Increment();
+            }
+            spdlog::info("domain={}: circuit open, {} items handed back unstarted", domain, batch.size() - i);
+            break;
+        }
         const auto now = std::chrono::steady_clock::now();
         if (now - last_refresh >= ack_wait) {
             const std::size_t left = batch.size() - i;
@@ -182,9 +261,14 @@ bool DomainWorkers::handleBatch(broker::DeliveryBatch& batch, broker::DoneStore&
             for (broker::Delivery* a : awaiting_ack) a->progress();
             last_refresh = now;
         }
-        if (process(d)) {
-            store.record(d.id);
-            awaiting_ack.push_back(&d);
+        switch (process(d, slot)) {
+            case Outcome::ok:
+                store.record(d.id);
+                awaiting_ack.push_back(&d);
+                breakerResult(true);
+                break;
+            case Outcome::failed: breakerResult(false); break;
+            case Outcome::settled: break;
         }
     }
     if (awaiting_ack.empty()) return true;
@@ -203,24 +287,24 @@ bool DomainWorkers::handleBatch(broker::DeliveryBatch& batch, broker::DoneStore&
     return true;
 }
 
-bool DomainWorkers::process(broker::Delivery& d) {
+DomainWorkers::Outcome DomainWorkers::process(broker::Delivery& d, Slot& slot) {
     const auto& dom = settings_.domain;
     if (d.id.size() > broker::kMaxWorkIdBytes) {
         deadLetter(d, metrics::DeadLetterReason::invalid_id, "invalid_id");
-        return false;
+        return Outcome::settled;
     }
     // Deliveries the host never settled (a crash, a lost lease) still count:
     // the attempt is checked before the handler runs, so an item that kills
     // the process cannot crash it forever.
     if (static_cast<std::int64_t>(d.attempt) > settings_.retry.max_attempts) {
         deadLetter(d, metrics::DeadLetterReason::max_deliveries_exceeded, "max_deliveries_exceeded");
-        return false;
+        return Outcome::settled;
     }
     const std::int64_t now_ms = nowUnixMs();
     const std::int64_t deadline_ms = d.deadline_unix_ms.value_or(now_ms + dom.timeout_ms);
     if (deadline_ms <= now_ms) {
         deadLetter(d, metrics::DeadLetterReason::deadline_exceeded, "deadline_exceeded");
-        return false;
+        return Outcome::settled;
     }
 
     kanban_context ctx;
@@ -246,7 +330,9 @@ bool DomainWorkers::process(broker::Delivery& d) {
 
     char reason[kReasonCapacity] = {};
     kanban_result result{sizeof(kanban_result), KANBAN_STATUS_FAIL, reason, sizeof reason};
+    slot.busy_since_ns = start.time_since_epoch().count();
     handler_->handle(item, &ctx, &result);
+    slot.busy_since_ns = 0;
     const auto end = std::chrono::steady_clock::now();
     reason[sizeof reason - 1] = '\0';
     metrics_.handler_duration->Observe(std::chrono::duration<double>(end - start).count());
@@ -266,10 +352,10 @@ bool DomainWorkers::process(broker::Delivery& d) {
             // Done, even if late: running it again would repeat its effects.
             if (overran)
                 spdlog::warn("handler finished after its deadline domain={} id={} attempt={}", dom.name, d.id, d.attempt);
-            return true;
+            return Outcome::ok;
         case KANBAN_STATUS_RETRY:
             retryOrDeadLetter(d, overran ? "timeout" : (reason[0] != '\0' ? reason : "retry"));
-            return false;
+            return Outcome::failed;
         case KANBAN_STATUS_FAIL:
             // A failure after the deadline is most likely the cancellation
             // itself: a timeout, retried like one.
@@ -277,11 +363,11 @@ bool DomainWorkers::process(broker::Delivery& d) {
                 retryOrDeadLetter(d, "timeout");
             else
                 deadLetter(d, metrics::DeadLetterReason::handler_failed, reason[0] != '\0' ? reason : "fail");
-            return false;
+            return Outcome::failed;
     }
     deadLetter(d, metrics::DeadLetterReason::handler_failed,
                "plugin returned invalid status " + std::to_string(static_cast<int>(result.status)));
-    return false;
+    return Outcome::failed;
 }
 
 void DomainWorkers::ack(broker::Delivery& d) {

@@ -1,13 +1,16 @@
 // The worker threads of one domain: pull a batch (never more than
 // pull_batch items in hand), run each item through the domain's plugin,
 // settle it with the broker, pull again. Pulling only when there is
-// capacity is the backpressure: the host cannot be overloaded.
+// capacity is the backpressure: the host cannot be overloaded. A circuit
+// breaker stops the domain's pulling after repeated failures (jidoka), and
+// the pool grows or shrinks to the coordinator's target between batches.
 #pragma once
 
 #include "broker/work_queue.hpp"
 #include "config/config.hpp"
 #include "metrics/metrics.hpp"
 #include "plugin/plugin.hpp"
+#include "worker/circuit_breaker.hpp"
 #include "worker/local_done_record.hpp"
 
 #include <atomic>
@@ -24,6 +27,7 @@ struct WorkerSettings {
     config::DomainConfig domain;
     config::WorkersConfig workers;
     config::RetryConfig retry;
+    config::CircuitBreakerConfig breaker;
     std::chrono::milliseconds idle_wait{100};  // how long an idle worker waits per fetch
 };
 
@@ -36,8 +40,10 @@ public:
     DomainWorkers(const DomainWorkers&) = delete;
     DomainWorkers& operator=(const DomainWorkers&) = delete;
 
-    // Starts `count` worker threads.
-    void start(std::size_t count);
+    // Runs `count` workers (at most workers.max): starts missing ones at
+    // once; surplus ones retire at their next pull, never with an item in hand.
+    void setTarget(std::size_t count);
+    void start(std::size_t count) { setTarget(count); }
     // Asks every worker to stop: no new fetch; items in hand that were not
     // started are released for prompt redelivery; the one being handled finishes.
     void requestStop();
@@ -45,20 +51,31 @@ public:
 
     const metrics::DomainMetrics& metrics() const { return metrics_; }
     std::size_t workers() const { return running_.load(); }  // any thread
+    std::size_t target() const { return target_.load(); }
+    // Workers whose current item has been in the handler longer than `threshold`.
+    std::size_t stalled(std::chrono::milliseconds threshold) const;
+    CircuitBreaker::State circuit() const { return breaker_.state(); }
     const std::string& name() const { return settings_.domain.name; }
 
 private:
+    struct Slot {
+        std::thread thread;
+        std::atomic<bool> live{false};
+        std::atomic<std::int64_t> busy_since_ns{0};  // steady clock; 0 = not in a handler
+    };
+    enum class Outcome { ok, failed, settled };  // failed: counts against the breaker
+
     void run(std::size_t index);
     // Settles every item of the batch (or leaves it to the broker's
     // redelivery). Returns false when the idempotency store failed.
-    bool handleBatch(broker::DeliveryBatch& batch, broker::DoneStore& store);
-    // Runs one item; returns true when the handler succeeded (the caller
-    // records and acks it), false when it was settled here.
-    bool process(broker::Delivery& d);
+    bool handleBatch(broker::DeliveryBatch& batch, broker::DoneStore& store, Slot& slot, bool trial);
+    // Runs one item. ok: the caller records and acks it; otherwise it was settled here.
+    Outcome process(broker::Delivery& d, Slot& slot);
     void ack(broker::Delivery& d);
     // Retries with backoff, or dead-letters once attempts are used up.
     void retryOrDeadLetter(broker::Delivery& d, const std::string& reason);
     void deadLetter(broker::Delivery& d, metrics::DeadLetterReason why, const std::string& reason);
+    void breakerResult(bool ok);
     bool sleepUnlessStopped(std::chrono::milliseconds d);
 
     WorkerSettings settings_;
@@ -66,10 +83,13 @@ private:
     broker::WorkQueue& queue_;
     LocalDoneRecord& done_;
     metrics::DomainMetrics& metrics_;
+    CircuitBreaker breaker_;
     std::atomic<bool> stop_{false};
     std::mutex mu_;
     std::condition_variable cv_;
-    std::vector<std::thread> threads_;
+    std::mutex slots_mu_;                       // setTarget and join
+    std::vector<std::unique_ptr<Slot>> slots_;  // workers.max of them, never reallocated
+    std::atomic<std::size_t> target_{0};
     std::atomic<std::size_t> running_{0};
 };
 
