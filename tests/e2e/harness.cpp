@@ -23,7 +23,8 @@ std::string makeConfig(const NatsServer& nats, const std::vector<DomainSpec>& do
                     "\nbackoff_initial_ms = " + std::to_string(o.backoff_initial_ms) +
                     "\nbackoff_max_ms = " + std::to_string(o.backoff_max_ms) + "\n"
                     "[coordinator]\nhealth_interval_ms = " + std::to_string(o.health_interval_ms) +
-                    "\ndepth_window = " + std::to_string(o.depth_window) + "\n"
+                    "\ndepth_window = " + std::to_string(o.depth_window) +
+                    "\nstall_threshold_ms = " + std::to_string(o.stall_threshold_ms) + "\n"
                     "[circuit_breaker]\nfailure_threshold = " + std::to_string(o.failure_threshold) +
                     "\nopen_ms = " + std::to_string(o.open_ms) + "\n";
     for (const auto& d : domains) {

@@ -44,6 +44,7 @@ struct HostOptions {
     std::int64_t failure_threshold = 1000;
     std::int64_t open_ms = 30000;
     int depth_window = 10;
+    std::int64_t stall_threshold_ms = 300000;
     std::string token_file;  // admin.token_file (empty: none)
 };
 
