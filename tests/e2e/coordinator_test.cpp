@@ -138,7 +138,8 @@ TEST_F(Coordinator, PoolGrowsWithTheBacklogAndShrinksWhenItIsGone) {
     EXPECT_GE(threads.size(), 3u);
 }
 
-// An item in its handler longer than stall_threshold_ms is reported.
+// An item in its handler longer than stall_threshold_ms is reported, and
+// the age of the oldest item in the broker is watched.
 TEST_F(Coordinator, LongRunningItemIsReportedAsStalled) {
     HostOptions o;
     o.health_interval_ms = 100;
@@ -149,8 +150,12 @@ TEST_F(Coordinator, LongRunningItemIsReportedAsStalled) {
     ASSERT_TRUE(probe.publish("kanban.normal.orders", "progress:2000", {{"Nats-Msg-Id", "slow-1"}}));
     ASSERT_TRUE(waitFor([&] { return domainHealth(kd)["stalled"] == 1; }, 5s)) << kd.log();
     EXPECT_TRUE(waitFor([&] { return scrape(kd, R"(kanban_stalled_items{domain="orders"})") == 1; }, 2s));
+    // The same item is the oldest one in the broker, and ages.
+    EXPECT_TRUE(waitFor([&] { return domainHealth(kd)["oldest_item_age_seconds"].get<double>() >= 0.5; }, 3s));
+    EXPECT_GE(scrape(kd, R"(kanban_oldest_item_age_seconds{domain="orders"})"), 0.3);
     ASSERT_TRUE(waitFor([&] { return readLines(out).size() == 1; }, 5s));
     EXPECT_TRUE(waitFor([&] { return domainHealth(kd)["stalled"] == 0; }, 2s));
+    EXPECT_TRUE(waitFor([&] { return domainHealth(kd)["oldest_item_age_seconds"] == 0; }, 2s)) << "nothing left";
 }
 
 // Spec test 6 / F10: SIGTERM under load stops fetching at once, lets the

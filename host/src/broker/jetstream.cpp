@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdio>
+#include <ctime>
 #include <unordered_set>
 #include <utility>
 
@@ -720,20 +722,52 @@ Status JetStream::replayDeadLetter(const DeadLetter& dl) {
     return Ok{};
 }
 
-Result<std::vector<std::pair<std::string, std::uint64_t>>> JetStream::subjectCounts() {
+Result<std::vector<std::pair<std::string, std::uint64_t>>> JetStream::subjectCounts(bool dead_letters) {
+    const std::string stream = dead_letters ? options_.stream + "_DLQ" : options_.stream;
     jsOptions o;
     jsOptions_Init(&o);
-    o.Stream.Info.SubjectsFilter = "kanban.*.*";
+    o.Stream.Info.SubjectsFilter = dead_letters ? "kanban.dlq.*" : "kanban.*.*";
     jsStreamInfo* si = nullptr;
     jsErrCode jerr = static_cast<jsErrCode>(0);
-    if (natsStatus s = js_GetStreamInfo(&si, js_, options_.stream.c_str(), &o, &jerr); s != NATS_OK)
-        return Error{"stream info " + options_.stream + ": " + natsError(s, jerr)};
+    if (natsStatus s = js_GetStreamInfo(&si, js_, stream.c_str(), &o, &jerr); s != NATS_OK)
+        return Error{"stream info " + stream + ": " + natsError(s, jerr)};
     std::vector<std::pair<std::string, std::uint64_t>> out;
     if (si->State.Subjects != nullptr)
         for (int i = 0; i < si->State.Subjects->Count; ++i)
             out.emplace_back(si->State.Subjects->List[i].Subject, si->State.Subjects->List[i].Msgs);
     jsStreamInfo_Destroy(si);
     return out;
+}
+
+Result<std::optional<std::int64_t>> JetStream::oldestItemUnixMs(std::string_view domain) {
+    std::optional<std::int64_t> oldest;
+    for (Priority p : kPriorities) {
+        const std::string subject = workSubject(domain, p);
+        jsDirectGetMsgOptions o;
+        jsDirectGetMsgOptions_Init(&o);
+        o.Sequence = 1;
+        o.NextBySubject = subject.c_str();
+        natsMsg* m = nullptr;
+        natsStatus s = js_DirectGetMsg(&m, js_, options_.stream.c_str(), nullptr, &o);
+        if (s == NATS_NOT_FOUND) continue;
+        if (s != NATS_OK) return Error{"oldest item of " + subject + ": " + natsError(s)};
+        // "2026-11-29T12:07:38.384768356Z" (UTC, RFC 3339)
+        std::optional<std::int64_t> ms;
+        if (const char* ts = header(m, "Nats-Time-Stamp")) {
+            std::tm tm{};
+            double seconds = 0;
+            if (std::sscanf(ts, "%d-%d-%dT%d:%d:%lf", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min,
+                            &seconds) == 6) {
+                tm.tm_year -= 1900;
+                tm.tm_mon -= 1;
+                tm.tm_sec = 0;
+                ms = static_cast<std::int64_t>(timegm(&tm)) * 1000 + static_cast<std::int64_t>(seconds * 1000.0);
+            }
+        }
+        natsMsg_Destroy(m);
+        if (ms && (!oldest || *ms < *oldest)) oldest = ms;
+    }
+    return oldest;
 }
 
 std::string doneKey(std::string_view id) {

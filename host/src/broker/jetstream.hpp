@@ -72,8 +72,12 @@ public:
     // less than 2 minutes ago) is an error and the dead letter stays.
     Status replayDeadLetter(const DeadLetter& dl);
 
-    // Messages per subject in the work stream (for orphan detection).
-    Result<std::vector<std::pair<std::string, std::uint64_t>>> subjectCounts();
+    // Messages per subject in the work stream (for orphan detection), or
+    // with `dead_letters` in the dead-letter stream.
+    Result<std::vector<std::pair<std::string, std::uint64_t>>> subjectCounts(bool dead_letters = false);
+    // When the oldest item still in the work stream for `domain` (waiting or
+    // in a handler) was published; nullopt when there is none.
+    Result<std::optional<std::int64_t>> oldestItemUnixMs(std::string_view domain);
 
     // Declares (or updates) both streams; idempotent, cheap once done.
     Status ensureStreams();

@@ -2,6 +2,7 @@
 
 #include "admin/admin_server.hpp"
 #include "broker/jetstream.hpp"
+#include "common/clock.hpp"
 #include "config/config.hpp"
 #include "metrics/metrics.hpp"
 #include "plugin/plugin.hpp"
@@ -149,6 +150,7 @@ public:
         if (!queue_.connected()) return;
         const auto depths = sampleDepths();
         metrics_.setOrphanedItems(static_cast<double>(orphans_.check(queue_)));
+        watchDeadLetters();
         std::lock_guard lock(mu_);
         std::uint64_t total = 0;
         const auto window = static_cast<std::size_t>(cfg_.coordinator.depth_window);
@@ -162,6 +164,11 @@ public:
                 depth += it->second[p];
             }
             total += depth;
+            if (auto oldest = queue_.oldestItemUnixMs(name)) {
+                const double age = *oldest ? std::max<double>(0, static_cast<double>(nowUnixMs() - **oldest) / 1000.0) : 0;
+                m.oldest_item_age->Set(age);
+                e.oldest_age_s = age;
+            }
             if (e.pool == nullptr) continue;
             e.depth_window.push_back(depth);
             while (e.depth_window.size() > window) e.depth_window.pop_front();
@@ -212,6 +219,8 @@ public:
             d["depth"] = depth;
             d["depth_by_priority"] = by_priority;
             d["in_flight"] = static_cast<std::uint64_t>(m.in_flight->Value());
+            d["oldest_item_age_seconds"] = e.oldest_age_s;
+            d["dead_letters"] = e.dead_letters;
             d["circuit"] = e.pool != nullptr ? std::string(worker::CircuitBreaker::name(e.pool->circuit())) : "closed";
             d["stalled"] = e.pool != nullptr
                                ? e.pool->stalled(std::chrono::milliseconds(cfg_.coordinator.stall_threshold_ms))
@@ -326,7 +335,25 @@ private:
         worker::DomainWorkers* pool = nullptr;  // null: not started (plugin failed)
         std::string plugin_name, plugin_version, error;
         std::deque<std::uint64_t> depth_window;  // the coordinator's samples
+        double oldest_age_s = 0;
+        std::uint64_t dead_letters = 0;
     };
+
+    // The dead-letter queue per domain: a gauge, and a warning when it grows.
+    void watchDeadLetters() {
+        auto counts = queue_.subjectCounts(/*dead_letters=*/true);
+        if (!counts) return;
+        std::map<std::string, std::uint64_t> by_domain;
+        for (const auto& [subject, n] : *counts) by_domain[subject.substr(subject.rfind('.') + 1)] = n;
+        std::lock_guard lock(mu_);
+        for (auto& [name, e] : domains_) {
+            const std::uint64_t n = by_domain.count(name) ? by_domain[name] : 0;
+            if (n > e.dead_letters)
+                spdlog::warn("dead-letter queue of domain={} grew to {} (kanbanctl dlq list {})", name, n, name);
+            e.dead_letters = n;
+            metrics_.domain(name).dead_letter_depth->Set(static_cast<double>(n));
+        }
+    }
 
     std::map<std::string, std::array<std::uint64_t, 3>> sampleDepths() {
         std::vector<std::string> names;

@@ -53,6 +53,10 @@ Metrics::Metrics(std::string_view version) : registry_(std::make_shared<promethe
                                           "Circuit breaker changes, by the state entered.");
     stalled_family_ = &family(prometheus::BuildGauge(), r, "kanban_stalled_items",
                               "Items in a handler for longer than coordinator.stall_threshold_ms.");
+    oldest_age_family_ = &family(prometheus::BuildGauge(), r, "kanban_oldest_item_age_seconds",
+                                 "Age of the oldest item still in the broker (waiting or in a handler).");
+    dead_letter_depth_family_ = &family(prometheus::BuildGauge(), r, "kanban_dead_letter_queue_depth",
+                                        "Items in the dead-letter queue.");
     plugin_info_family_ = &family(prometheus::BuildGauge(), r, "kanban_plugin_info", "The plugin serving each domain (always 1).");
     backend_active_family_ = &family(prometheus::BuildGauge(), r, "kanban_backend_active", "1 while the broker is usable.");
     orphaned_ = &family(prometheus::BuildGauge(), r, "kanban_orphaned_items",
@@ -102,6 +106,8 @@ DomainMetrics& Metrics::domain(const std::string& name) {
         m.circuit_transitions[i] = &circuit_transitions_family_->Add(l);
     }
     m.stalled = &stalled_family_->Add(d);
+    m.oldest_item_age = &oldest_age_family_->Add(d);
+    m.dead_letter_depth = &dead_letter_depth_family_->Add(d);
     return m;
 }
 

@@ -57,6 +57,8 @@ struct DomainMetrics {
     prometheus::Gauge* circuit_state = nullptr;  // 0 closed, 1 half-open, 2 open
     std::array<prometheus::Counter*, 3> circuit_transitions{};  // by the state entered
     prometheus::Gauge* stalled = nullptr;
+    prometheus::Gauge* oldest_item_age = nullptr;  // seconds
+    prometheus::Gauge* dead_letter_depth = nullptr;
 
     void processedInc(Outcome o) { processed[static_cast<std::size_t>(o)]->Increment(); }
     void deadLetteredInc(DeadLetterReason r) { dead_lettered[static_cast<std::size_t>(r)]->Increment(); }
@@ -101,6 +103,8 @@ private:
     prometheus::Family<prometheus::Gauge>* circuit_state_family_;
     prometheus::Family<prometheus::Counter>* circuit_transitions_family_;
     prometheus::Family<prometheus::Gauge>* stalled_family_;
+    prometheus::Family<prometheus::Gauge>* oldest_age_family_;
+    prometheus::Family<prometheus::Gauge>* dead_letter_depth_family_;
     prometheus::Family<prometheus::Gauge>* plugin_info_family_;
     prometheus::Family<prometheus::Gauge>* backend_active_family_;
     std::map<std::string, prometheus::Gauge*> plugin_info_;  // by domain
