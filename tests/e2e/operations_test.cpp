@@ -105,9 +105,17 @@ TEST_F(Operations, HealthDescribesEveryDomainIncludingOneThatFailedToStart) {
     publish(cfg, "orders", "normal", 3);
     ASSERT_TRUE(waitFor([&] { return readLines(out).size() == 3; }, 10s));
 
-    auto r = kd.http("GET", "/health");
-    ASSERT_EQ(r.status, 200);
-    const auto h = nlohmann::json::parse(r.body);
+    // The acks follow the handler calls: wait until the broker has them.
+    nlohmann::json h;
+    ASSERT_TRUE(waitFor(
+        [&] {
+            auto r = kd.http("GET", "/health");
+            if (r.status != 200) return false;
+            h = nlohmann::json::parse(r.body);
+            return h["domains"]["orders"]["depth"] == 0 && h["domains"]["orders"]["processed"]["ok"] == 3;
+        },
+        5s))
+        << h.dump();
     EXPECT_EQ(h["status"], "degraded") << "a domain is not running";
     EXPECT_EQ(h["backend"], "nats");
     EXPECT_EQ(h["current_workers"], 2);
