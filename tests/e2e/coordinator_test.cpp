@@ -37,13 +37,6 @@ protected:
     }
 };
 
-std::map<std::string, int> okCounts(const std::vector<Call>& calls) {
-    std::map<std::string, int> n;
-    for (const auto& c : calls)
-        if (c.outcome == "ok") ++n[c.id];
-    return n;
-}
-
 // F14 / spec test 9: a downstream outage opens the breaker; while open the
 // domain pulls nothing but one trial per open period, the items wait in
 // the broker and none is dead-lettered; after recovery all are handled.

@@ -113,6 +113,13 @@ std::vector<Call> callsFor(const std::vector<Call>& calls, const std::string& id
     return out;
 }
 
+std::map<std::string, int> okCounts(const std::vector<Call>& calls) {
+    std::map<std::string, int> n;
+    for (const auto& c : calls)
+        if (c.outcome == "ok") ++n[c.id];
+    return n;
+}
+
 std::string toHex(const std::string& bytes) {
     if (bytes.empty()) return "-";
     static constexpr char kDigits[] = "0123456789abcdef";

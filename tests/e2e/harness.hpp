@@ -100,6 +100,8 @@ struct Call {
 };
 std::vector<Call> readCalls(const std::string& path);
 std::vector<Call> callsFor(const std::vector<Call>& calls, const std::string& id);
+// How many times each id was handled with outcome ok.
+std::map<std::string, int> okCounts(const std::vector<Call>& calls);
 std::string toHex(const std::string& bytes);
 
 // Direct access to the broker, bypassing kanband and kanbanctl.

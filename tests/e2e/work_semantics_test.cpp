@@ -27,13 +27,6 @@ std::int64_t epochMs() {
         .count();
 }
 
-std::map<std::string, int> okCounts(const std::vector<Call>& calls) {
-    std::map<std::string, int> n;
-    for (const auto& c : calls)
-        if (c.outcome == "ok") ++n[c.id];
-    return n;
-}
-
 bool allHandled(const std::string& out, const std::vector<std::string>& ids) {
     const auto n = okCounts(readCalls(out));
     return std::all_of(ids.begin(), ids.end(), [&](const std::string& id) { return n.count(id) != 0; });
