@@ -1,6 +1,7 @@
 #include "scheduler/cron.hpp"
 
 #include <charconv>
+#include <ctime>
 #include <string>
 #include <vector>
 
@@ -90,6 +91,55 @@ Result<CronExpr> parseCron(std::string_view expr) {
     out.dom_restricted = fields[2] != "*";
     out.dow_restricted = fields[4] != "*";
     return out;
+}
+
+std::optional<std::int64_t> nextFire(const CronExpr& e, std::int64_t after_unix_s) {
+    // Walk forward, skipping a whole month, day or hour whenever that part
+    // cannot match: at most a few thousand steps for 8 years.
+    std::int64_t t = (after_unix_s / 60 + 1) * 60;
+    const std::int64_t limit = after_unix_s + 8LL * 366 * 24 * 3600;
+    while (t <= limit) {
+        const std::time_t tt = static_cast<std::time_t>(t);
+        std::tm tm{};
+        gmtime_r(&tt, &tm);
+        auto startOf = [&](int mon_add, int day_add, int hour_add) {
+            std::tm next = tm;
+            next.tm_sec = 0;
+            next.tm_min = 0;
+            if (mon_add != 0) {
+                next.tm_mon += mon_add;
+                next.tm_mday = 1;
+                next.tm_hour = 0;
+            } else if (day_add != 0) {
+                next.tm_mday += day_add;
+                next.tm_hour = 0;
+            } else {
+                next.tm_hour += hour_add;
+            }
+            return static_cast<std::int64_t>(timegm(&next));
+        };
+        if (!e.months.test(static_cast<std::size_t>(tm.tm_mon + 1))) {
+            t = startOf(1, 0, 0);
+            continue;
+        }
+        const bool dom = e.days_of_month.test(static_cast<std::size_t>(tm.tm_mday));
+        const bool dow = e.days_of_week.test(static_cast<std::size_t>(tm.tm_wday));
+        const bool day = (e.dom_restricted && e.dow_restricted) ? (dom || dow) : (dom && dow);
+        if (!day) {
+            t = startOf(0, 1, 0);
+            continue;
+        }
+        if (!e.hours.test(static_cast<std::size_t>(tm.tm_hour))) {
+            t = startOf(0, 0, 1);
+            continue;
+        }
+        if (!e.minutes.test(static_cast<std::size_t>(tm.tm_min))) {
+            t += 60;
+            continue;
+        }
+        return t;
+    }
+    return std::nullopt;
 }
 
 }  // namespace kanban::host::scheduler

@@ -8,6 +8,8 @@
 #include "common/result.hpp"
 
 #include <bitset>
+#include <cstdint>
+#include <optional>
 #include <string_view>
 
 namespace kanban::host::scheduler {
@@ -24,5 +26,11 @@ struct CronExpr {
 
 // Parses `expr`; the error names the offending field.
 Result<CronExpr> parseCron(std::string_view expr);
+
+// The first whole minute strictly after `after_unix_s` that matches, as Unix
+// seconds. Expressions are evaluated in UTC (no DST gaps or repeats). When
+// both day-of-month and day-of-week are restricted, either may match (as in
+// Vixie cron). nullopt when nothing matches within 8 years (e.g. "0 0 30 2 *").
+std::optional<std::int64_t> nextFire(const CronExpr& expr, std::int64_t after_unix_s);
 
 }  // namespace kanban::host::scheduler
