@@ -240,7 +240,11 @@ bool DomainWorkers::handleBatch(broker::DeliveryBatch& batch, broker::DoneStore&
         if (!trial && breaker_.state() == CircuitBreaker::State::open) {
             const auto wait = std::chrono::milliseconds(settings_.breaker.open_ms);
             for (std::size_t j = i; j < batch.size(); ++j) {
-                if (done[j]) continue;
+                if (done[j]) {
+                    ack(*batch[j]);  // already done: nothing to wait for
+                    metrics_.duplicates->Increment();
+                    continue;
+                }
                 batch[j]->retryAfter(wait);
                 metrics_.nacked->Increment();
             }
