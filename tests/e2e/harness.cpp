@@ -52,12 +52,7 @@ Kanband::Kanband(const TempDir& dir, const std::string& config_path, const std::
         10s);
 }
 
-int Kanband::httpStatus(const std::string& path) {
-    httplib::Client c("127.0.0.1", port_);
-    c.set_connection_timeout(1);
-    auto r = c.Get(path.c_str());
-    return r ? r->status : -1;
-}
+int Kanband::httpStatus(const std::string& path) { return http("GET", path).status; }
 
 Kanband::Http Kanband::http(const std::string& method, const std::string& path, const std::string& body,
                             const std::string& token) {

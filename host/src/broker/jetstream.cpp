@@ -1,5 +1,6 @@
 #include "broker/jetstream.hpp"
 
+#include "common/base64.hpp"
 #include "common/clock.hpp"
 
 #include <nats/nats.h>
@@ -496,7 +497,7 @@ Status JetStream::ensureStreams() {
     };
     const Spec specs[] = {
         {options_.stream, {"kanban.high.*", "kanban.normal.*", "kanban.low.*"}, js_WorkQueuePolicy},
-        {options_.stream + "_DLQ", {"kanban.dlq.*"}, js_LimitsPolicy},
+        {deadLetterStream(), {"kanban.dlq.*"}, js_LimitsPolicy},
     };
     for (const Spec& spec : specs) {
         jsStreamConfig sc;
@@ -676,7 +677,7 @@ Result<std::array<std::uint64_t, 3>> JetStream::queueDepth(std::string_view doma
 
 Result<std::vector<JetStream::DeadLetter>> JetStream::deadLetters(std::string_view domain, std::size_t limit) {
     std::vector<DeadLetter> out;
-    const std::string stream = options_.stream + "_DLQ";
+    const std::string stream = deadLetterStream();
     const std::string subject = deadLetterSubject(domain);
     for (std::uint64_t next = 1; out.size() < limit;) {
         jsDirectGetMsgOptions o;
@@ -709,21 +710,21 @@ Status JetStream::replayDeadLetter(const DeadLetter& dl) {
         return Error{"dead letter " + std::to_string(dl.sequence) + " has no original subject or id"};
     Headers headers{{"Nats-Msg-Id", dl.id},
                     {"Kanban-Created", std::to_string(nowUnixMs())},
-                    {"Kanban-Replayed-From", options_.stream + "_DLQ:" + std::to_string(dl.sequence)}};
+                    {"Kanban-Replayed-From", deadLetterStream() + ":" + std::to_string(dl.sequence)}};
     auto ack = publishSync(dl.original_subject, dl.payload, headers);
     if (!ack) return ack.error();
     if (ack->duplicate)
         return Error{"id " + dl.id + " was published less than 2 minutes ago, so the work stream drops this copy as a "
                      "duplicate; replay it after the window"};
     jsErrCode jerr = static_cast<jsErrCode>(0);
-    if (natsStatus s = js_DeleteMsg(js_, (options_.stream + "_DLQ").c_str(), dl.sequence, nullptr, &jerr); s != NATS_OK)
+    if (natsStatus s = js_DeleteMsg(js_, deadLetterStream().c_str(), dl.sequence, nullptr, &jerr); s != NATS_OK)
         return Error{"replayed " + dl.id + " but could not remove dead letter " + std::to_string(dl.sequence) + ": " +
                      natsError(s, jerr)};
     return Ok{};
 }
 
 Result<std::vector<std::pair<std::string, std::uint64_t>>> JetStream::subjectCounts(bool dead_letters) {
-    const std::string stream = dead_letters ? options_.stream + "_DLQ" : options_.stream;
+    const std::string stream = dead_letters ? deadLetterStream() : options_.stream;
     jsOptions o;
     jsOptions_Init(&o);
     o.Stream.Info.SubjectsFilter = dead_letters ? "kanban.dlq.*" : "kanban.*.*";
@@ -770,22 +771,6 @@ Result<std::optional<std::int64_t>> JetStream::oldestItemUnixMs(std::string_view
     return oldest;
 }
 
-std::string doneKey(std::string_view id) {
-    static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    std::string out;
-    out.reserve((id.size() * 4 + 2) / 3);
-    std::uint32_t acc = 0;
-    int bits = 0;
-    for (unsigned char c : id) {
-        acc = (acc << 8) | c;
-        bits += 8;
-        while (bits >= 6) {
-            bits -= 6;
-            out += kAlphabet[(acc >> bits) & 0x3f];
-        }
-    }
-    if (bits > 0) out += kAlphabet[(acc << (6 - bits)) & 0x3f];
-    return out;
-}
+std::string doneKey(std::string_view id) { return base64(id, /*url_safe=*/true); }
 
 }  // namespace kanban::host::broker

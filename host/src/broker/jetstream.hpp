@@ -88,6 +88,7 @@ public:
 
     const std::string& streamName() const { return options_.stream; }
     std::string doneBucket() const { return options_.stream + "_DONE"; }
+    std::string deadLetterStream() const { return options_.stream + "_DLQ"; }
     __jsCtx* js() const { return js_; }
     __natsConnection* connection() const { return nc_; }
 

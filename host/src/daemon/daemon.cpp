@@ -2,6 +2,7 @@
 
 #include "admin/admin_server.hpp"
 #include "broker/jetstream.hpp"
+#include "common/base64.hpp"
 #include "common/clock.hpp"
 #include "config/config.hpp"
 #include "metrics/metrics.hpp"
@@ -9,8 +10,6 @@
 #include "version.hpp"
 #include "worker/domain_workers.hpp"
 
-#include <boost/archive/iterators/base64_from_binary.hpp>
-#include <boost/archive/iterators/transform_width.hpp>
 #include <nlohmann/json.hpp>
 
 #include <nats/nats.h>
@@ -108,13 +107,6 @@ bool isValidUtf8(const std::string& s) {
     }
 }
 
-std::string base64(const std::string& in) {
-    using Encoder = boost::archive::iterators::base64_from_binary<
-        boost::archive::iterators::transform_width<std::string::const_iterator, 6, 8>>;
-    std::string out(Encoder(in.begin()), Encoder(in.end()));
-    out.append((3 - in.size() % 3) % 3, '=');
-    return out;
-}
 
 // The running host as the admin API sees it: domains, their workers and
 // queue depths, the drain state. Depths are sampled by tick() every
@@ -447,7 +439,6 @@ int run(const std::string& path) {
 
     // Jidoka: a domain whose plugin cannot be loaded or created does not
     // start (its items wait in the queue); the other domains run.
-    std::vector<std::shared_ptr<const plugin::Instance>> handlers;
     worker::LocalDoneRecord done;
     std::vector<std::unique_ptr<worker::DomainWorkers>> pools;
     for (const auto& d : cfg.domains) {
@@ -465,7 +456,6 @@ int run(const std::string& path) {
         auto pool = std::make_unique<worker::DomainWorkers>(std::move(ws), *handler, *queue, done, metrics.domain(d.name));
         pool->start(static_cast<std::size_t>(cfg.workers.min));
         host.addDomain(d, handler->get(), pool.get(), "");
-        handlers.push_back(std::move(*handler));
         pools.push_back(std::move(pool));
     }
     sd_notify(0, "READY=1\nSTATUS=running");
@@ -504,9 +494,8 @@ int run(const std::string& path) {
                      m.processedValue(metrics::Outcome::timeout), dead, m.nacked->Value());
     }
     admin.stop();  // before the pools go: /health reads them
-    pools.clear();
+    pools.clear();  // the handler instances go with them, after every worker joined
     queue.reset();
-    handlers.clear();  // destroy handler instances after every worker joined
     nats_CloseAndWait(2000);
     spdlog::info("kanband stopped");
     return 0;

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -17,9 +18,9 @@ class LocalDoneRecord {
 public:
     explicit LocalDoneRecord(std::size_t capacity = 100'000) : capacity_(capacity == 0 ? 1 : capacity) {}
 
-    bool contains(std::string_view id) const {
+    bool contains(std::string_view id) const {  // no allocation: it runs for every item pulled
         std::lock_guard lock(mu_);
-        return ids_.count(std::string(id)) != 0;
+        return ids_.find(id) != ids_.end();
     }
 
     void insert(std::string_view id) {
@@ -40,7 +41,12 @@ public:
 private:
     const std::size_t capacity_;
     mutable std::mutex mu_;
-    std::unordered_set<std::string> ids_;
+    // Transparent hashing, so string_views are looked up without a copy.
+    struct Hash {
+        using is_transparent = void;
+        std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+    };
+    std::unordered_set<std::string, Hash, std::equal_to<>> ids_;
     std::deque<std::string> order_;  // insertion order, for eviction
 };
 
