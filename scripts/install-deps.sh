@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
     build-essential cmake pkg-config curl
-    libnats-dev nats-server librabbitmq-dev
+    libnats-dev nats-server librabbitmq-dev rabbitmq-server
     prometheus-cpp-dev libtomlplusplus-dev libboost-dev libboost-filesystem-dev
     libspdlog-dev libcli11-dev nlohmann-json3-dev libcpp-httplib-dev libsystemd-dev
     libgtest-dev libgmock-dev libbenchmark-dev

@@ -5,7 +5,9 @@
 // unreachable; 1 anything else (including a refusal by the daemon).
 // Errors are one line on stderr.
 #include "admin/admin_server.hpp"
+#include "broker/failover.hpp"
 #include "broker/jetstream.hpp"
+#include "broker/rabbitmq.hpp"
 #include "common/clock.hpp"
 #include "config/config.hpp"
 #include "daemon/daemon.hpp"
@@ -13,6 +15,10 @@
 
 #include <CLI/CLI.hpp>
 #include <httplib.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <map>
 #include <nats/nats.h>
 #include <nlohmann/json.hpp>
 
@@ -85,6 +91,8 @@ int publish(const std::string& config_path, const PublishArgs& args) {
         payload = s.str();
     }
 
+    // NATS first; RabbitMQ when NATS is unreachable or stops answering
+    // (broker/failover.hpp), like the daemon.
     broker::JetStreamOptions jo;
     jo.servers = cfg.nats.servers;
     jo.stream = cfg.nats.stream;
@@ -94,24 +102,45 @@ int publish(const std::string& config_path, const PublishArgs& args) {
     jo.keep_trying = false;
     jo.connection_name = "kanbanctl";
     auto js = broker::JetStream::connect(jo);
-    if (!js) return fail(kExitUnavailable, js.message());
+    std::unique_ptr<broker::JetStream> nats;
+    if (js) nats = std::move(*js);
+    std::unique_ptr<broker::RabbitMq> rabbit;
+    if (cfg.rabbitmq.enabled) {
+        broker::RabbitMqOptions ro;
+        ro.url = cfg.rabbitmq.url;
+        ro.connection_name = "kanbanctl";
+        rabbit = std::make_unique<broker::RabbitMq>(ro);
+    }
+    if (!nats && !rabbit) return fail(kExitUnavailable, js.message());
+    broker::Failover brokers(nats.get(), rabbit.get());
 
     broker::PublishRequest req;
     req.domain = args.domain;
     req.priority = *parsePriority(args.priority);
     req.payload = std::move(payload);
     if (args.deadline_ms > 0) req.deadline_unix_ms = nowUnixMs() + args.deadline_ms;
+    std::map<std::string, std::int64_t> by_backend;
+    // After a failover, say where the items went (on stderr: stdout is the ids).
+    auto summary = [&] {
+        if (by_backend.size() < 2) return;
+        std::cerr << "kanbanctl: published";
+        for (const auto& [backend, n] : by_backend) std::cerr << " " << n << " to " << backend;
+        std::cerr << "\n";
+    };
     for (std::int64_t i = 0; i < args.count; ++i) {
         req.id = args.id.empty() ? broker::generateWorkId() : args.id;
-        auto ack = (*js)->publish(req);
+        auto ack = brokers.publish(req);
         if (!ack) {
             std::cout.flush();
-            return fail((*js)->connected() ? kExitError : kExitUnavailable, ack.message());
+            summary();
+            return fail(ack.error().refused || brokers.healthy() ? kExitError : kExitUnavailable, ack.message());
         }
+        ++by_backend[std::string(brokers.lastPublishBackend())];
         if (ack->duplicate)
             std::cerr << "kanbanctl: note: " << req.id << " was already published (deduplicated)\n";
         std::cout << req.id << '\n';
     }
+    summary();
     std::cout.flush();
     return kExitOk;
 }
@@ -272,6 +301,12 @@ int dlqReplay(AdminClient& admin, const std::string& domain, const std::string& 
 }  // namespace
 
 int main(int argc, char** argv) {
+    // The library's notes (a failover, a lost connection) go to stderr:
+    // stdout carries only results, such as the published ids.
+    auto logger = spdlog::stderr_color_mt("kanbanctl");
+    logger->set_pattern("kanbanctl: %v");
+    logger->set_level(spdlog::level::warn);
+    spdlog::set_default_logger(logger);
     CLI::App app{"kanbanctl: control TPS Kanban"};
     app.set_version_flag("--version", std::string("kanbanctl ") + KANBAN_VERSION);
     std::string config_path = config::kDefaultConfigPath;

@@ -5,13 +5,17 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <chrono>
 #include <regex>
 #include <sstream>
 
 namespace kanban::test {
 
 std::string makeConfig(const NatsServer& nats, const std::vector<DomainSpec>& domains, const HostOptions& o) {
-    std::string t = "[nats]\nservers = [\"" + nats.url() + "\"]\n"
+    std::string t = "[nats]\nservers = [\"" + (o.nats_url.empty() ? nats.url() : o.nats_url) + "\"]\n" +
+                    (o.rabbitmq_url.empty() ? "[rabbitmq]\nenabled = false\n"
+                                            : "[rabbitmq]\nenabled = true\nurl = \"" + o.rabbitmq_url + "\"\n") +
                     "[admin]\nlisten = \"127.0.0.1:0\"\n" +
                     (o.token_file.empty() ? std::string() : "token_file = \"" + o.token_file + "\"\n") +
                     "[plugins]\ndir = \"" + kPlugins + "\"\n"
@@ -88,6 +92,16 @@ std::vector<std::string> publish(const std::string& config, const std::string& d
     std::istringstream in(r.out);
     for (std::string line; std::getline(in, line);) ids.push_back(line);
     return ids;
+}
+
+bool allHandled(const std::string& out, const std::vector<std::string>& ids) {
+    const auto n = okCounts(readCalls(out));
+    return std::all_of(ids.begin(), ids.end(), [&](const std::string& id) { return n.count(id) != 0; });
+}
+
+std::int64_t epochMs() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
 }
 
 std::vector<Call> readCalls(const std::string& path) {

@@ -46,6 +46,8 @@ struct HostOptions {
     int depth_window = 10;
     std::int64_t stall_threshold_ms = 300000;
     std::string token_file;  // admin.token_file (empty: none)
+    std::string rabbitmq_url;  // empty: rabbitmq.enabled = false
+    std::string nats_url;      // instead of the test's nats-server (e.g. one where nothing listens)
 };
 
 std::string makeConfig(const NatsServer& nats, const std::vector<DomainSpec>& domains, const HostOptions& o = {});
@@ -103,6 +105,9 @@ std::vector<Call> callsFor(const std::vector<Call>& calls, const std::string& id
 // How many times each id was handled with outcome ok.
 std::map<std::string, int> okCounts(const std::vector<Call>& calls);
 std::string toHex(const std::string& bytes);
+// Every id in `ids` was handled with outcome ok (per the recorder's log).
+bool allHandled(const std::string& out, const std::vector<std::string>& ids);
+std::int64_t epochMs();
 
 // Direct access to the broker, bypassing kanband and kanbanctl.
 class NatsProbe {

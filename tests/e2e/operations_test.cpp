@@ -61,9 +61,9 @@ TEST_F(Operations, MetricsCountExactlyTheWorkloadDone) {
     ASSERT_TRUE(waitFor(
         [&] {
             text = kd.http("GET", "/metrics").body;
-            return metric(text, R"(kanban_queue_depth{domain="orders",priority="normal"})") == 0.0 &&
+            return metric(text, R"(kanban_queue_depth{backend="nats",domain="orders",priority="normal"})") == 0.0 &&
                    metric(text, R"(kanban_items_in_flight{domain="orders"})") == 0.0 &&
-                   metric(text, R"(kanban_dead_letter_queue_depth{domain="orders"})") == 5.0;
+                   metric(text, R"(kanban_dead_letter_queue_depth{backend="nats",domain="orders"})") == 5.0;
         },
         5s))
         << text;

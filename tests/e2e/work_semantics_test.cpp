@@ -22,16 +22,6 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-std::int64_t epochMs() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
-
-bool allHandled(const std::string& out, const std::vector<std::string>& ids) {
-    const auto n = okCounts(readCalls(out));
-    return std::all_of(ids.begin(), ids.end(), [&](const std::string& id) { return n.count(id) != 0; });
-}
-
 // The "domain stopped ... duplicates=N" figure from a kanband log.
 long stoppedFigure(const std::string& log, const std::string& name) {
     std::smatch m;

@@ -2,11 +2,17 @@
 
 #include <nlohmann/json.hpp>
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <sys/file.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -36,7 +42,7 @@ TempDir::TempDir() {
 }
 TempDir::~TempDir() {
     std::error_code ec;
-    fs::remove_all(path_, ec);
+    if (!path_.empty()) fs::remove_all(path_, ec);
 }
 
 std::string readFile(const std::string& path) {
@@ -161,5 +167,192 @@ void NatsServer::kill() {
 }
 
 NatsServer::~NatsServer() { stop(); }
+
+}  // namespace kanban::test
+
+namespace kanban::test {
+namespace {
+
+std::optional<pid_t> readPid(const std::string& path) {
+    try {
+        const std::string s = readFile(path);
+        const long v = std::stol(s);
+        return v > 0 ? std::optional<pid_t>(static_cast<pid_t>(v)) : std::nullopt;
+    } catch (const std::exception&) {
+        return std::nullopt;
+    }
+}
+
+bool alive(pid_t pid) { return ::kill(pid, 0) == 0; }
+
+void chownToRabbit(const std::string& path) {
+    const passwd* pw = ::getpwnam("rabbitmq");
+    if (pw == nullptr) throw std::runtime_error("no user rabbitmq (is rabbitmq-server installed?)");
+    for (const auto& e : fs::recursive_directory_iterator(path))
+        if (::chown(e.path().c_str(), pw->pw_uid, pw->pw_gid) != 0) throw std::runtime_error("chown " + e.path().string());
+    if (::chown(path.c_str(), pw->pw_uid, pw->pw_gid) != 0) throw std::runtime_error("chown " + path);
+}
+
+CommandResult rabbitmqctl(const std::string& node, const std::vector<std::string>& args, std::chrono::milliseconds timeout) {
+    std::vector<std::string> argv{"rabbitmqctl", "-q", "-n", node};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return runCommand(argv, timeout);
+}
+
+}  // namespace
+
+int freePort() {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = 0;
+    socklen_t len = sizeof a;
+    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0)
+        throw std::runtime_error("cannot find a free port");
+    ::close(fd);
+    return ntohs(a.sin_port);
+}
+
+RabbitServer::RabbitServer(std::string dir, int vhosts) {
+    static std::atomic<int> counter{0};
+    if (dir.empty()) {
+        temp_.emplace();
+        dir = temp_->path();
+    }
+    // The rabbitmq user must reach its directories.
+    fs::create_directories(dir);
+    fs::permissions(dir, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                             fs::perms::others_read | fs::perms::others_exec);
+    dir_ = dir + "/rabbitmq";
+    fs::create_directories(dir_ + "/mnesia");
+    fs::create_directories(dir_ + "/log");
+    node_ = "kanban-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + "@localhost";
+    port_ = freePort();
+    dist_port_ = freePort();
+    writeFile(dir_ + "/enabled_plugins", "[].\n");
+    writeFile(dir_ + "/rabbitmq-env.conf", "");
+    writeFile(dir_ + "/rabbitmq.conf", "loopback_users.guest = true\n");
+    nlohmann::json defs{{"vhosts", nlohmann::json::array()}, {"permissions", nlohmann::json::array()}};
+    for (int i = 0; i < vhosts; ++i) {
+        const std::string v = "t" + std::to_string(i);
+        defs["vhosts"].push_back({{"name", v}});
+        defs["permissions"].push_back({{"user", "guest"}, {"vhost", v}, {"configure", ".*"}, {"write", ".*"}, {"read", ".*"}});
+    }
+    writeFile(dir_ + "/definitions.json", defs.dump());
+    chownToRabbit(dir_);
+    start();
+    if (vhosts > 0) {
+        auto r = ctl({"import_definitions", dir_ + "/definitions.json"});
+        if (r.exit_code != 0) throw std::runtime_error("rabbitmqctl import_definitions: " + r.err + r.out);
+    }
+}
+
+RabbitServer::~RabbitServer() {
+    if (!detached_) stop();
+}
+
+std::string RabbitServer::url(const std::string& vhost) const {
+    return "amqp://guest:guest@127.0.0.1:" + std::to_string(port_) + (vhost.empty() ? "" : "/" + vhost);
+}
+
+CommandResult RabbitServer::ctl(const std::vector<std::string>& args, std::chrono::milliseconds timeout) const {
+    return rabbitmqctl(node_, args, timeout);
+}
+
+void RabbitServer::start() {
+    proc_.reset();
+    std::vector<std::string> argv{"env",
+                                  "RABBITMQ_NODENAME=" + node_,
+                                  "RABBITMQ_NODE_IP_ADDRESS=127.0.0.1",
+                                  "RABBITMQ_NODE_PORT=" + std::to_string(port_),
+                                  "RABBITMQ_DIST_PORT=" + std::to_string(dist_port_),
+                                  // the distribution port on loopback too (it listens on all addresses otherwise)
+                                  "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-kernel inet_dist_use_interface {127,0,0,1}",
+                                  "RABBITMQ_MNESIA_BASE=" + dir_ + "/mnesia",
+                                  "RABBITMQ_LOG_BASE=" + dir_ + "/log",
+                                  "RABBITMQ_PID_FILE=" + dir_ + "/pid",
+                                  "RABBITMQ_ENABLED_PLUGINS_FILE=" + dir_ + "/enabled_plugins",
+                                  "RABBITMQ_CONF_ENV_FILE=" + dir_ + "/rabbitmq-env.conf",
+                                  "RABBITMQ_CONFIG_FILE=" + dir_ + "/rabbitmq",
+                                  "setsid",
+                                  "rabbitmq-server"};
+    proc_.emplace(argv, dir_ + "/server.out", dir_ + "/server.err");
+    // await_startup fails at once until the node has registered with epmd.
+    const bool up = waitFor(
+        [&] {
+            if (!proc_->running()) return true;  // reported below
+            return ctl({"await_startup", "--timeout", "30"}, 40s).exit_code == 0;
+        },
+        60s, 200ms);
+    if (!up || !proc_->running())
+        throw std::runtime_error("rabbitmq-server did not start: " + readFile(dir_ + "/server.out") +
+                                 readFile(dir_ + "/server.err"));
+    writeFile(dir_ + "/env", node_ + " " + std::to_string(port_) + "\n");
+}
+
+void RabbitServer::stop() {
+    const auto beam = readPid(dir_ + "/pid");
+    ctl({"stop"}, 30s);
+    if (beam) {
+        waitFor([&] { return !alive(*beam); }, 15s, 50ms);
+        if (alive(*beam)) ::kill(*beam, SIGKILL);
+    }
+    if (proc_) proc_->wait(10s);
+}
+
+void RabbitServer::kill() {
+    const auto beam = readPid(dir_ + "/pid");
+    if (!beam) throw std::runtime_error("rabbitmq-server: no pid file");
+    ::kill(*beam, SIGKILL);
+    waitFor([&] { return !alive(*beam); }, 10s, 20ms);
+    if (proc_) proc_->wait(10s);
+}
+
+void RabbitServer::detach() {
+    detached_ = true;
+    if (proc_) proc_->release();
+    if (temp_) temp_->release();
+}
+
+void RabbitServer::stopDetached(const std::string& dir) {
+    const std::string d = dir + "/rabbitmq";
+    std::istringstream env(readFile(d + "/env"));
+    std::string node;
+    env >> node;
+    const auto beam = readPid(d + "/pid");
+    if (!node.empty()) rabbitmqctl(node, {"stop"}, 30s);
+    if (beam) {
+        waitFor([&] { return !alive(*beam); }, 15s, 50ms);
+        if (alive(*beam)) ::kill(*beam, SIGKILL);
+    }
+}
+
+std::optional<SharedRabbit> sharedRabbit() {
+    const char* dir = std::getenv("KANBAN_TEST_RABBITMQ_DIR");
+    if (dir == nullptr || *dir == '\0') return std::nullopt;
+    const std::string d = std::string(dir) + "/rabbitmq";
+    std::istringstream env(readFile(d + "/env"));
+    SharedRabbit r;
+    int port = 0;
+    env >> r.node >> port;
+    if (r.node.empty() || port <= 0) return std::nullopt;
+    // Each test takes the next vhost: parallel tests never share queues.
+    const int fd = ::open((std::string(dir) + "/vhost.counter").c_str(), O_RDWR | O_CREAT, 0644);
+    if (fd < 0 || ::flock(fd, LOCK_EX) != 0) throw std::runtime_error("cannot lock the vhost counter");
+    char buf[32] = {};
+    const ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+    const int next = n > 0 ? std::atoi(buf) : 0;
+    const std::string updated = std::to_string(next + 1);
+    if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, updated.data(), updated.size(), 0) < 0)
+        throw std::runtime_error("cannot write the vhost counter");
+    ::flock(fd, LOCK_UN);
+    ::close(fd);
+    if (next >= kSharedRabbitVhosts) throw std::runtime_error("the shared RabbitMQ has no vhost left; raise kSharedRabbitVhosts");
+    r.vhost = "t" + std::to_string(next);
+    r.url = "amqp://guest:guest@127.0.0.1:" + std::to_string(port) + "/" + r.vhost;
+    return r;
+}
 
 }  // namespace kanban::test

@@ -27,6 +27,7 @@ public:
     TempDir& operator=(const TempDir&) = delete;
     const std::string& path() const { return path_; }
     std::string file(const std::string& name) const { return path_ + "/" + name; }
+    void release() { path_.clear(); }  // keep the directory
 
 private:
     std::string path_;
@@ -53,6 +54,8 @@ public:
     std::optional<int> wait(std::chrono::milliseconds timeout);
     const std::string& stdoutPath() const { return out_; }
     const std::string& stderrPath() const { return err_; }
+    // Forget the child: it keeps running after this object is gone.
+    void release() { pid_ = -1; }
 
 private:
     pid_t pid_ = -1;
@@ -87,5 +90,53 @@ private:
     std::optional<Subprocess> proc_;
     int port_ = 0;
 };
+
+// A free TCP port on 127.0.0.1 (bound, read, released: for servers that
+// cannot pick their own, like RabbitMQ).
+int freePort();
+
+// rabbitmq-server on 127.0.0.1 (AMQP and Erlang distribution ports free
+// ports, epmd shared), node `kanban-<pid>-<n>@localhost`, data and logs in
+// a directory owned by the `rabbitmq` user. Starting takes 5-10 s, so most
+// tests share the one the CTest fixture starts per run (sharedRabbit());
+// tests that kill or block the broker start their own.
+class RabbitServer {
+public:
+    // In `dir` (created; a temporary directory when empty), with `vhosts`
+    // vhosts t0..t<n-1> that guest may use.
+    explicit RabbitServer(std::string dir = "", int vhosts = 0);
+    ~RabbitServer();  // stops it, unless detach()ed
+    RabbitServer(const RabbitServer&) = delete;
+    RabbitServer& operator=(const RabbitServer&) = delete;
+
+    int port() const { return port_; }
+    const std::string& node() const { return node_; }
+    const std::string& dir() const { return dir_; }
+    std::string url(const std::string& vhost = "") const;
+    void start();
+    void stop();  // graceful
+    void kill();  // kill -9 of the broker's beam process
+    CommandResult ctl(const std::vector<std::string>& args, std::chrono::milliseconds timeout = 60s) const;
+    void detach();  // leave it running (the fixture); stopDetached() ends it
+    static void stopDetached(const std::string& dir);
+
+private:
+    std::optional<TempDir> temp_;
+    std::string dir_;
+    std::string node_;
+    int port_ = 0, dist_port_ = 0;
+    std::optional<Subprocess> proc_;
+    bool detached_ = false;
+};
+
+// A vhost of one's own (fresh, empty) on the broker the CTest fixture
+// started for this run; nullopt outside such a run.
+inline constexpr int kSharedRabbitVhosts = 200;
+struct SharedRabbit {
+    std::string url;  // amqp://guest:guest@127.0.0.1:<port>/<vhost>
+    std::string node;
+    std::string vhost;
+};
+std::optional<SharedRabbit> sharedRabbit();
 
 }  // namespace kanban::test

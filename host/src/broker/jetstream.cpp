@@ -592,7 +592,8 @@ Result<PublishAck> JetStream::publishSync(const std::string& subject, std::strin
         if (static_cast<std::int64_t>(body.size()) > limit)
             return Error{"publish to " + subject + ": payload of " + std::to_string(body.size()) +
                          " bytes exceeds the limit of " + std::to_string(limit) + " bytes (the NATS server's max_payload " +
-                         std::to_string(max_payload) + " minus " + std::to_string(header_bytes) + " bytes of headers)"};
+                         std::to_string(max_payload) + " minus " + std::to_string(header_bytes) + " bytes of headers)",
+                         /*refused=*/true};
     }
     natsMsg* m = nullptr;
     natsStatus s = natsMsg_Create(&m, subject.c_str(), nullptr, body.data(), static_cast<int>(body.size()));
@@ -615,19 +616,24 @@ Result<PublishAck> JetStream::publishSync(const std::string& subject, std::strin
     }
     natsMsg_Destroy(m);
     if (s == NATS_NO_RESPONDERS)
-        return Error{"publish to " + subject + ": no stream stores this subject (is the priority one of high, normal, low?)"};
+        return Error{"publish to " + subject + ": no stream stores this subject (is the priority one of high, normal, low?)",
+                     /*refused=*/true};
     if (s != NATS_OK) {
         std::string why = natsError(s, jerr);
+        bool refused = false;
         switch (jerr) {
             case JSStreamStoreFailedErr:  // "maximum messages/bytes exceeded" with discard new
             case JSStreamLimitsErr:
             case JSInsufficientResourcesErr:
             case JSStorageResourcesExceededErr:
+                // Backpressure, not an outage: the publisher must slow down
+                // rather than fill the fallback broker.
                 why += " (stream full: raise nats.max_msgs / nats.max_bytes, or let the queue drain)";
+                refused = true;
                 break;
             default: break;
         }
-        return Error{"publish to " + subject + ": " + why};
+        return Error{"publish to " + subject + ": " + why, refused};
     }
     PublishAck ack{pa->Sequence, pa->Duplicate};
     jsPubAck_Destroy(pa);
@@ -635,7 +641,7 @@ Result<PublishAck> JetStream::publishSync(const std::string& subject, std::strin
 }
 
 Result<PublishAck> JetStream::publish(const PublishRequest& request) {
-    if (request.id.empty()) return Error{"publish: empty work id"};
+    if (request.id.empty()) return Error{"publish: empty work id", /*refused=*/true};
     Headers headers{{"Nats-Msg-Id", request.id}, {"Kanban-Created", std::to_string(nowUnixMs())}};
     if (request.deadline_unix_ms) headers.emplace_back("Kanban-Deadline", std::to_string(*request.deadline_unix_ms));
     return publishSync(workSubject(request.domain, request.priority), request.payload, headers);
@@ -705,20 +711,10 @@ Result<std::vector<JetStream::DeadLetter>> JetStream::deadLetters(std::string_vi
     return out;
 }
 
-Status JetStream::replayDeadLetter(const DeadLetter& dl) {
-    if (dl.original_subject.empty() || dl.id.empty())
-        return Error{"dead letter " + std::to_string(dl.sequence) + " has no original subject or id"};
-    Headers headers{{"Nats-Msg-Id", dl.id},
-                    {"Kanban-Created", std::to_string(nowUnixMs())},
-                    {"Kanban-Replayed-From", deadLetterStream() + ":" + std::to_string(dl.sequence)}};
-    auto ack = publishSync(dl.original_subject, dl.payload, headers);
-    if (!ack) return ack.error();
-    if (ack->duplicate)
-        return Error{"id " + dl.id + " was published less than 2 minutes ago, so the work stream drops this copy as a "
-                     "duplicate; replay it after the window"};
+Status JetStream::removeDeadLetter(std::uint64_t sequence) {
     jsErrCode jerr = static_cast<jsErrCode>(0);
-    if (natsStatus s = js_DeleteMsg(js_, deadLetterStream().c_str(), dl.sequence, nullptr, &jerr); s != NATS_OK)
-        return Error{"replayed " + dl.id + " but could not remove dead letter " + std::to_string(dl.sequence) + ": " +
+    if (natsStatus s = js_DeleteMsg(js_, deadLetterStream().c_str(), sequence, nullptr, &jerr); s != NATS_OK)
+        return Error{"replayed, but could not remove dead letter " + std::to_string(sequence) + " (it may be replayed twice): " +
                      natsError(s, jerr)};
     return Ok{};
 }

@@ -57,20 +57,11 @@ public:
     // declared count as empty).
     Result<std::array<std::uint64_t, 3>> queueDepth(std::string_view domain);
 
-    struct DeadLetter {
-        std::uint64_t sequence = 0;  // in the dead-letter stream
-        std::string id, reason, original_subject;
-        std::uint32_t attempts = 0;
-        std::string dead_lettered_at;  // RFC 3339
-        std::string payload;
-    };
+    using DeadLetter = broker::DeadLetter;
     // Oldest first, at most `limit`.
     Result<std::vector<DeadLetter>> deadLetters(std::string_view domain, std::size_t limit);
-    // Publishes the item again on its original subject with its original id
-    // and a fresh deadline, then removes it from the dead-letter stream.
-    // A publish the work stream reports as a duplicate (the id was published
-    // less than 2 minutes ago) is an error and the dead letter stays.
-    Status replayDeadLetter(const DeadLetter& dl);
+    // Removes a dead letter (after its replay was published).
+    Status removeDeadLetter(std::uint64_t sequence);
 
     // Messages per subject in the work stream (for orphan detection), or
     // with `dead_letters` in the dead-letter stream.

@@ -73,6 +73,15 @@ public:
     virtual Status deadLetter(std::string_view reason) = 0;
 };
 
+// An item in a dead-letter queue, as listed by the admin API.
+struct DeadLetter {
+    std::uint64_t sequence = 0;  // JetStream: in the dead-letter stream; RabbitMQ: 0
+    std::string id, reason, original_subject;
+    std::uint32_t attempts = 0;
+    std::string dead_lettered_at;  // RFC 3339
+    std::string payload;
+};
+
 using DeliveryBatch = std::vector<std::unique_ptr<Delivery>>;
 
 // One worker's view of a domain's queue. Not thread-safe: one per worker.
@@ -92,6 +101,7 @@ struct ConsumerSpec {
     std::int64_t max_attempts = 5;      // host counts; the broker's limit is a safety net above it
     std::int64_t max_ack_pending = 200; // in flight across all workers and hosts
     std::int64_t starvation_ms = 30000; // see WorkersConfig::starvation_ms
+    std::int64_t pull_batch = 10;       // RabbitMQ prefetch per worker
 };
 
 // Idempotency: the record of completed work ids (DESIGN §5), shared by all

@@ -10,6 +10,9 @@ namespace kanban::host {
 
 struct Error {
     std::string message;
+    // The request itself was refused (too large, invalid, a full stream):
+    // another broker would not do better, so the caller must not fail over.
+    bool refused = false;
 };
 
 template <class T>

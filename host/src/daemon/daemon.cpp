@@ -1,7 +1,9 @@
 #include "daemon/daemon.hpp"
 
 #include "admin/admin_server.hpp"
+#include "broker/failover.hpp"
 #include "broker/jetstream.hpp"
+#include "broker/rabbitmq.hpp"
 #include "common/base64.hpp"
 #include "common/clock.hpp"
 #include "config/config.hpp"
@@ -98,6 +100,14 @@ private:
 };
 
 
+// "kanban.high.orders" -> "high"
+std::string_view subjectPriority(std::string_view subject) {
+    const auto first = subject.find('.');
+    const auto second = subject.find('.', first + 1);
+    if (first == std::string_view::npos || second == std::string_view::npos) return {};
+    return subject.substr(first + 1, second - first - 1);
+}
+
 bool isValidUtf8(const std::string& s) {
     try {
         (void)nlohmann::json(s).dump();  // strict: throws on invalid UTF-8
@@ -113,8 +123,8 @@ bool isValidUtf8(const std::string& s) {
 // health interval (metrics, the sample window) and read live by /health.
 class Host final : public admin::AdminApi {
 public:
-    Host(const config::Config& cfg, broker::JetStream& queue, metrics::Metrics& metrics)
-        : cfg_(cfg), queue_(queue), metrics_(metrics), orphans_(cfg) {}
+    Host(const config::Config& cfg, broker::Failover& brokers, metrics::Metrics& metrics)
+        : cfg_(cfg), brokers_(brokers), queue_(*brokers.nats()), rabbit_(brokers.rabbit()), metrics_(metrics), orphans_(cfg) {}
 
     void addDomain(const config::DomainConfig& d, const plugin::Instance* handler, worker::DomainWorkers* pool,
                    std::string error) {
@@ -132,17 +142,19 @@ public:
     // The coordinator, every health interval: depths and the pool sizes
     // they ask for, stalled items, orphans, broker state.
     void tick() {
-        metrics_.setBackendActive("nats", queue_.healthy());
+        brokers_.refresh();
+        metrics_.setActiveBackend(brokers_.backendName());
         const auto stall = std::chrono::milliseconds(cfg_.coordinator.stall_threshold_ms);
         {
             std::lock_guard lock(mu_);
             for (auto& [name, e] : domains_)
                 if (e.pool != nullptr) metrics_.domain(name).stalled->Set(static_cast<double>(e.pool->stalled(stall)));
         }
-        if (!queue_.connected()) return;
         const auto depths = sampleDepths();
-        metrics_.setOrphanedItems(static_cast<double>(orphans_.check(queue_)));
-        watchDeadLetters();
+        if (queue_.connected()) {
+            metrics_.setOrphanedItems(static_cast<double>(orphans_.check(queue_)));
+            watchDeadLetters();
+        }
         std::lock_guard lock(mu_);
         std::uint64_t total = 0;
         const auto window = static_cast<std::size_t>(cfg_.coordinator.depth_window);
@@ -150,13 +162,18 @@ public:
             auto it = depths.find(name);
             if (it == depths.end()) continue;
             auto& m = metrics_.domain(name);
-            std::uint64_t depth = 0;
-            for (std::size_t p = 0; p < it->second.size(); ++p) {
-                m.queue_depth[p]->Set(static_cast<double>(it->second[p]));
-                depth += it->second[p];
-            }
+            std::uint64_t depth = it->second.rabbitmq;
+            if (it->second.nats)
+                for (std::size_t p = 0; p < it->second.nats->size(); ++p) {
+                    m.queue_depth[p]->Set(static_cast<double>((*it->second.nats)[p]));
+                    depth += (*it->second.nats)[p];
+                }
+            m.queue_depth_rabbitmq->Set(static_cast<double>(it->second.rabbitmq));
+            m.dead_letter_depth_rabbitmq->Set(static_cast<double>(it->second.rabbitmq_dead));
             total += depth;
-            if (auto oldest = queue_.oldestItemUnixMs(name)) {
+            if (!queue_.connected()) {
+                // the oldest item's age needs NATS; keep the last value
+            } else if (auto oldest = queue_.oldestItemUnixMs(name)) {
                 const double age = *oldest ? std::max<double>(0, static_cast<double>(nowUnixMs() - **oldest) / 1000.0) : 0;
                 m.oldest_item_age->Set(age);
                 e.oldest_age_s = age;
@@ -182,12 +199,12 @@ public:
     bool draining() const { return draining_.load(); }
 
     // AdminApi
-    bool ready() override { return queue_.healthy() && !draining_.load(); }
+    bool ready() override { return brokers_.healthy() && !draining_.load(); }
     std::string metrics() override { return metrics_.scrape(); }
 
     nlohmann::json health() override {
-        const bool connected = queue_.connected();
-        const auto depths = connected ? sampleDepths() : std::map<std::string, std::array<std::uint64_t, 3>>{};
+        const bool connected = brokers_.healthy();
+        const auto depths = sampleDepths();
         nlohmann::json domains = nlohmann::json::object();
         std::size_t workers = 0, target = 0, failed = 0;
         std::uint64_t busy = 0;  // running domains: waiting + in flight
@@ -201,15 +218,20 @@ public:
             if (!e.error.empty()) d["error"] = e.error;
             d["workers"] = w;
             d["target_workers"] = t;
-            std::uint64_t depth = 0;
-            nlohmann::json by_priority;
-            if (auto it = depths.find(name); it != depths.end())
-                for (Priority p : kPriorities) {
-                    by_priority[std::string(priorityName(p))] = it->second[static_cast<std::size_t>(p)];
-                    depth += it->second[static_cast<std::size_t>(p)];
-                }
+            std::uint64_t depth = 0, depth_rabbitmq = 0;
+            nlohmann::json by_priority = nlohmann::json::object();
+            if (auto it = depths.find(name); it != depths.end()) {
+                if (it->second.nats)
+                    for (Priority p : kPriorities) {
+                        by_priority[std::string(priorityName(p))] = (*it->second.nats)[static_cast<std::size_t>(p)];
+                        depth += (*it->second.nats)[static_cast<std::size_t>(p)];
+                    }
+                depth_rabbitmq = it->second.rabbitmq;
+                depth += depth_rabbitmq;
+            }
             d["depth"] = depth;
-            d["depth_by_priority"] = by_priority;
+            d["depth_by_priority"] = by_priority;  // NATS only: RabbitMQ has one queue per domain
+            d["depth_rabbitmq"] = depth_rabbitmq;
             d["in_flight"] = static_cast<std::uint64_t>(m.in_flight->Value());
             d["oldest_item_age_seconds"] = e.oldest_age_s;
             d["dead_letters"] = e.dead_letters;
@@ -238,7 +260,8 @@ public:
         else if (failed > 0) status = "degraded";
         const auto now = std::chrono::system_clock::now().time_since_epoch();
         return {{"status", status},
-                {"backend", connected ? nlohmann::json("nats") : nlohmann::json(nullptr)},
+                {"backend", connected ? nlohmann::json(brokers_.backendName()) : nlohmann::json(nullptr)},
+                {"backends", {{"nats", queue_.connected()}, {"rabbitmq", rabbit_ != nullptr && rabbit_->healthy()}}},
                 {"current_workers", workers},
                 {"target_workers", target},
                 {"queue_depth_samples", depth_samples_},
@@ -285,38 +308,92 @@ public:
 
     admin::Reply deadLetters(const std::string& domain, std::size_t limit) override {
         if (cfg_.findDomain(domain) == nullptr) return admin::errorReply(404, "unknown domain \"" + domain + "\"");
-        auto list = queue_.deadLetters(domain, limit);
-        if (!list) return admin::errorReply(503, list.message());
-        nlohmann::json items = nlohmann::json::array();
-        for (const auto& dl : *list) {
+        // Both dead-letter queues; an unreachable broker is reported, not fatal.
+        nlohmann::json items = nlohmann::json::array(), unavailable = nlohmann::json::object();
+        auto add = [&](const broker::DeadLetter& dl, const char* backend) {
             nlohmann::json j{{"sequence", dl.sequence},       {"id", dl.id},
                              {"reason", dl.reason},           {"attempts", dl.attempts},
-                             {"original_subject", dl.original_subject}, {"dead_lettered_at", dl.dead_lettered_at}};
+                             {"original_subject", dl.original_subject}, {"dead_lettered_at", dl.dead_lettered_at},
+                             {"backend", backend}};
             if (isValidUtf8(dl.payload))
                 j["payload"] = dl.payload;
             else
                 j["payload_base64"] = base64(dl.payload);
             items.push_back(std::move(j));
+        };
+        if (queue_.connected()) {
+            if (auto list = queue_.deadLetters(domain, limit))
+                for (const auto& dl : *list) add(dl, "nats");
+            else
+                unavailable["nats"] = list.message();
+        } else {
+            unavailable["nats"] = "not connected";
         }
-        return {200, {{"domain", domain}, {"count", items.size()}, {"items", items}}};
+        if (rabbit_ != nullptr && items.size() < limit) {
+            if (auto list = rabbit_->deadLetters(domain, limit - items.size()))
+                for (const auto& dl : *list) add(dl, "rabbitmq");
+            else
+                unavailable["rabbitmq"] = list.message();
+        }
+        if (items.empty() && unavailable.size() == (rabbit_ != nullptr ? 2u : 1u))
+            return admin::errorReply(503, "no broker answered: " + unavailable.dump());
+        nlohmann::json reply{{"domain", domain}, {"count", items.size()}, {"items", items}};
+        if (!unavailable.empty()) reply["unavailable"] = unavailable;
+        return {200, reply};
     }
 
     admin::Reply replay(const std::string& domain, const std::optional<std::string>& id) override {
         if (cfg_.findDomain(domain) == nullptr) return admin::errorReply(404, "unknown domain \"" + domain + "\"");
-        auto list = queue_.deadLetters(domain, 100000);
-        if (!list) return admin::errorReply(503, list.message());
         nlohmann::json replayed = nlohmann::json::array(), failed = nlohmann::json::array();
-        for (const auto& dl : *list) {
-            if (id && dl.id != *id) continue;
-            if (Status s = queue_.replayDeadLetter(dl); !s) {
-                failed.push_back({{"id", dl.id}, {"error", s.message()}});
-                metrics_.publishErrorInc("nats", "replay");
-                continue;
+        // Published like any other item: to NATS, or to RabbitMQ when NATS
+        // cannot take it; the original id and payload, a fresh deadline.
+        auto republish = [&](const broker::PublishRequest& req) -> Status {
+            auto ack = brokers_.publish(req);
+            if (!ack) return ack.error();
+            if (ack->duplicate)
+                return Error{"id " + req.id + " was published less than 2 minutes ago, so the work stream drops this copy "
+                             "as a duplicate; replay it after the window"};
+            return Ok{};
+        };
+        auto note = [&](const std::string& item_id, const std::string& error) {
+            if (error.empty()) {
+                replayed.push_back(item_id);
+                metrics_.publishedInc(domain);
+                spdlog::info("dead letter replayed domain={} id={}", domain, item_id);
+            } else {
+                failed.push_back({{"id", item_id}, {"error", error}});
+                metrics_.publishErrorInc(brokers_.backendName(), "replay");
             }
-            replayed.push_back(dl.id);
-            metrics_.publishedInc(domain);
-            spdlog::info("dead letter replayed domain={} id={}", domain, dl.id);
+        };
+        bool answered = false;
+        std::string why;
+        if (queue_.connected()) {
+            if (auto list = queue_.deadLetters(domain, 100000)) {
+                answered = true;
+                for (const auto& dl : *list) {
+                    if (id && dl.id != *id) continue;
+                    broker::PublishRequest req;
+                    req.domain = domain;
+                    req.priority = parsePriority(subjectPriority(dl.original_subject)).value_or(Priority::normal);
+                    req.payload = dl.payload;
+                    req.id = dl.id;
+                    Status s = dl.id.empty() ? Status(Error{"dead letter has no original id"}) : republish(req);
+                    if (s) s = queue_.removeDeadLetter(dl.sequence);
+                    note(dl.id, s ? "" : s.message());
+                }
+            } else {
+                why = list.message();
+            }
         }
+        if (rabbit_ != nullptr) {
+            if (auto results = rabbit_->replayDeadLetters(domain, id, republish)) {
+                answered = true;
+                for (const auto& [item_id, error] : *results) note(item_id, error);
+            } else {
+                why += (why.empty() ? "" : "; ") + results.message();
+            }
+        }
+        if (!answered) return admin::errorReply(503, "no broker answered: " + why);
         if (id && replayed.empty() && failed.empty())
             return admin::errorReply(404, "no dead letter with id \"" + *id + "\" in domain \"" + domain + "\"");
         return {failed.empty() ? 200 : 409, {{"replayed", replayed}, {"failed", failed}}};
@@ -347,20 +424,37 @@ private:
         }
     }
 
-    std::map<std::string, std::array<std::uint64_t, 3>> sampleDepths() {
+    struct Depths {
+        std::optional<std::array<std::uint64_t, 3>> nats;  // by priority; nullopt when NATS did not answer
+        std::uint64_t rabbitmq = 0, rabbitmq_dead = 0;
+    };
+
+    // Depth per domain on both brokers (a broker that is down counts as empty).
+    std::map<std::string, Depths> sampleDepths() {
         std::vector<std::string> names;
         {
             std::lock_guard lock(mu_);
             for (const auto& [name, e] : domains_) names.push_back(name);
         }
-        std::map<std::string, std::array<std::uint64_t, 3>> out;
-        for (const auto& name : names)
-            if (auto d = queue_.queueDepth(name)) out[name] = *d;
+        std::map<std::string, Depths> out;
+        const bool nats = queue_.connected();
+        const bool rabbit = rabbit_ != nullptr && rabbit_->healthy();
+        for (const auto& name : names) {
+            Depths& d = out[name];
+            if (nats)
+                if (auto n = queue_.queueDepth(name)) d.nats = *n;
+            if (rabbit) {
+                if (auto n = rabbit_->queueDepth(name)) d.rabbitmq = *n;
+                if (auto n = rabbit_->deadLetterDepth(name)) d.rabbitmq_dead = *n;
+            }
+        }
         return out;
     }
 
     const config::Config& cfg_;
-    broker::JetStream& queue_;
+    broker::Failover& brokers_;
+    broker::JetStream& queue_;  // NATS-only views: stream inspection, orphans, oldest item
+    broker::RabbitMq* rabbit_;  // null when rabbitmq.enabled is false
     metrics::Metrics& metrics_;
     OrphanWatch orphans_;  // used by tick() only
     std::mutex mu_;
@@ -429,7 +523,17 @@ int run(const std::string& path) {
         return 1;
     }
     std::unique_ptr<broker::JetStream> queue = std::move(*js);
-    Host host(cfg, *queue, metrics);
+    std::unique_ptr<broker::RabbitMq> rabbit;
+    if (cfg.rabbitmq.enabled) {
+        broker::RabbitMqOptions ro;
+        ro.url = cfg.rabbitmq.url;
+        rabbit = std::make_unique<broker::RabbitMq>(ro);
+    }
+    broker::Failover brokers(queue.get(), rabbit.get(), [&metrics](std::string_view to) {
+        metrics.failoverInc();
+        metrics.setActiveBackend(to);
+    });
+    Host host(cfg, brokers, metrics);
 
     admin::AdminServer admin(host, token);
     if (Status s = admin.start(cfg.admin.host, cfg.admin.port); !s) {
@@ -453,7 +557,7 @@ int run(const std::string& path) {
                      d.plugin_path);
         metrics.setPluginInfo(d.name, lib.name(), lib.version());
         worker::WorkerSettings ws{d, cfg.workers, cfg.retry, cfg.circuit_breaker};
-        auto pool = std::make_unique<worker::DomainWorkers>(std::move(ws), *handler, *queue, done, metrics.domain(d.name));
+        auto pool = std::make_unique<worker::DomainWorkers>(std::move(ws), *handler, brokers, done, metrics.domain(d.name));
         pool->start(static_cast<std::size_t>(cfg.workers.min));
         host.addDomain(d, handler->get(), pool.get(), "");
         pools.push_back(std::move(pool));
@@ -495,6 +599,7 @@ int run(const std::string& path) {
     }
     admin.stop();  // before the pools go: /health reads them
     pools.clear();  // the handler instances go with them, after every worker joined
+    rabbit.reset();
     queue.reset();
     nats_CloseAndWait(2000);
     spdlog::info("kanband stopped");

@@ -58,7 +58,11 @@ Metrics::Metrics(std::string_view version) : registry_(std::make_shared<promethe
     dead_letter_depth_family_ = &family(prometheus::BuildGauge(), r, "kanban_dead_letter_queue_depth",
                                         "Items in the dead-letter queue.");
     plugin_info_family_ = &family(prometheus::BuildGauge(), r, "kanban_plugin_info", "The plugin serving each domain (always 1).");
-    backend_active_family_ = &family(prometheus::BuildGauge(), r, "kanban_backend_active", "1 while the broker is usable.");
+    backend_active_family_ = &family(prometheus::BuildGauge(), r, "kanban_backend_active",
+                                     "1 for the broker publishes go to now (NATS, or RabbitMQ while NATS is down).");
+    failovers_ = &family(prometheus::BuildCounter(), r, "kanban_failovers_total",
+                         "Switches of the publishing backend between NATS and RabbitMQ (both ways).")
+                      .Add({});
     orphaned_ = &family(prometheus::BuildGauge(), r, "kanban_orphaned_items",
                         "Items stored on a subject that no configured domain consumes.")
                      .Add({});
@@ -77,6 +81,7 @@ DomainMetrics& Metrics::domain(const std::string& name) {
         prometheus::Labels l = d;
         l.emplace("priority", std::string(priorityName(p)));
         m.pulled[static_cast<std::size_t>(p)] = &pulled_family_->Add(l);
+        l.emplace("backend", "nats");
         m.queue_depth[static_cast<std::size_t>(p)] = &queue_depth_family_->Add(l);
     }
     for (std::size_t i = 0; i < kOutcomes.size(); ++i) {
@@ -107,7 +112,9 @@ DomainMetrics& Metrics::domain(const std::string& name) {
     }
     m.stalled = &stalled_family_->Add(d);
     m.oldest_item_age = &oldest_age_family_->Add(d);
-    m.dead_letter_depth = &dead_letter_depth_family_->Add(d);
+    m.dead_letter_depth = &dead_letter_depth_family_->Add({{"domain", name}, {"backend", "nats"}});
+    m.queue_depth_rabbitmq = &queue_depth_family_->Add({{"domain", name}, {"backend", "rabbitmq"}});
+    m.dead_letter_depth_rabbitmq = &dead_letter_depth_family_->Add({{"domain", name}, {"backend", "rabbitmq"}});
     return m;
 }
 
@@ -119,8 +126,8 @@ void Metrics::setPluginInfo(const std::string& domain, const std::string& plugin
     plugin_info_[domain] = &g;
 }
 
-void Metrics::setBackendActive(std::string_view backend, bool active) {
-    backend_active_family_->Add({{"backend", std::string(backend)}}).Set(active ? 1 : 0);
+void Metrics::setActiveBackend(std::string_view backend) {
+    for (const char* b : {"nats", "rabbitmq"}) backend_active_family_->Add({{"backend", b}}).Set(backend == b ? 1 : 0);
 }
 
 void Metrics::publishErrorInc(std::string_view backend, std::string_view reason) {

@@ -59,6 +59,9 @@ struct DomainMetrics {
     prometheus::Gauge* stalled = nullptr;
     prometheus::Gauge* oldest_item_age = nullptr;  // seconds
     prometheus::Gauge* dead_letter_depth = nullptr;
+    // The RabbitMQ fallback's queues (ready messages; no priorities there).
+    prometheus::Gauge* queue_depth_rabbitmq = nullptr;
+    prometheus::Gauge* dead_letter_depth_rabbitmq = nullptr;
 
     void processedInc(Outcome o) { processed[static_cast<std::size_t>(o)]->Increment(); }
     void deadLetteredInc(DeadLetterReason r) { dead_lettered[static_cast<std::size_t>(r)]->Increment(); }
@@ -72,7 +75,9 @@ public:
     // Created on first use; thread-safe.
     DomainMetrics& domain(const std::string& name);
     void setPluginInfo(const std::string& domain, const std::string& plugin, const std::string& version);
-    void setBackendActive(std::string_view backend, bool active);
+    // The backend publishes go to now: 1 for it, 0 for the other.
+    void setActiveBackend(std::string_view backend);
+    void failoverInc() { failovers_->Increment(); }
     void setOrphanedItems(double n) { orphaned_->Set(n); }
     void publishedInc(const std::string& domain) { published_family_->Add({{"domain", domain}}).Increment(); }
     void publishErrorInc(std::string_view backend, std::string_view reason);
@@ -109,6 +114,7 @@ private:
     prometheus::Family<prometheus::Gauge>* backend_active_family_;
     std::map<std::string, prometheus::Gauge*> plugin_info_;  // by domain
     prometheus::Gauge* orphaned_;
+    prometheus::Counter* failovers_;
 };
 
 }  // namespace kanban::host::metrics

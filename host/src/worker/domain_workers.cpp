@@ -111,6 +111,7 @@ void DomainWorkers::run(std::size_t index) {
     spec.max_attempts = settings_.retry.max_attempts;
     spec.max_ack_pending = settings_.workers.max * settings_.workers.pull_batch;
     spec.starvation_ms = settings_.workers.starvation_ms;
+    spec.pull_batch = settings_.workers.pull_batch;
 
     std::unique_ptr<broker::Consumer> consumer;
     std::unique_ptr<broker::DoneStore> store;

@@ -1,0 +1,221 @@
+#include "broker/failover.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+namespace kanban::host::broker {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// One side of a worker's consumer: opened on demand, dropped on error and
+// reopened after a growing pause, so a broker that is down costs nothing.
+struct Side {
+    explicit Side(const char* n) : name(n) {}
+    const char* name;
+    std::unique_ptr<Consumer> consumer;
+    Clock::time_point retry_at{};
+    std::chrono::milliseconds pause{250};
+    bool warned = false;
+
+    void failed(const std::string& domain, const std::string& why) {
+        consumer.reset();
+        retry_at = Clock::now() + pause;
+        pause = std::min(pause * 2, std::chrono::milliseconds(5000));
+        if (!warned) spdlog::warn("worker of domain={}: {} unavailable: {}", domain, name, why);
+        warned = true;
+    }
+    void opened(const std::string& domain) {
+        pause = std::chrono::milliseconds(250);
+        if (warned) spdlog::info("worker of domain={}: {} consumer open again", domain, name);
+        warned = false;
+    }
+};
+
+class FailoverConsumer final : public Consumer {
+public:
+    FailoverConsumer(JetStream* nats, RabbitMq* rabbit, ConsumerSpec spec)
+        : nats_(nats), rabbit_(rabbit), spec_(std::move(spec)) {}
+
+    // Opens what can be opened; an error only when neither broker answers.
+    Status open() {
+        ensure();
+        if (!nats_side_.consumer && !rabbit_side_.consumer)
+            return Error{"no broker reachable for domain " + spec_.domain + (last_error_.empty() ? "" : ": " + last_error_)};
+        return Ok{};
+    }
+
+    Result<DeliveryBatch> fetch(int max, std::chrono::milliseconds idle_wait) override {
+        if (Status s = open(); !s) return s.error();
+        if (rabbit_side_.consumer) {
+            // Never wait here while NATS is there to wait on.
+            const auto wait = nats_side_.consumer ? std::chrono::milliseconds(0) : idle_wait;
+            auto b = rabbit_side_.consumer->fetch(max, wait);
+            if (!b)
+                rabbit_side_.failed(spec_.domain, b.message());
+            else if (!b->empty() || !nats_side_.consumer)
+                return b;
+        }
+        if (nats_side_.consumer) {
+            auto b = nats_side_.consumer->fetch(max, idle_wait);
+            if (b) return b;
+            nats_side_.failed(spec_.domain, b.message());
+        }
+        if (!nats_side_.consumer && !rabbit_side_.consumer) return Error{"lost both brokers"};
+        return DeliveryBatch{};
+    }
+
+private:
+    void ensure() {
+        const auto now = Clock::now();
+        if (nats_ != nullptr && !nats_side_.consumer && now >= nats_side_.retry_at) {
+            if (!nats_->connected()) {
+                nats_side_.failed(spec_.domain, "not connected");
+            } else if (auto c = nats_->openConsumer(spec_)) {
+                nats_side_.consumer = std::move(*c);
+                nats_side_.opened(spec_.domain);
+            } else {
+                last_error_ = c.message();
+                nats_side_.failed(spec_.domain, c.message());
+            }
+        }
+        if (rabbit_ != nullptr && !rabbit_side_.consumer && now >= rabbit_side_.retry_at) {
+            if (auto c = rabbit_->openConsumer(spec_)) {
+                rabbit_side_.consumer = std::move(*c);
+                rabbit_side_.opened(spec_.domain);
+            } else {
+                last_error_ = c.message();
+                rabbit_side_.failed(spec_.domain, c.message());
+            }
+        }
+    }
+
+    JetStream* nats_;
+    RabbitMq* rabbit_;
+    ConsumerSpec spec_;
+    Side nats_side_{"nats"};
+    Side rabbit_side_{"rabbitmq"};
+    std::string last_error_;
+};
+
+// The JetStream bucket while NATS is connected; the caller's local record
+// alone while it is not (records made meanwhile are written on return).
+class FailoverDoneStore final : public DoneStore {
+public:
+    explicit FailoverDoneStore(JetStream* nats) : nats_(nats) {}
+
+    Result<std::vector<bool>> lookup(const std::vector<std::string_view>& ids) override {
+        if (usable()) return store_->lookup(ids);
+        if (!degraded_ && !announced_.exchange(true))
+            spdlog::warn("idempotency: NATS unreachable, relying on this host's record of completed items");
+        degraded_ = true;
+        return std::vector<bool>(ids.size(), false);
+    }
+
+    void record(std::string_view id) override {
+        if (usable()) {
+            for (const auto& p : pending_) store_->record(p);
+            pending_.clear();
+            store_->record(id);
+        } else if (pending_.size() < kMaxPending) {
+            pending_.emplace_back(id);
+        }
+    }
+
+    std::size_t flush() override { return store_ && usable() ? store_->flush() : 0; }
+
+private:
+    static constexpr std::size_t kMaxPending = 100'000;
+
+    bool usable() {
+        if (nats_ == nullptr || !nats_->connected()) {
+            store_.reset();
+            return false;
+        }
+        if (!store_) {
+            auto s = nats_->openDoneStore();
+            if (!s) return false;
+            store_ = std::move(*s);
+            if (degraded_ && announced_.exchange(false)) spdlog::info("idempotency: NATS reachable again, using the shared record");
+            degraded_ = false;
+        }
+        return true;
+    }
+
+    JetStream* nats_;
+    std::unique_ptr<DoneStore> store_;
+    std::vector<std::string> pending_;
+    bool degraded_ = false;
+    static inline std::atomic<bool> announced_{false};  // one log line per process, not per worker
+};
+
+}  // namespace
+
+Failover::Failover(JetStream* nats, RabbitMq* rabbit, std::function<void(std::string_view)> on_switch)
+    : nats_(nats), rabbit_(rabbit), on_switch_(std::move(on_switch)) {}
+
+bool Failover::natsUsable() const { return nats_ != nullptr && nats_->connected(); }
+
+std::string_view Failover::backendName() const {
+    const char* a = active_.load();
+    return a == nullptr ? "none" : a;
+}
+
+std::string_view Failover::lastPublishBackend() const { return last_publish_.load(); }
+
+bool Failover::healthy() const {
+    return (natsUsable() && nats_->healthy()) || (rabbit_ != nullptr && rabbit_->healthy());
+}
+
+void Failover::setActive(const char* backend) {
+    const char* before = active_.exchange(backend);
+    if (before != nullptr && std::string_view(before) == backend) return;
+    if (before == nullptr) {
+        spdlog::info("publishing to {}", backend);
+        return;
+    }
+    spdlog::warn("failover: publishing to {} now (was {})", backend, before);
+    if (on_switch_) on_switch_(backend);
+}
+
+void Failover::refresh() {
+    if (natsUsable()) {
+        setActive("nats");
+        return;
+    }
+    if (rabbit_ != nullptr && (rabbit_->healthy() || rabbit_->probe())) setActive("rabbitmq");
+}
+
+Result<PublishAck> Failover::publish(const PublishRequest& request) {
+    std::string nats_error = nats_ == nullptr ? "nats: no server reachable" : "nats: not connected";
+    if (natsUsable()) {
+        auto r = nats_->publish(request);
+        if (r || r.error().refused || rabbit_ == nullptr) {
+            if (r) {
+                setActive("nats");
+                last_publish_ = "nats";
+            }
+            return r;
+        }
+        nats_error = r.message();
+    }
+    if (rabbit_ == nullptr) return Error{nats_error};
+    auto r = rabbit_->publish(request);
+    if (!r) return Error{nats_error + "; and " + r.message(), r.error().refused};
+    setActive("rabbitmq");
+    last_publish_ = "rabbitmq";
+    return r;
+}
+
+Result<std::unique_ptr<Consumer>> Failover::openConsumer(const ConsumerSpec& spec) {
+    auto c = std::make_unique<FailoverConsumer>(nats_, rabbit_, spec);
+    if (Status s = c->open(); !s) return s.error();
+    return std::unique_ptr<Consumer>(std::move(c));
+}
+
+Result<std::unique_ptr<DoneStore>> Failover::openDoneStore() {
+    return std::unique_ptr<DoneStore>(std::make_unique<FailoverDoneStore>(nats_));
+}
+
+}  // namespace kanban::host::broker

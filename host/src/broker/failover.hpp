@@ -1,0 +1,60 @@
+// NATS JetStream first, RabbitMQ when NATS is unreachable (DESIGN §5).
+//
+// Publishing: to NATS while it is connected; when it is not, or a publish
+// to it fails for a reason other than the request itself (a timeout, no
+// JetStream answering), to RabbitMQ. Back to NATS as soon as it is healthy
+// again. An item whose NATS publish timed out but was stored anyway then
+// exists twice, with one id: idempotency absorbs the copy.
+//
+// Consuming: every worker drains both. It checks RabbitMQ without waiting
+// at every fetch and waits on NATS; while NATS is down it waits on RabbitMQ.
+// So nothing published during an outage is stranded when NATS returns.
+// Priority order holds within each broker, not across the two.
+//
+// Idempotency: the JetStream bucket while NATS is connected. While it is
+// down, each host's local record is all there is (plus the records written
+// meanwhile, which are stored in the bucket when NATS returns): a RabbitMQ
+// item redelivered to another host during an outage can run twice.
+#pragma once
+
+#include "broker/jetstream.hpp"
+#include "broker/rabbitmq.hpp"
+
+#include <functional>
+#include <atomic>
+
+namespace kanban::host::broker {
+
+class Failover final : public WorkQueue {
+public:
+    // `nats` or `rabbit` may be null (not configured, or kanbanctl found no
+    // NATS server); `on_switch(to)` is called when the active backend changes.
+    Failover(JetStream* nats, RabbitMq* rabbit, std::function<void(std::string_view to)> on_switch = {});
+
+    // The backend publishes go to now: "nats", "rabbitmq" or "none".
+    std::string_view backendName() const override;
+    bool healthy() const override;
+    Result<PublishAck> publish(const PublishRequest& request) override;
+    Result<std::unique_ptr<Consumer>> openConsumer(const ConsumerSpec& spec) override;
+    Result<std::unique_ptr<DoneStore>> openDoneStore() override;
+
+    // Re-evaluates the active backend (the coordinator calls it every tick).
+    void refresh();
+    // Which backend served the last successful publish.
+    std::string_view lastPublishBackend() const;
+
+    JetStream* nats() const { return nats_; }
+    RabbitMq* rabbit() const { return rabbit_; }
+
+private:
+    bool natsUsable() const;
+    void setActive(const char* backend);  // a string literal
+
+    JetStream* nats_;
+    RabbitMq* rabbit_;
+    std::function<void(std::string_view)> on_switch_;
+    std::atomic<const char*> active_{nullptr};
+    std::atomic<const char*> last_publish_{""};
+};
+
+}  // namespace kanban::host::broker

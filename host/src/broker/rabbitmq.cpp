@@ -1,0 +1,378 @@
+#include "broker/rabbitmq.hpp"
+
+#include "common/clock.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <ctime>
+
+namespace kanban::host::broker {
+namespace {
+
+constexpr const char* kExchange = "kanban";
+constexpr const char* kDeadLetterExchange = "kanban.dlx";
+// Retry queues per attempt up to this; later attempts share the last one
+// (by then every delay is at backoff_max, so they expire in order anyway).
+constexpr std::uint32_t kRetryQueues = 16;
+
+std::string rfc3339(std::int64_t unix_ms) {
+    const std::time_t t = static_cast<std::time_t>(unix_ms / 1000);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[40];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+    char out[48];
+    std::snprintf(out, sizeof out, "%s.%03dZ", buf, static_cast<int>(unix_ms % 1000));
+    return out;
+}
+
+// The metadata of a work item, carried from one copy to the next.
+std::vector<amqp::Header> carriedHeaders(const amqp::Envelope& e) {
+    std::vector<amqp::Header> out;
+    for (const char* key : {"kanban-deadline", "kanban-created"})
+        if (auto v = e.integer(key)) out.push_back({key, {}, *v});
+    return out;
+}
+
+class RabbitConsumer;
+
+class RabbitDelivery final : public Delivery {
+public:
+    RabbitDelivery(RabbitConsumer& owner, amqp::Envelope envelope);
+    void ack() override;
+    void retryAfter(std::chrono::milliseconds delay) override;
+    void release() override;
+    void progress() override {}  // classic queues have no ack wait (only the broker's 30-minute consumer_timeout)
+    Status deadLetter(std::string_view reason) override;
+
+private:
+    RabbitConsumer& owner_;
+    amqp::Envelope env_;
+    std::uint64_t generation_;  // of the owner's connection that delivered it
+};
+
+// One worker's consumer: its own connection (consume), and a second one,
+// opened on first need, for the copies it publishes (retries, dead letters).
+class RabbitConsumer final : public Consumer {
+public:
+    RabbitConsumer(RabbitMq& mq, ConsumerSpec spec) : mq_(mq), spec_(std::move(spec)) {}
+
+    Status open() {
+        auto c = mq_.connect("consumer " + spec_.domain);
+        if (!c) return c.error();
+        if (Status s = RabbitMq::declareDomain(**c, spec_.domain); !s) return s;
+        if (Status s = (*c)->qos(static_cast<std::uint16_t>(std::clamp<std::int64_t>(spec_.pull_batch, 1, 65535))); !s)
+            return s;
+        if (Status s = (*c)->consume(amqpQueue(spec_.domain)); !s) return s;
+        conn_ = std::move(*c);
+        ++generation_;
+        return Ok{};
+    }
+
+    Result<DeliveryBatch> fetch(int max, std::chrono::milliseconds idle_wait) override {
+        if (!conn_ || conn_->broken()) {
+            mq_.noteReachable(false);
+            return conn_ ? conn_->lost().error() : Error{"rabbitmq: consumer dropped after a failed retry publish"};
+        }
+        DeliveryBatch batch;
+        auto first = conn_->next(idle_wait);
+        if (!first) {
+            mq_.noteReachable(false);
+            return first.error();
+        }
+        mq_.noteReachable(true);
+        if (!*first) return batch;
+        batch.push_back(std::make_unique<RabbitDelivery>(*this, std::move(**first)));
+        while (static_cast<int>(batch.size()) < max) {
+            auto more = conn_->next(std::chrono::milliseconds(0));
+            if (!more || !*more) break;  // an error shows on the next fetch; these acks then fail harmlessly
+            batch.push_back(std::make_unique<RabbitDelivery>(*this, std::move(**more)));
+        }
+        return batch;
+    }
+
+    const std::string& domain() const { return spec_.domain; }
+    std::uint64_t generation() const { return generation_; }
+    amqp::Connection* connection() { return conn_.get(); }
+    // Marks the consumer unusable: the worker drops it, the broker requeues
+    // everything it held.
+    void fail() {
+        conn_.reset();
+    }
+
+    // Publishes a copy and waits for the confirm, on the second connection.
+    Status publishCopy(const amqp::Message& m, std::uint32_t retry_attempt = 0) {
+        if (!pub_ || pub_->broken()) {
+            auto c = mq_.connect("publisher " + spec_.domain);
+            if (!c) return c.error();
+            pub_ = std::move(*c);
+        }
+        if (retry_attempt != 0) {
+            const std::string q = amqpRetryQueue(spec_.domain, retry_attempt);
+            Status s = pub_->declareQueue(q, {{"x-dead-letter-exchange", kExchange, std::nullopt},
+                                              {"x-dead-letter-routing-key", "retry." + spec_.domain, std::nullopt}});
+            if (!s) return s;
+        } else if (Status s = RabbitMq::declareDomain(*pub_, spec_.domain); !s) {
+            return s;
+        }
+        return pub_->publishConfirmed(m, mq_.options().confirm_timeout);
+    }
+
+private:
+    RabbitMq& mq_;
+    ConsumerSpec spec_;
+    std::unique_ptr<amqp::Connection> conn_;
+    std::unique_ptr<amqp::Connection> pub_;
+    std::uint64_t generation_ = 0;
+};
+
+RabbitDelivery::RabbitDelivery(RabbitConsumer& owner, amqp::Envelope envelope)
+    : owner_(owner), env_(std::move(envelope)), generation_(owner.generation()) {
+    domain = owner.domain();
+    id = env_.message_id.empty() ? "amqp-" + generateWorkId() : env_.message_id;
+    payload = env_.body;
+    priority = priorityFromAmqp(env_.routing_key, env_.priority);
+    attempt = static_cast<std::uint32_t>(std::clamp<std::int64_t>(env_.integer("kanban-attempts").value_or(1), 1, 1 << 30));
+    if (const amqp::Header* h = env_.header("kanban-deadline")) {
+        if (auto v = env_.integer("kanban-deadline"))
+            deadline_unix_ms = *v;
+        else
+            spdlog::warn("ignoring non-numeric kanban-deadline \"{}\" domain={} id={}", h->text, domain, id);
+    }
+    if (auto created = env_.integer("kanban-created"))
+        published_unix_ns = *created * 1'000'000;
+    else if (env_.timestamp_s)
+        published_unix_ns = *env_.timestamp_s * 1'000'000'000;
+}
+
+void RabbitDelivery::ack() {
+    // After a reconnect the tag means nothing: the broker requeued the item.
+    if (owner_.generation() != generation_ || owner_.connection() == nullptr) return;
+    if (Status s = owner_.connection()->ack(env_.delivery_tag); !s) spdlog::debug("{}", s.message());
+}
+
+void RabbitDelivery::release() {
+    if (owner_.generation() != generation_ || owner_.connection() == nullptr) return;
+    if (Status s = owner_.connection()->reject(env_.delivery_tag, /*requeue=*/true); !s) spdlog::debug("{}", s.message());
+}
+
+void RabbitDelivery::retryAfter(std::chrono::milliseconds delay) {
+    // Never nack-with-requeue: that puts the item back at the head of the
+    // queue at once, a hot loop. A copy waits out the delay in a retry queue.
+    amqp::Message m;
+    m.exchange = "";  // the default exchange: routing key = queue name
+    m.routing_key = amqpRetryQueue(domain, attempt);
+    m.body = env_.body;
+    m.message_id = id;
+    m.priority = amqpPriority(priority);
+    m.timestamp_s = env_.timestamp_s;
+    m.expiration_ms = std::to_string(std::max<std::int64_t>(0, delay.count()));
+    m.headers = carriedHeaders(env_);
+    m.headers.push_back({"kanban-attempts", {}, static_cast<std::int64_t>(attempt) + 1});
+    if (Status s = owner_.publishCopy(m, attempt); !s) {
+        // The original stays unacknowledged; dropping the connection makes
+        // the broker requeue it (a prompt retry instead of a delayed one).
+        spdlog::warn("retry of domain={} id={} not stored ({}); the item goes back to the queue", domain, id, s.message());
+        owner_.fail();
+        return;
+    }
+    ack();
+}
+
+Status RabbitDelivery::deadLetter(std::string_view reason) {
+    amqp::Message m;
+    m.exchange = kDeadLetterExchange;
+    m.routing_key = amqpRoutingKey(domain, priority);
+    m.body = env_.body;
+    m.message_id = id;
+    m.priority = amqpPriority(priority);
+    m.timestamp_s = nowUnixMs() / 1000;
+    m.headers = carriedHeaders(env_);
+    m.headers.push_back({"kanban-reason", std::string(reason), std::nullopt});
+    m.headers.push_back({"kanban-attempts", {}, static_cast<std::int64_t>(attempt)});
+    m.headers.push_back({"kanban-original-subject", amqpRoutingKey(domain, priority), std::nullopt});
+    m.headers.push_back({"kanban-original-id", id, std::nullopt});
+    m.headers.push_back({"kanban-dead-lettered-at", {}, nowUnixMs()});
+    if (Status s = owner_.publishCopy(m); !s) return Error{"dead-letter " + s.message()};
+    ack();
+    return Ok{};
+}
+
+}  // namespace
+
+std::string amqpQueue(std::string_view domain) { return "kanban." + std::string(domain); }
+std::string amqpDeadLetterQueue(std::string_view domain) { return "kanban.dlq." + std::string(domain); }
+std::string amqpRetryQueue(std::string_view domain, std::uint32_t attempt) {
+    return "kanban.retry." + std::string(domain) + "." + std::to_string(std::clamp<std::uint32_t>(attempt, 1, kRetryQueues));
+}
+std::string amqpRoutingKey(std::string_view domain, Priority priority) {
+    return std::string(priorityName(priority)) + "." + std::string(domain);
+}
+std::uint8_t amqpPriority(Priority p) {
+    switch (p) {
+        case Priority::high: return 2;
+        case Priority::normal: return 1;
+        case Priority::low: return 0;
+    }
+    return 1;
+}
+Priority priorityFromAmqp(std::string_view routing_key, std::optional<std::uint8_t> property) {
+    if (auto dot = routing_key.find('.'); dot != std::string_view::npos)
+        if (auto p = parsePriority(routing_key.substr(0, dot))) return *p;
+    if (!property) return Priority::normal;
+    return *property >= 2 ? Priority::high : (*property == 1 ? Priority::normal : Priority::low);
+}
+
+Result<std::unique_ptr<amqp::Connection>> RabbitMq::connect(const std::string& role) {
+    auto c = amqp::Connection::open(options_.url, options_.connect_timeout, options_.connection_name + " " + role);
+    noteReachable(static_cast<bool>(c));
+    return c;
+}
+
+Status RabbitMq::declareDomain(amqp::Connection& c, std::string_view domain) {
+    const std::string d(domain);
+    if (Status s = c.declareExchange(kExchange, "topic"); !s) return s;
+    if (Status s = c.declareExchange(kDeadLetterExchange, "topic"); !s) return s;
+    if (Status s = c.declareQueue(amqpQueue(d), {{"x-max-priority", {}, 2}, {"x-dead-letter-exchange", kDeadLetterExchange, std::nullopt}});
+        !s)
+        return s;
+    if (Status s = c.bind(amqpQueue(d), kExchange, "*." + d); !s) return s;
+    if (Status s = c.declareQueue(amqpDeadLetterQueue(d), {}); !s) return s;
+    return c.bind(amqpDeadLetterQueue(d), kDeadLetterExchange, "*." + d);
+}
+
+Status RabbitMq::probe() {
+    std::lock_guard lock(mu_);
+    if (publisher_ && !publisher_->broken()) return Ok{};
+    auto c = connect("publisher");
+    if (!c) return c.error();
+    publisher_ = std::move(*c);
+    return Ok{};
+}
+
+Result<PublishAck> RabbitMq::publish(const PublishRequest& request) {
+    if (request.id.empty()) return Error{"publish: empty work id", /*refused=*/true};
+    std::lock_guard lock(mu_);
+    if (!publisher_ || publisher_->broken()) {
+        auto c = connect("publisher");
+        if (!c) return c.error();
+        publisher_ = std::move(*c);
+    }
+    if (Status s = declareDomain(*publisher_, request.domain); !s) {
+        noteReachable(!publisher_->broken());
+        return s.error();
+    }
+    amqp::Message m;
+    m.exchange = kExchange;
+    m.routing_key = amqpRoutingKey(request.domain, request.priority);
+    m.body = request.payload;
+    m.message_id = request.id;
+    m.priority = amqpPriority(request.priority);
+    const std::int64_t now_ms = nowUnixMs();
+    m.timestamp_s = now_ms / 1000;
+    m.headers.push_back({"kanban-created", {}, now_ms});
+    if (request.deadline_unix_ms) m.headers.push_back({"kanban-deadline", {}, *request.deadline_unix_ms});
+    Status s = publisher_->publishConfirmed(m, options_.confirm_timeout);
+    noteReachable(!publisher_->broken());
+    if (!s) return s.error();
+    return PublishAck{0, false};  // no broker-side dedup: idempotency absorbs copies
+}
+
+Result<std::unique_ptr<Consumer>> RabbitMq::openConsumer(const ConsumerSpec& spec) {
+    auto c = std::make_unique<RabbitConsumer>(*this, spec);
+    if (Status s = c->open(); !s) return s.error();
+    return std::unique_ptr<Consumer>(std::move(c));
+}
+
+Result<std::unique_ptr<DoneStore>> RabbitMq::openDoneStore() {
+    return Error{"rabbitmq has no idempotency store of its own"};
+}
+
+namespace {
+Result<std::uint64_t> countOn(amqp::Connection& c, const std::string& queue) {
+    auto n = c.messageCount(queue);
+    if (!n) return n.error();
+    return static_cast<std::uint64_t>(n->value_or(0));
+}
+}  // namespace
+
+Result<std::uint64_t> RabbitMq::queueDepth(std::string_view domain) {
+    if (Status s = probe(); !s) return s.error();
+    std::lock_guard lock(mu_);
+    auto n = countOn(*publisher_, amqpQueue(domain));
+    noteReachable(!publisher_->broken());
+    return n;
+}
+
+Result<std::uint64_t> RabbitMq::deadLetterDepth(std::string_view domain) {
+    if (Status s = probe(); !s) return s.error();
+    std::lock_guard lock(mu_);
+    auto n = countOn(*publisher_, amqpDeadLetterQueue(domain));
+    noteReachable(!publisher_->broken());
+    return n;
+}
+
+namespace {
+DeadLetter toDeadLetter(const amqp::Envelope& e) {
+    DeadLetter dl;
+    const amqp::Header* h = e.header("kanban-original-id");
+    dl.id = h != nullptr ? h->text : e.message_id;
+    if (const amqp::Header* r = e.header("kanban-reason")) dl.reason = r->text;
+    if (const amqp::Header* s = e.header("kanban-original-subject")) dl.original_subject = s->text;
+    dl.attempts = static_cast<std::uint32_t>(e.integer("kanban-attempts").value_or(0));
+    if (auto at = e.integer("kanban-dead-lettered-at")) dl.dead_lettered_at = rfc3339(*at);
+    dl.payload = e.body;
+    return dl;
+}
+}  // namespace
+
+Result<std::vector<DeadLetter>> RabbitMq::deadLetters(std::string_view domain, std::size_t limit) {
+    // A connection of its own: closing it hands every message it took back.
+    auto c = connect("dead-letter reader");
+    if (!c) return c.error();
+    std::vector<DeadLetter> out;
+    if (Status s = declareDomain(**c, domain); !s) return s.error();
+    while (out.size() < limit) {
+        auto e = (*c)->get(amqpDeadLetterQueue(domain));
+        if (!e) return e.error();
+        if (!*e) break;
+        out.push_back(toDeadLetter(**e));
+    }
+    return out;
+}
+
+Result<std::vector<std::pair<std::string, std::string>>> RabbitMq::replayDeadLetters(
+    std::string_view domain, const std::optional<std::string>& id, const Republish& publish) {
+    auto c = connect("dead-letter replay");
+    if (!c) return c.error();
+    if (Status s = declareDomain(**c, domain); !s) return s.error();
+    // Only what is there now: a replayed item that fails again comes back
+    // to this queue and must not be replayed in a loop.
+    auto present = (*c)->messageCount(amqpDeadLetterQueue(domain));
+    if (!present) return present.error();
+    std::vector<std::pair<std::string, std::string>> out;
+    for (std::uint32_t taken = 0; taken < present->value_or(0); ++taken) {
+        auto e = (*c)->get(amqpDeadLetterQueue(domain));
+        if (!e) return e.error();
+        if (!*e) break;
+        DeadLetter dl = toDeadLetter(**e);
+        if (id && dl.id != *id) continue;  // not taken: handed back when the connection closes
+        PublishRequest req;
+        req.domain = std::string(domain);
+        req.priority = priorityFromAmqp(dl.original_subject, (*e)->priority);
+        req.payload = std::move(dl.payload);
+        req.id = dl.id;
+        if (Status s = publish(req); !s) {
+            out.emplace_back(dl.id, s.message());
+            continue;
+        }
+        if (Status s = (*c)->ack((*e)->delivery_tag); !s) {
+            out.emplace_back(dl.id, "replayed, but removing the dead letter failed (it may be replayed twice): " + s.message());
+            continue;
+        }
+        out.emplace_back(dl.id, "");
+    }
+    return out;
+}
+
+}  // namespace kanban::host::broker
