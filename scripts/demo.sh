@@ -38,8 +38,9 @@ wait_for 10 test -s "$work/nats-server_${nats_pid}.ports"
 nats_url=$(grep -o 'nats://[0-9.:]*' "$work/nats-server_${nats_pid}.ports" | head -n1)
 
 # The shipped config, pointed at this nats-server, the freshly built plugins
-# and a free admin port.
+# and a free admin port; no RabbitMQ fallback (the demo starts only NATS).
 sed -e "s#nats://127.0.0.1:4222#${nats_url}#" \
+    -e '/^\[rabbitmq\]/,/^\[/ s#^enabled = true#enabled = false#' \
     -e "s#/usr/lib/tps-kanban/plugins#${root}/build/plugins#" \
     -e 's#^listen = "127.0.0.1:9090"#listen = "127.0.0.1:0"#' \
     config/kanban.toml >"$work/kanban.toml"

@@ -108,6 +108,7 @@ int publish(const std::string& config_path, const PublishArgs& args) {
     if (cfg.rabbitmq.enabled) {
         broker::RabbitMqOptions ro;
         ro.url = cfg.rabbitmq.url;
+        ro.confirm_timeout = std::chrono::milliseconds(cfg.rabbitmq.confirm_timeout_ms);
         ro.connection_name = "kanbanctl";
         rabbit = std::make_unique<broker::RabbitMq>(ro);
     }

@@ -173,10 +173,11 @@ TEST_F(Failover, BrokerClosingConnectionsUnderLoadLosesNothing) {
     o.workers = 2;
     o.max_workers = 2;
     o.pull_batch = 10;
-    writeConfig({{"orders", kFixtures + "/recorder.so", recorderSettings(out, 2)}}, o);
+    // ~5 s of work: rabbitmqctl alone takes a second or two to act.
+    writeConfig({{"orders", kFixtures + "/recorder.so", recorderSettings(out, 10)}}, o);
     const auto ids = publish(cfg, "orders", "normal", 1000);
     ASSERT_EQ(ids.size(), 1000u);
-    Kanband& kd = start({{"orders", kFixtures + "/recorder.so", recorderSettings(out, 2)}}, o);
+    Kanband& kd = start({{"orders", kFixtures + "/recorder.so", recorderSettings(out, 10)}}, o);
     ASSERT_TRUE(waitFor([&] { return readCalls(out).size() >= 200; }, 30s)) << kd.log();
     auto r = runCommand({"rabbitmqctl", "-q", "-n", rabbit.node, "close_all_connections", "--vhost", rabbit.vhost,
                          "test: broker-side drop"});
@@ -187,6 +188,48 @@ TEST_F(Failover, BrokerClosingConnectionsUnderLoadLosesNothing) {
     EXPECT_TRUE(kd.logHas("test: broker-side drop")) << "the broker's reason is not in the log";
     for (const auto& [id, n] : okCounts(readCalls(out))) EXPECT_EQ(n, 1) << id;
     EXPECT_EQ(kd.httpStatus("/readyz"), 200);
+}
+
+}  // namespace
+}  // namespace kanban::test
+
+namespace kanban::test {
+namespace {
+
+// F7: a RabbitMQ resource alarm (NATS down). Publishing fails within the
+// confirm timeout instead of hanging, the admin API stays responsive, and
+// once the alarm clears the work is handled; nothing acknowledged is lost.
+TEST_F(Failover, BlockedBrokerFailsPublishesInTimeAndRecovers) {
+    RabbitServer own("", 1);  // a broker of its own: this test blocks it
+    HostOptions o = options();
+    o.rabbitmq_url = own.url("t0");
+    o.nats_url = "nats://127.0.0.1:" + std::to_string(freePort());
+    o.rabbitmq_confirm_timeout_ms = 1000;
+    Kanband& kd = start({{"orders", kFixtures + "/recorder.so", recorderSettings(out)}}, o);
+    ASSERT_TRUE(kd.waitReady()) << kd.log();
+    const auto before = publish(cfg, "orders", "normal", 5);
+    ASSERT_TRUE(waitFor([&] { return allHandled(out, before); }, 10s)) << kd.log();
+
+    ASSERT_EQ(own.ctl({"set_vm_memory_high_watermark", "0.0000001"}).exit_code, 0);
+    const auto t0 = std::chrono::steady_clock::now();
+    auto r = runCommand({kKanbanctl, "--config", cfg, "publish", "--domain", "orders", "--priority", "normal",
+                         "--payload", "blocked"},
+                        30s);
+    const auto took = std::chrono::steady_clock::now() - t0;
+    std::cout << "[ measured ] publish to a blocked broker failed after "
+              << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms\n";
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_NE(r.exit_code, -1) << "kanbanctl hung";
+    EXPECT_THAT(r.err, HasSubstr("no publisher confirm within 1000 ms"));
+    EXPECT_LT(took, 10s);
+    const auto h0 = std::chrono::steady_clock::now();
+    EXPECT_EQ(kd.httpStatus("/health"), 200);
+    EXPECT_LT(std::chrono::steady_clock::now() - h0, 1s) << "the admin API stalled";
+
+    ASSERT_EQ(own.ctl({"set_vm_memory_high_watermark", "0.4"}).exit_code, 0);
+    const auto after = publish(cfg, "orders", "normal", 5);
+    ASSERT_TRUE(waitFor([&] { return allHandled(out, after); }, 20s)) << kd.log();
+    for (const auto& [id, n] : okCounts(readCalls(out))) EXPECT_EQ(n, 1) << id;
 }
 
 }  // namespace

@@ -15,7 +15,9 @@ namespace kanban::test {
 std::string makeConfig(const NatsServer& nats, const std::vector<DomainSpec>& domains, const HostOptions& o) {
     std::string t = "[nats]\nservers = [\"" + (o.nats_url.empty() ? nats.url() : o.nats_url) + "\"]\n" +
                     (o.rabbitmq_url.empty() ? "[rabbitmq]\nenabled = false\n"
-                                            : "[rabbitmq]\nenabled = true\nurl = \"" + o.rabbitmq_url + "\"\n") +
+                                            : "[rabbitmq]\nenabled = true\nurl = \"" + o.rabbitmq_url +
+                                                  "\"\nconfirm_timeout_ms = " +
+                                                  std::to_string(o.rabbitmq_confirm_timeout_ms) + "\n") +
                     "[admin]\nlisten = \"127.0.0.1:0\"\n" +
                     (o.token_file.empty() ? std::string() : "token_file = \"" + o.token_file + "\"\n") +
                     "[plugins]\ndir = \"" + kPlugins + "\"\n"

@@ -47,6 +47,7 @@ struct HostOptions {
     std::int64_t stall_threshold_ms = 300000;
     std::string token_file;  // admin.token_file (empty: none)
     std::string rabbitmq_url;  // empty: rabbitmq.enabled = false
+    std::int64_t rabbitmq_confirm_timeout_ms = 5000;
     std::string nats_url;      // instead of the test's nats-server (e.g. one where nothing listens)
 };
 

@@ -55,6 +55,7 @@ TEST(Config, MinimalConfigGetsEveryDefault) {
     EXPECT_EQ(c.nats.servers, defaults.nats.servers);
     EXPECT_EQ(c.rabbitmq.url, "amqp://guest:guest@127.0.0.1:5672");
     EXPECT_TRUE(c.rabbitmq.enabled);
+    EXPECT_EQ(c.rabbitmq.confirm_timeout_ms, 5000);
     EXPECT_EQ(c.log_level, "info");
     EXPECT_EQ(c.workers.min, 2);
     EXPECT_EQ(c.workers.max, 20);
@@ -133,6 +134,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadValue{"[log]\nlevel = \"loud\"\n[[domain]]\nname=\"a\"\n", "log.level must be one of"},
         BadValue{"[nats]\nstream = \"a.b\"\n[[domain]]\nname=\"a\"\n", "nats.stream \"a.b\" must match"},
         BadValue{"[rabbitmq]\nurl = \"http://x\"\n[[domain]]\nname=\"a\"\n", "must start with amqp://"},
+        BadValue{"[rabbitmq]\nurl = \"amqps://h\"\n[[domain]]\nname=\"a\"\n", "(TLS) is not supported"},
+        BadValue{"[rabbitmq]\nconfirm_timeout_ms = 0\n[[domain]]\nname=\"a\"\n", "confirm_timeout_ms"},
         BadValue{"nats = 5\n[[domain]]\nname=\"a\"\n", "'nats' must be a table"},
         BadValue{"[nats]\nmax_msgs = 0\n[[domain]]\nname=\"a\"\n", "nats.max_msgs must be at least 1, got 0"},
         BadValue{"[nats]\nmax_bytes = -1\n[[domain]]\nname=\"a\"\n", "nats.max_bytes must be at least 1, got -1"},

@@ -379,6 +379,10 @@ Result<std::optional<Envelope>> Connection::next(std::chrono::milliseconds wait)
         amqp_frame_t f;
         timeval zero{0, 0};
         const int st = amqp_simple_wait_frame_noblock(conn_, &f, &zero);
+        if (st == AMQP_STATUS_OK && f.frame_type == AMQP_FRAME_METHOD &&
+            (f.payload.method.id == AMQP_CONNECTION_BLOCKED_METHOD ||
+             f.payload.method.id == AMQP_CONNECTION_UNBLOCKED_METHOD))
+            return std::optional<Envelope>{};  // an alarm: publishers wait, consumers go on
         if (st == AMQP_STATUS_OK && f.frame_type == AMQP_FRAME_METHOD) {
             if (f.payload.method.id == AMQP_CONNECTION_CLOSE_METHOD || f.payload.method.id == AMQP_CHANNEL_CLOSE_METHOD)
                 return fail("rabbitmq " + where_ + ": closed by the broker: " + closeReason(f)).error();

@@ -375,12 +375,15 @@ Result<Config> parseConfig(std::string_view toml_text, const std::string& path) 
         s.boolean("enabled", cfg.rabbitmq.enabled);
         if (s.string("url", cfg.rabbitmq.url)) {
             std::string& u = cfg.rabbitmq.url;
-            if (u.rfind("amqp://", 0) != 0 && u.rfind("amqps://", 0) != 0)
-                diag.atKey("rabbitmq.url", "rabbitmq.url must start with amqp:// or amqps://");
+            if (u.rfind("amqps://", 0) == 0)
+                diag.atKey("rabbitmq.url", "rabbitmq.url: amqps:// (TLS) is not supported by this version; use amqp://");
+            else if (u.rfind("amqp://", 0) != 0)
+                diag.atKey("rabbitmq.url", "rabbitmq.url must start with amqp://");
             // "amqp://h:5672/" means vhost "" to rabbitmq-c; users mean the default vhost "/".
             const auto scheme_end = u.find("://") + 3;
             if (u.size() > scheme_end && u.back() == '/' && u.find('/', scheme_end) == u.size() - 1) u.pop_back();
         }
+        s.integer("confirm_timeout_ms", cfg.rabbitmq.confirm_timeout_ms, 1, 600000);
         s.finish();
     }
     {

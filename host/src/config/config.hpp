@@ -29,6 +29,9 @@ struct RabbitMqConfig {
     bool enabled = true;
     // Normalised: a bare trailing "/" (which rabbitmq-c reads as vhost "") is removed.
     std::string url = "amqp://guest:guest@127.0.0.1:5672";
+    // A publish the broker has not confirmed in this time fails (a broker
+    // blocked by a memory or disk alarm never answers).
+    std::int64_t confirm_timeout_ms = 5000;
 };
 
 struct AdminConfig {

@@ -527,6 +527,7 @@ int run(const std::string& path) {
     if (cfg.rabbitmq.enabled) {
         broker::RabbitMqOptions ro;
         ro.url = cfg.rabbitmq.url;
+        ro.confirm_timeout = std::chrono::milliseconds(cfg.rabbitmq.confirm_timeout_ms);
         rabbit = std::make_unique<broker::RabbitMq>(ro);
     }
     broker::Failover brokers(queue.get(), rabbit.get(), [&metrics](std::string_view to) {

@@ -285,7 +285,6 @@ bool DomainWorkers::handleBatch(broker::DeliveryBatch& batch, broker::DoneStore&
         spdlog::warn("domain={}: {} done records not confirmed by the store; the local record keeps them", domain, failed);
     }
     for (broker::Delivery* a : awaiting_ack) {
-        done_.insert(a->id);
         ack(*a);
         spdlog::debug("item handled domain={} id={} attempt={}", domain, a->id, a->attempt);
     }
@@ -309,6 +308,17 @@ DomainWorkers::Outcome DomainWorkers::process(broker::Delivery& d, Slot& slot) {
     const std::int64_t deadline_ms = d.deadline_unix_ms.value_or(now_ms + dom.timeout_ms);
     if (deadline_ms <= now_ms) {
         deadLetter(d, metrics::DeadLetterReason::deadline_exceeded, "deadline_exceeded");
+        return Outcome::settled;
+    }
+
+    // Another worker of this host is running this id (a redelivery after a
+    // dropped connection or an expired lease): never run it twice at once.
+    if (!done_.begin(d.id)) {
+        d.retryAfter(backoffDelay(1, settings_.retry.backoff_initial_ms, settings_.retry.backoff_max_ms, kBackoffJitter,
+                                  unitRandom()));
+        metrics_.nacked->Increment();
+        spdlog::info("item is being handled by another worker of this host; retried later domain={} id={} attempt={}",
+                     dom.name, d.id, d.attempt);
         return Outcome::settled;
     }
 
@@ -338,6 +348,7 @@ DomainWorkers::Outcome DomainWorkers::process(broker::Delivery& d, Slot& slot) {
     slot.busy_since_ns = start.time_since_epoch().count();
     handler_->handle(item, &ctx, &result);
     slot.busy_since_ns = 0;
+    done_.end(d.id, result.status == KANBAN_STATUS_OK);
     const auto end = std::chrono::steady_clock::now();
     reason[sizeof reason - 1] = '\0';
     metrics_.handler_duration->Observe(std::chrono::duration<double>(end - start).count());

@@ -2,6 +2,11 @@
 // this process completed most recently. It answers before the shared store
 // is asked, and it still answers while NATS is down. Oldest ids are
 // forgotten first. Thread-safe; shared by every worker of the process.
+//
+// It also knows which ids a handler of this process is running right now:
+// a broker may hand an item to a second worker while the first still runs
+// it (RabbitMQ requeues at once when a connection drops; JetStream after an
+// expired ack wait), and the second must not run it concurrently.
 #pragma once
 
 #include <cstddef>
@@ -33,6 +38,20 @@ public:
         }
     }
 
+    // Claims `id` for a handler run; false if another worker of this
+    // process is running it now.
+    bool begin(std::string_view id) {
+        std::lock_guard lock(mu_);
+        return running_.emplace(id).second;
+    }
+    // Ends the claim; `done` records the id as completed first, so there is
+    // no moment in which it is neither running nor done.
+    void end(std::string_view id, bool done) {
+        if (done) insert(id);
+        std::lock_guard lock(mu_);
+        if (auto it = running_.find(id); it != running_.end()) running_.erase(it);
+    }
+
     std::size_t size() const {
         std::lock_guard lock(mu_);
         return ids_.size();
@@ -48,6 +67,7 @@ private:
     };
     std::unordered_set<std::string, Hash, std::equal_to<>> ids_;
     std::deque<std::string> order_;  // insertion order, for eviction
+    std::unordered_set<std::string, Hash, std::equal_to<>> running_;
 };
 
 }  // namespace kanban::host::worker
