@@ -20,14 +20,8 @@ namespace {
 
 enum class Backend { nats, rabbitmq };
 
-class Backends : public DaemonTest, public ::testing::WithParamInterface<Backend> {
+class Backends : public RabbitDaemonTest, public ::testing::WithParamInterface<Backend> {
 protected:
-    void SetUp() override {
-        auto shared = sharedRabbit();
-        ASSERT_TRUE(shared) << "run through ctest: the rabbitmq fixture provides the broker";
-        rabbit = *shared;
-    }
-
     // NATS as the test's server, or (for the RabbitMQ runs) a port where
     // nothing listens; RabbitMQ enabled either way.
     HostOptions options() const {
@@ -49,7 +43,6 @@ protected:
 
     const char* backendName() const { return GetParam() == Backend::nats ? "nats" : "rabbitmq"; }
 
-    SharedRabbit rabbit;
     const int dead_port = freePort();
 };
 

@@ -18,14 +18,8 @@ namespace {
 
 using ::testing::HasSubstr;
 
-class Failover : public DaemonTest {
+class Failover : public RabbitDaemonTest {
 protected:
-    void SetUp() override {
-        auto shared = sharedRabbit();
-        ASSERT_TRUE(shared) << "run through ctest: the rabbitmq fixture provides the broker";
-        rabbit = *shared;
-    }
-
     HostOptions options() const {
         HostOptions o;
         o.rabbitmq_url = rabbit.url;
@@ -49,8 +43,6 @@ protected:
         }
         return -1;
     }
-
-    SharedRabbit rabbit;
 };
 
 // F4: NATS down when kanband starts. It serves through RabbitMQ (ready,

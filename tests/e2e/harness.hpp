@@ -168,4 +168,17 @@ private:
     std::optional<Kanband> kd_;
 };
 
+// A DaemonTest that also has RabbitMQ: a vhost of its own on the broker the
+// CTest fixture started for this run.
+class RabbitDaemonTest : public DaemonTest {
+protected:
+    void SetUp() override {
+        auto shared = sharedRabbit();
+        ASSERT_TRUE(shared) << "run through ctest: the rabbitmq fixture provides the broker";
+        rabbit = *shared;
+    }
+
+    SharedRabbit rabbit;
+};
+
 }  // namespace kanban::test

@@ -3,11 +3,36 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <mutex>
+#include <utility>
 
 namespace kanban::host::broker {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+}  // namespace
+
+// Done records made while NATS was down, for the bucket once it is back.
+// Shared by every worker's store (a worker may reopen its store meanwhile).
+class PendingRecords {
+public:
+    void add(std::string_view id) {
+        std::lock_guard lock(mu_);
+        if (ids_.size() < kMax) ids_.emplace_back(id);
+    }
+    std::vector<std::string> take() {
+        std::lock_guard lock(mu_);
+        return std::exchange(ids_, {});
+    }
+
+private:
+    static constexpr std::size_t kMax = 100'000;  // beyond that the local record alone keeps them
+    std::mutex mu_;
+    std::vector<std::string> ids_;
+};
+
+namespace {
 
 // One side of a worker's consumer: opened on demand, dropped on error and
 // reopened after a growing pause, so a broker that is down costs nothing.
@@ -80,7 +105,11 @@ private:
                 nats_side_.failed(spec_.domain, c.message());
             }
         }
-        if (rabbit_ != nullptr && !rabbit_side_.consumer && now >= rabbit_side_.retry_at) {
+        // While NATS serves, RabbitMQ is joined only once it is known to
+        // answer (the coordinator probes it): a connect to an unreachable
+        // host would stall this worker's NATS work for the connect timeout.
+        const bool try_rabbit = rabbit_ != nullptr && (rabbit_->healthy() || !nats_side_.consumer);
+        if (try_rabbit && !rabbit_side_.consumer && now >= rabbit_side_.retry_at) {
             if (auto c = rabbit_->openConsumer(spec_)) {
                 rabbit_side_.consumer = std::move(*c);
                 rabbit_side_.opened(spec_.domain);
@@ -103,7 +132,7 @@ private:
 // alone while it is not (records made meanwhile are written on return).
 class FailoverDoneStore final : public DoneStore {
 public:
-    explicit FailoverDoneStore(JetStream* nats) : nats_(nats) {}
+    FailoverDoneStore(JetStream* nats, std::shared_ptr<PendingRecords> pending) : nats_(nats), pending_(std::move(pending)) {}
 
     Result<std::vector<bool>> lookup(const std::vector<std::string_view>& ids) override {
         if (usable()) return store_->lookup(ids);
@@ -115,19 +144,16 @@ public:
 
     void record(std::string_view id) override {
         if (usable()) {
-            for (const auto& p : pending_) store_->record(p);
-            pending_.clear();
+            for (const auto& p : pending_->take()) store_->record(p);
             store_->record(id);
-        } else if (pending_.size() < kMaxPending) {
-            pending_.emplace_back(id);
+        } else {
+            pending_->add(id);
         }
     }
 
     std::size_t flush() override { return store_ && usable() ? store_->flush() : 0; }
 
 private:
-    static constexpr std::size_t kMaxPending = 100'000;
-
     bool usable() {
         if (nats_ == nullptr || !nats_->connected()) {
             store_.reset();
@@ -144,8 +170,8 @@ private:
     }
 
     JetStream* nats_;
+    std::shared_ptr<PendingRecords> pending_;
     std::unique_ptr<DoneStore> store_;
-    std::vector<std::string> pending_;
     bool degraded_ = false;
     static inline std::atomic<bool> announced_{false};  // one log line per process, not per worker
 };
@@ -153,7 +179,7 @@ private:
 }  // namespace
 
 Failover::Failover(JetStream* nats, RabbitMq* rabbit, std::function<void(std::string_view)> on_switch)
-    : nats_(nats), rabbit_(rabbit), on_switch_(std::move(on_switch)) {}
+    : nats_(nats), rabbit_(rabbit), on_switch_(std::move(on_switch)), pending_(std::make_shared<PendingRecords>()) {}
 
 bool Failover::natsUsable() const { return nats_ != nullptr && nats_->connected(); }
 
@@ -215,7 +241,7 @@ Result<std::unique_ptr<Consumer>> Failover::openConsumer(const ConsumerSpec& spe
 }
 
 Result<std::unique_ptr<DoneStore>> Failover::openDoneStore() {
-    return std::unique_ptr<DoneStore>(std::make_unique<FailoverDoneStore>(nats_));
+    return std::unique_ptr<DoneStore>(std::make_unique<FailoverDoneStore>(nats_, pending_));
 }
 
 }  // namespace kanban::host::broker

@@ -25,6 +25,8 @@
 
 namespace kanban::host::broker {
 
+class PendingRecords;
+
 class Failover final : public WorkQueue {
 public:
     // `nats` or `rabbit` may be null (not configured, or kanbanctl found no
@@ -55,6 +57,7 @@ private:
     std::function<void(std::string_view)> on_switch_;
     std::atomic<const char*> active_{nullptr};
     std::atomic<const char*> last_publish_{""};
+    std::shared_ptr<PendingRecords> pending_;
 };
 
 }  // namespace kanban::host::broker

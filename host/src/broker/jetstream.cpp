@@ -92,6 +92,7 @@ public:
         check(natsMsg_NakWithDelay(msg_, std::max<std::int64_t>(1, delay.count()), nullptr), "nak");
     }
     void release() override { check(natsMsg_Nak(msg_, nullptr), "nak"); }
+    void defer(std::chrono::milliseconds) override {}  // the running worker's ack or nak settles it
     void progress() override { check(natsMsg_InProgress(msg_, nullptr), "in-progress"); }
     Status deadLetter(std::string_view reason) override {
         Status s = owner_.publishDeadLetter(msg_, stream_sequence, id, domain, attempt, reason);

@@ -42,10 +42,15 @@ public:
     void ack() override;
     void retryAfter(std::chrono::milliseconds delay) override;
     void release() override;
+    void defer(std::chrono::milliseconds delay) override { republishAfter(delay, attempt); }
     void progress() override {}  // classic queues have no ack wait (only the broker's 30-minute consumer_timeout)
     Status deadLetter(std::string_view reason) override;
 
 private:
+    // A copy through the retry queue, back after `delay` with `next_attempt`;
+    // the original is acked once the copy is confirmed.
+    void republishAfter(std::chrono::milliseconds delay, std::uint32_t next_attempt);
+
     RabbitConsumer& owner_;
     amqp::Envelope env_;
     std::uint64_t generation_;  // of the owner's connection that delivered it
@@ -156,7 +161,9 @@ void RabbitDelivery::release() {
     if (Status s = owner_.connection()->reject(env_.delivery_tag, /*requeue=*/true); !s) spdlog::debug("{}", s.message());
 }
 
-void RabbitDelivery::retryAfter(std::chrono::milliseconds delay) {
+void RabbitDelivery::retryAfter(std::chrono::milliseconds delay) { republishAfter(delay, attempt + 1); }
+
+void RabbitDelivery::republishAfter(std::chrono::milliseconds delay, std::uint32_t next_attempt) {
     // Never nack-with-requeue: that puts the item back at the head of the
     // queue at once, a hot loop. A copy waits out the delay in a retry queue.
     amqp::Message m;
@@ -168,7 +175,7 @@ void RabbitDelivery::retryAfter(std::chrono::milliseconds delay) {
     m.timestamp_s = env_.timestamp_s;
     m.expiration_ms = std::to_string(std::max<std::int64_t>(0, delay.count()));
     m.headers = carriedHeaders(env_);
-    m.headers.push_back({"kanban-attempts", {}, static_cast<std::int64_t>(attempt) + 1});
+    m.headers.push_back({"kanban-attempts", {}, static_cast<std::int64_t>(next_attempt)});
     if (Status s = owner_.publishCopy(m, attempt); !s) {
         // The original stays unacknowledged; dropping the connection makes
         // the broker requeue it (a prompt retry instead of a delayed one).
@@ -288,29 +295,17 @@ Result<std::unique_ptr<DoneStore>> RabbitMq::openDoneStore() {
     return Error{"rabbitmq has no idempotency store of its own"};
 }
 
-namespace {
-Result<std::uint64_t> countOn(amqp::Connection& c, const std::string& queue) {
-    auto n = c.messageCount(queue);
+Result<std::uint64_t> RabbitMq::readyMessages(const std::string& queue) {
+    if (Status s = probe(); !s) return s.error();
+    std::lock_guard lock(mu_);
+    auto n = publisher_->messageCount(queue);
+    noteReachable(!publisher_->broken());
     if (!n) return n.error();
-    return static_cast<std::uint64_t>(n->value_or(0));
-}
-}  // namespace
-
-Result<std::uint64_t> RabbitMq::queueDepth(std::string_view domain) {
-    if (Status s = probe(); !s) return s.error();
-    std::lock_guard lock(mu_);
-    auto n = countOn(*publisher_, amqpQueue(domain));
-    noteReachable(!publisher_->broken());
-    return n;
+    return static_cast<std::uint64_t>(n->value_or(0));  // not declared yet: empty
 }
 
-Result<std::uint64_t> RabbitMq::deadLetterDepth(std::string_view domain) {
-    if (Status s = probe(); !s) return s.error();
-    std::lock_guard lock(mu_);
-    auto n = countOn(*publisher_, amqpDeadLetterQueue(domain));
-    noteReachable(!publisher_->broken());
-    return n;
-}
+Result<std::uint64_t> RabbitMq::queueDepth(std::string_view domain) { return readyMessages(amqpQueue(domain)); }
+Result<std::uint64_t> RabbitMq::deadLetterDepth(std::string_view domain) { return readyMessages(amqpDeadLetterQueue(domain)); }
 
 namespace {
 DeadLetter toDeadLetter(const amqp::Envelope& e) {

@@ -74,6 +74,8 @@ public:
     static Status declareDomain(amqp::Connection& c, std::string_view domain);
 
 private:
+    Result<std::uint64_t> readyMessages(const std::string& queue);
+
     RabbitMqOptions options_;
     std::mutex mu_;  // publisher_
     std::unique_ptr<amqp::Connection> publisher_;

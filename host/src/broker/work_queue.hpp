@@ -65,6 +65,12 @@ public:
     virtual void retryAfter(std::chrono::milliseconds delay) = 0;
     // Hand back an item that was not started (shutdown): redelivered at once.
     virtual void release() = 0;
+    // Another worker of this host is running this very item (the broker
+    // redelivered it meanwhile): leave it to that run, without spending an
+    // attempt where the broker allows. JetStream: nothing is sent, the
+    // running worker's ack or nak settles the message. RabbitMQ: a copy with
+    // the same attempt count comes back after `delay`.
+    virtual void defer(std::chrono::milliseconds delay) = 0;
     // Still being worked on: extends the broker's ack wait.
     virtual void progress() = 0;
     // Publishes the item to the dead-letter queue and, once that publish is

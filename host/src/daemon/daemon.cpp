@@ -142,6 +142,8 @@ public:
     // The coordinator, every health interval: depths and the pool sizes
     // they ask for, stalled items, orphans, broker state.
     void tick() {
+        // Workers join RabbitMQ (while NATS serves) once it answers: find out here.
+        if (rabbit_ != nullptr && !rabbit_->healthy()) (void)rabbit_->probe();
         brokers_.refresh();
         metrics_.setActiveBackend(brokers_.backendName());
         const auto stall = std::chrono::milliseconds(cfg_.coordinator.stall_threshold_ms);

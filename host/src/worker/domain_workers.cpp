@@ -312,12 +312,11 @@ DomainWorkers::Outcome DomainWorkers::process(broker::Delivery& d, Slot& slot) {
     }
 
     // Another worker of this host is running this id (a redelivery after a
-    // dropped connection or an expired lease): never run it twice at once.
+    // dropped connection or an expired lease): never run it twice at once;
+    // that run settles it (within its timeout).
     if (!done_.begin(d.id)) {
-        d.retryAfter(backoffDelay(1, settings_.retry.backoff_initial_ms, settings_.retry.backoff_max_ms, kBackoffJitter,
-                                  unitRandom()));
-        metrics_.nacked->Increment();
-        spdlog::info("item is being handled by another worker of this host; retried later domain={} id={} attempt={}",
+        d.defer(std::chrono::milliseconds(dom.timeout_ms));
+        spdlog::info("item is being handled by another worker of this host; left to that run domain={} id={} attempt={}",
                      dom.name, d.id, d.attempt);
         return Outcome::settled;
     }
