@@ -287,6 +287,43 @@ int dlqList(AdminClient& admin, const std::string& domain, bool json, int limit)
     return kExitOk;
 }
 
+int scheduleAdd(AdminClient& admin, const nlohmann::json& job) {
+    auto r = admin.call("POST", "/schedules", job.dump());
+    if (!r) return admin.unreachable();
+    if (r->status != 201 || !r->body.is_object()) return AdminClient::refused(*r);
+    std::cout << r->body.value("name", "") << " added (" << r->body.value("state", "") << ")\n";
+    return kExitOk;
+}
+
+int scheduleList(AdminClient& admin, bool json) {
+    auto r = admin.call("GET", "/schedules");
+    if (!r) return admin.unreachable();
+    if (r->status != 200 || !r->body.is_object()) return AdminClient::refused(*r);
+    if (json) {
+        std::cout << r->body.dump(2) << "\n";
+        return kExitOk;
+    }
+    std::printf("%-20s %-14s %-22s %-8s %-9s %10s  %s\n", "NAME", "DOMAIN", "WHEN", "SOURCE", "STATE", "PUBLISHED", "NOTE");
+    for (const auto& j : r->body["schedules"]) {
+        const std::string when = j.contains("every_ms") ? "every " + std::to_string(j["every_ms"].get<std::int64_t>()) + " ms"
+                                                        : "cron " + j.value("cron", "");
+        std::string note = j.value("reason", "");
+        if (note.empty() && j.value("throttled", false)) note = "throttled (backpressure)";
+        std::printf("%-20s %-14s %-22s %-8s %-9s %10llu  %s\n", j.value("name", "").c_str(), j.value("domain", "").c_str(),
+                    when.c_str(), j.value("source", "").c_str(), j.value("state", "").c_str(),
+                    static_cast<unsigned long long>(j.value("published", 0ULL)), note.c_str());
+    }
+    return kExitOk;
+}
+
+int scheduleCancel(AdminClient& admin, const std::string& name) {
+    auto r = admin.call("DELETE", "/schedules/" + name);
+    if (!r) return admin.unreachable();
+    if (r->status != 200) return AdminClient::refused(*r);
+    std::cout << name << " cancelled\n";
+    return kExitOk;
+}
+
 int dlqReplay(AdminClient& admin, const std::string& domain, const std::string& id) {
     const std::string body = id.empty() ? "{}" : nlohmann::json{{"id", id}}.dump();
     auto r = admin.call("POST", "/dlq/" + domain + "/replay", body);
@@ -354,6 +391,24 @@ int main(int argc, char** argv) {
     dlq_replay->add_option("DOMAIN", dlq_domain, "domain")->required();
     dlq_replay->add_option("--id", dlq_id, "only this work id");
 
+    std::string sched_name, sched_domain, sched_priority = "normal", sched_cron, sched_payload = "{}";
+    std::int64_t sched_every = 0, sched_deadline = 0;
+    auto* sched_cmd = app.add_subcommand("schedule", "scheduled jobs (runtime jobs are stored in NATS, for every host)");
+    sched_cmd->require_subcommand(1);
+    auto* sched_add = sched_cmd->add_subcommand("add", "add a job (it starts with one canary item)");
+    sched_add->add_option("--name", sched_name, "job name [A-Za-z0-9_-]+")->required();
+    sched_add->add_option("--domain", sched_domain, "target domain")->required();
+    sched_add->add_option("--priority", sched_priority, "high, normal or low")->check(CLI::IsMember({"high", "normal", "low"}));
+    auto* every_opt = sched_add->add_option("--every-ms", sched_every, "period in milliseconds")->check(CLI::PositiveNumber);
+    auto* cron_opt = sched_add->add_option("--cron", sched_cron, "5-field cron expression (UTC)");
+    every_opt->excludes(cron_opt);
+    sched_add->add_option("--deadline-ms", sched_deadline, "each item's deadline, after its tick")->check(CLI::PositiveNumber);
+    sched_add->add_option("--payload", sched_payload, "payload of each item");
+    auto* sched_list = sched_cmd->add_subcommand("list", "list jobs with their state");
+    sched_list->add_flag("--json", json, "print the JSON of GET /schedules");
+    auto* sched_cancel = sched_cmd->add_subcommand("cancel", "remove a runtime job from every host");
+    sched_cancel->add_option("NAME", sched_name, "job name")->required();
+
     std::string check_path;
     auto* cfg_cmd = app.add_subcommand("config", "configuration commands");
     cfg_cmd->require_subcommand(1);
@@ -365,6 +420,8 @@ int main(int argc, char** argv) {
         app.parse(argc, argv);
         if (*pub && payload_opt->count() == 0 && file_opt->count() == 0)
             throw CLI::RequiredError("--payload or --file");
+        if (*sched_add && every_opt->count() == 0 && cron_opt->count() == 0)
+            throw CLI::RequiredError("--every-ms or --cron");
     } catch (const CLI::ParseError& e) {
         if (e.get_exit_code() == 0) return app.exit(e);
         app.exit(e);
@@ -374,7 +431,7 @@ int main(int argc, char** argv) {
     int rc = kExitError;
     if (*pub) rc = publish(config_path, pa);
     if (*check) rc = kanban::host::daemon::checkConfig(check_path);
-    if (*health_cmd || *drain_cmd || *dlq_cmd) {
+    if (*health_cmd || *drain_cmd || *dlq_cmd || *sched_cmd) {
         AdminClient admin;
         rc = admin.setup(config_path, admin_addr);
         if (rc == kExitOk) {
@@ -382,6 +439,16 @@ int main(int argc, char** argv) {
             if (*drain_cmd) rc = drain(admin, wait, timeout_s);
             if (*dlq_list) rc = dlqList(admin, dlq_domain, json, dlq_limit);
             if (*dlq_replay) rc = dlqReplay(admin, dlq_domain, dlq_id);
+            if (*sched_add) {
+                nlohmann::json job{{"name", sched_name}, {"domain", sched_domain}, {"priority", sched_priority},
+                                   {"payload", sched_payload}};
+                if (every_opt->count() != 0) job["every_ms"] = sched_every;
+                if (cron_opt->count() != 0) job["cron"] = sched_cron;
+                if (sched_deadline > 0) job["deadline_ms"] = sched_deadline;
+                rc = scheduleAdd(admin, job);
+            }
+            if (*sched_list) rc = scheduleList(admin, json);
+            if (*sched_cancel) rc = scheduleCancel(admin, sched_name);
         }
     }
     nats_Close();

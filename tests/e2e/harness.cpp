@@ -38,7 +38,7 @@ std::string makeConfig(const NatsServer& nats, const std::vector<DomainSpec>& do
              std::to_string(d.timeout_ms) + "\n";
         if (!d.settings.empty()) t += "settings = { " + d.settings + " }\n";
     }
-    return t;
+    return t + o.extra_toml;
 }
 
 std::string recorderSettings(const std::string& out, int sleep_ms) {

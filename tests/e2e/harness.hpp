@@ -49,6 +49,7 @@ struct HostOptions {
     std::string rabbitmq_url;  // empty: rabbitmq.enabled = false
     std::int64_t rabbitmq_confirm_timeout_ms = 5000;
     std::string nats_url;      // instead of the test's nats-server (e.g. one where nothing listens)
+    std::string extra_toml;    // appended as is ([scheduler], [[schedule]] tables)
 };
 
 std::string makeConfig(const NatsServer& nats, const std::vector<DomainSpec>& domains, const HostOptions& o = {});

@@ -136,6 +136,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadValue{"[rabbitmq]\nurl = \"http://x\"\n[[domain]]\nname=\"a\"\n", "must start with amqp://"},
         BadValue{"[rabbitmq]\nurl = \"amqps://h\"\n[[domain]]\nname=\"a\"\n", "(TLS) is not supported"},
         BadValue{"[rabbitmq]\nconfirm_timeout_ms = 0\n[[domain]]\nname=\"a\"\n", "confirm_timeout_ms"},
+        BadValue{"[scheduler]\ncanary_timeout_ms = 0\n[[domain]]\nname=\"a\"\n", "canary_timeout_ms"},
         BadValue{"nats = 5\n[[domain]]\nname=\"a\"\n", "'nats' must be a table"},
         BadValue{"[nats]\nmax_msgs = 0\n[[domain]]\nname=\"a\"\n", "nats.max_msgs must be at least 1, got 0"},
         BadValue{"[nats]\nmax_bytes = -1\n[[domain]]\nname=\"a\"\n", "nats.max_bytes must be at least 1, got -1"},

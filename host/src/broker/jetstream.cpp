@@ -720,6 +720,72 @@ Status JetStream::removeDeadLetter(std::uint64_t sequence) {
     return Ok{};
 }
 
+Result<kvStore*> JetStream::scheduleStore() {
+    const std::string bucket = scheduleBucket();
+    kvStore* kv = nullptr;
+    if (js_KeyValue(&kv, js_, bucket.c_str()) == NATS_OK) return kv;
+    kvConfig kc;
+    kvConfig_Init(&kc);
+    kc.Bucket = bucket.c_str();
+    kc.Description = "TPS Kanban: schedules added at run time";
+    kc.History = 1;
+    kc.StorageType = js_FileStorage;
+    kc.Replicas = options_.replicas;
+    if (natsStatus s = js_CreateKeyValue(&kv, js_, &kc); s != NATS_OK)
+        return Error{"nats: cannot open key-value bucket " + bucket + ": " + natsError(s)};
+    return kv;
+}
+
+Status JetStream::putSchedule(const std::string& name, const std::string& json) {
+    auto kv = scheduleStore();
+    if (!kv) return kv.error();
+    std::uint64_t rev = 0;
+    natsStatus s = kvStore_Put(&rev, *kv, name.c_str(), json.data(), static_cast<int>(json.size()));
+    kvStore_Destroy(*kv);
+    if (s != NATS_OK) return Error{"nats: cannot store schedule " + name + ": " + natsError(s)};
+    return Ok{};
+}
+
+Result<bool> JetStream::deleteSchedule(const std::string& name) {
+    auto kv = scheduleStore();
+    if (!kv) return kv.error();
+    kvEntry* e = nullptr;
+    natsStatus s = kvStore_Get(&e, *kv, name.c_str());
+    if (s == NATS_NOT_FOUND) {
+        kvStore_Destroy(*kv);
+        return false;
+    }
+    kvEntry_Destroy(e);
+    if (s == NATS_OK) s = kvStore_Delete(*kv, name.c_str());
+    kvStore_Destroy(*kv);
+    if (s != NATS_OK) return Error{"nats: cannot delete schedule " + name + ": " + natsError(s)};
+    return true;
+}
+
+Result<std::map<std::string, std::string>> JetStream::storedSchedules() {
+    auto kv = scheduleStore();
+    if (!kv) return kv.error();
+    std::map<std::string, std::string> out;
+    kvKeysList keys{};
+    natsStatus s = kvStore_Keys(&keys, *kv, nullptr);
+    if (s == NATS_NOT_FOUND) s = NATS_OK;  // an empty bucket
+    for (int i = 0; s == NATS_OK && i < keys.Count; ++i) {
+        kvEntry* e = nullptr;
+        natsStatus g = kvStore_Get(&e, *kv, keys.Keys[i]);
+        if (g == NATS_NOT_FOUND) continue;  // deleted meanwhile
+        if (g != NATS_OK) {
+            s = g;
+            break;
+        }
+        out[keys.Keys[i]] = std::string(static_cast<const char*>(kvEntry_Value(e)), static_cast<std::size_t>(kvEntry_ValueLen(e)));
+        kvEntry_Destroy(e);
+    }
+    kvKeysList_Destroy(&keys);
+    kvStore_Destroy(*kv);
+    if (s != NATS_OK) return Error{"nats: cannot read schedules: " + natsError(s)};
+    return out;
+}
+
 Result<std::vector<std::pair<std::string, std::uint64_t>>> JetStream::subjectCounts(bool dead_letters) {
     const std::string stream = dead_letters ? deadLetterStream() : options_.stream;
     jsOptions o;

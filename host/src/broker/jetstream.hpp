@@ -12,6 +12,7 @@
 #include "broker/work_queue.hpp"
 
 #include <array>
+#include <map>
 #include <atomic>
 #include <memory>
 #include <mutex>
@@ -22,6 +23,7 @@
 struct __natsConnection;
 struct __jsCtx;
 struct __natsMsg;
+struct __kvStore;
 
 namespace kanban::host::broker {
 
@@ -70,6 +72,13 @@ public:
     // in a handler) was published; nullopt when there is none.
     Result<std::optional<std::int64_t>> oldestItemUnixMs(std::string_view domain);
 
+    // Runtime schedules (name -> JSON) in KV bucket `<stream>_SCHEDULES`,
+    // shared by every host; created on first use.
+    Status putSchedule(const std::string& name, const std::string& json);
+    // false if there was no such schedule.
+    Result<bool> deleteSchedule(const std::string& name);
+    Result<std::map<std::string, std::string>> storedSchedules();
+
     // Declares (or updates) both streams; idempotent, cheap once done.
     Status ensureStreams();
 
@@ -80,6 +89,7 @@ public:
     const std::string& streamName() const { return options_.stream; }
     std::string doneBucket() const { return options_.stream + "_DONE"; }
     std::string deadLetterStream() const { return options_.stream + "_DLQ"; }
+    std::string scheduleBucket() const { return options_.stream + "_SCHEDULES"; }
     __jsCtx* js() const { return js_; }
     __natsConnection* connection() const { return nc_; }
 
@@ -88,6 +98,7 @@ private:
 
     explicit JetStream(JetStreamOptions options) : options_(std::move(options)) {}
     Status ensureConsumer(const ConsumerSpec& spec, Priority priority);
+    Result<__kvStore*> scheduleStore();  // the caller destroys it
     // Publishes and waits for the stream's ack.
     Result<PublishAck> publishSync(const std::string& subject, std::string_view body, const Headers& headers);
 

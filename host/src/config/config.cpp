@@ -441,6 +441,7 @@ Result<Config> parseConfig(std::string_view toml_text, const std::string& path) 
     {
         Section s(subTable(top, "scheduler", diag), "scheduler", diag);
         s.integer("backpressure_depth", cfg.scheduler.backpressure_depth, 1, kMaxI64);
+        s.integer("canary_timeout_ms", cfg.scheduler.canary_timeout_ms, 1, 24LL * 3600 * 1000);
         s.finish();
     }
     parseDomains(top, cfg, diag, base_dir);

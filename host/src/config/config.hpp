@@ -70,6 +70,8 @@ struct CoordinatorConfig {
 
 struct SchedulerConfig {
     std::int64_t backpressure_depth = 100;
+    // A new job's canary must be handled within this, or the job pauses.
+    std::int64_t canary_timeout_ms = 60000;
 };
 
 struct DomainConfig {

@@ -9,6 +9,7 @@
 #include "config/config.hpp"
 #include "metrics/metrics.hpp"
 #include "plugin/plugin.hpp"
+#include "scheduler/scheduler.hpp"
 #include "version.hpp"
 #include "worker/domain_workers.hpp"
 
@@ -157,6 +158,7 @@ public:
             metrics_.setOrphanedItems(static_cast<double>(orphans_.check(queue_)));
             watchDeadLetters();
         }
+        syncSchedules();
         std::lock_guard lock(mu_);
         std::uint64_t total = 0;
         const auto window = static_cast<std::size_t>(cfg_.coordinator.depth_window);
@@ -173,8 +175,10 @@ public:
             m.queue_depth_rabbitmq->Set(static_cast<double>(it->second.rabbitmq));
             m.dead_letter_depth_rabbitmq->Set(static_cast<double>(it->second.rabbitmq_dead));
             total += depth;
-            if (!queue_.connected()) {
-                // the oldest item's age needs NATS; keep the last value
+            last_depth_[name] = depth;
+            if (!queue_.healthy()) {
+                // the oldest item's age needs NATS and the streams (a direct get on a
+                // stream that does not exist waits for its timeout); keep the last value
             } else if (auto oldest = queue_.oldestItemUnixMs(name)) {
                 const double age = *oldest ? std::max<double>(0, static_cast<double>(nowUnixMs() - **oldest) / 1000.0) : 0;
                 m.oldest_item_age->Set(age);
@@ -282,30 +286,44 @@ public:
 
     admin::Reply schedules() override {
         nlohmann::json list = nlohmann::json::array();
-        for (const auto& sc : cfg_.schedules) {
-            nlohmann::json j{{"name", sc.name},
-                             {"domain", sc.domain},
-                             {"priority", std::string(priorityName(sc.priority))},
-                             {"source", "config"},
-                             {"state", "configured; the scheduler does not run yet"}};
-            if (sc.every_ms) j["every_ms"] = *sc.every_ms;
-            if (sc.cron) j["cron"] = *sc.cron;
-            list.push_back(std::move(j));
-        }
+        if (scheduler_ != nullptr)
+            for (const auto& st : scheduler_->list()) list.push_back(statusJson(st));
         return {200, {{"schedules", list}}};
     }
 
     admin::Reply addSchedule(const nlohmann::json& body) override {
-        if (!body.contains("name") || !body["name"].is_string())
-            return admin::errorReply(400, "\"name\" (a string) is required");
-        return admin::errorReply(501, "runtime schedules are not supported by this version");
+        auto job = scheduler::jobFromJson(body, cfg_);
+        if (!job) return admin::errorReply(400, job.message());
+        if (isConfigJob(job->name))
+            return admin::errorReply(409, "schedule \"" + job->name + "\" is defined in " + cfg_.path + "; change it there");
+        if (!queue_.connected())
+            return admin::errorReply(503, "runtime schedules are stored in NATS (JetStream KV), which is not reachable now");
+        if (Status s = queue_.putSchedule(job->name, scheduler::jobToJson(*job).dump()); !s)
+            return admin::errorReply(503, s.message());
+        scheduler_->add(*job, "api");
+        auto st = scheduler_->find(job->name);
+        return {201, st ? statusJson(*st) : scheduler::jobToJson(*job)};
     }
 
     admin::Reply cancelSchedule(const std::string& name) override {
-        for (const auto& sc : cfg_.schedules)
-            if (sc.name == name)
-                return admin::errorReply(409, "schedule \"" + name + "\" is defined in " + cfg_.path + "; remove it there");
-        return admin::errorReply(404, "no schedule named \"" + name + "\"");
+        if (isConfigJob(name))
+            return admin::errorReply(409, "schedule \"" + name + "\" is defined in " + cfg_.path + "; remove it there");
+        if (!queue_.connected())
+            return admin::errorReply(503, "runtime schedules are stored in NATS (JetStream KV), which is not reachable now");
+        auto deleted = queue_.deleteSchedule(name);
+        if (!deleted) return admin::errorReply(503, deleted.message());
+        const bool local = scheduler_ != nullptr && scheduler_->remove(name);
+        if (!*deleted && !local) return admin::errorReply(404, "no schedule named \"" + name + "\"");
+        return {200, {{"cancelled", name}}};
+    }
+
+    // Scheduler hooks.
+    void setScheduler(scheduler::Scheduler* s) { scheduler_ = s; }
+    std::optional<std::uint64_t> lastDepth(const std::string& domain) {
+        std::lock_guard lock(mu_);
+        auto it = last_depth_.find(domain);
+        if (it == last_depth_.end()) return std::nullopt;
+        return it->second;
     }
 
     admin::Reply deadLetters(const std::string& domain, std::size_t limit) override {
@@ -402,6 +420,45 @@ public:
     }
 
 private:
+    bool isConfigJob(const std::string& name) const {
+        return std::any_of(cfg_.schedules.begin(), cfg_.schedules.end(), [&](const auto& j) { return j.name == name; });
+    }
+
+    static nlohmann::json statusJson(const scheduler::JobStatus& st) {
+        nlohmann::json j = scheduler::jobToJson(st.spec);
+        j["source"] = st.source;
+        j["state"] = std::string(scheduler::stateName(st.state));
+        if (!st.reason.empty()) j["reason"] = st.reason;
+        j["published"] = st.published;
+        j["skipped"] = st.skipped;
+        j["throttled"] = st.throttled;
+        j["next_tick_ms"] = st.next_tick_ms ? nlohmann::json(*st.next_tick_ms) : nlohmann::json(nullptr);
+        j["last_tick_ms"] = st.last_tick_ms ? nlohmann::json(*st.last_tick_ms) : nlohmann::json(nullptr);
+        return j;
+    }
+
+    // Runtime jobs as stored in the KV bucket, for every host to run.
+    void syncSchedules() {
+        if (scheduler_ == nullptr || !queue_.connected()) return;
+        auto stored = queue_.storedSchedules();
+        if (!stored) {
+            spdlog::debug("schedules not read: {}", stored.message());
+            return;
+        }
+        std::map<std::string, config::ScheduleConfig> jobs;
+        for (const auto& [name, text] : *stored) {
+            auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+            auto job = scheduler::jobFromJson(j, cfg_);
+            if (!job) {
+                if (bad_schedules_.insert(name + text).second)
+                    spdlog::warn("stored schedule {} not run here: {}", name, job.message());
+                continue;
+            }
+            jobs[name] = std::move(*job);
+        }
+        scheduler_->syncRuntime(jobs);
+    }
+
     struct DomainEntry {
         worker::DomainWorkers* pool = nullptr;  // null: not started (plugin failed)
         std::string plugin_name, plugin_version, error;
@@ -459,10 +516,13 @@ private:
     broker::RabbitMq* rabbit_;  // null when rabbitmq.enabled is false
     metrics::Metrics& metrics_;
     OrphanWatch orphans_;  // used by tick() only
+    std::set<std::string> bad_schedules_;  // tick() only: each logged once
     std::mutex mu_;
     std::map<std::string, DomainEntry> domains_;
     std::deque<std::uint64_t> depth_samples_;
+    std::map<std::string, std::uint64_t> last_depth_;  // per domain, the coordinator's last sample
     std::atomic<bool> draining_{false};
+    scheduler::Scheduler* scheduler_ = nullptr;
 };
 
 }  // namespace
@@ -538,6 +598,34 @@ int run(const std::string& path) {
     });
     Host host(cfg, brokers, metrics);
 
+    // The scheduler publishes through the same failover path as everything
+    // else; its canaries are judged by the idempotency record (this host's,
+    // then the shared bucket) and by this host's workers as they settle them.
+    worker::LocalDoneRecord done;
+    auto sched_store = brokers.openDoneStore();  // used on the scheduler's thread only
+    scheduler::Scheduler::Hooks hooks;
+    hooks.publish = [&](const broker::PublishRequest& req) {
+        auto ack = brokers.publish(req);
+        if (ack && !ack->duplicate) metrics.publishedInc(req.domain);
+        if (!ack) metrics.publishErrorInc(brokers.backendName(), "schedule");
+        return ack;
+    };
+    hooks.depth = [&host](const std::string& domain) { return host.lastDepth(domain); };
+    hooks.done = [&done, &sched_store](const std::string& id) {
+        if (done.contains(id)) return true;
+        if (!sched_store) return false;
+        auto known = (*sched_store)->lookup({id});
+        return known && !known->empty() && known->front();
+    };
+    hooks.draining = [&host] { return host.draining(); };
+    hooks.on_published = [&metrics](const std::string& job) { metrics.scheduledPublishedInc(job); };
+    hooks.on_skipped = [&metrics](const std::string& job, const std::string& reason, std::uint64_t n) {
+        metrics.scheduledSkippedInc(job, reason, static_cast<double>(n));
+    };
+    hooks.on_canary = [&metrics](const std::string& job, const std::string& outcome) { metrics.canaryInc(job, outcome); };
+    scheduler::Scheduler sched(cfg, std::move(hooks));
+    host.setScheduler(&sched);
+
     admin::AdminServer admin(host, token);
     if (Status s = admin.start(cfg.admin.host, cfg.admin.port); !s) {
         spdlog::error("{}", s.message());
@@ -546,7 +634,6 @@ int run(const std::string& path) {
 
     // Jidoka: a domain whose plugin cannot be loaded or created does not
     // start (its items wait in the queue); the other domains run.
-    worker::LocalDoneRecord done;
     std::vector<std::unique_ptr<worker::DomainWorkers>> pools;
     for (const auto& d : cfg.domains) {
         auto handler = loadHandler(d);
@@ -559,7 +646,8 @@ int run(const std::string& path) {
         spdlog::info("plugin loaded domain={} plugin={} version={} path={}", d.name, lib.name(), lib.version(),
                      d.plugin_path);
         metrics.setPluginInfo(d.name, lib.name(), lib.version());
-        worker::WorkerSettings ws{d, cfg.workers, cfg.retry, cfg.circuit_breaker};
+        worker::WorkerSettings ws{d, cfg.workers, cfg.retry, cfg.circuit_breaker, std::chrono::milliseconds(100),
+                                  [&sched](const std::string& id, bool ok) { sched.settled(id, ok); }};
         auto pool = std::make_unique<worker::DomainWorkers>(std::move(ws), *handler, brokers, done, metrics.domain(d.name));
         pool->start(static_cast<std::size_t>(cfg.workers.min));
         host.addDomain(d, handler->get(), pool.get(), "");
@@ -568,6 +656,7 @@ int run(const std::string& path) {
     sd_notify(0, "READY=1\nSTATUS=running");
     spdlog::info("kanband ready admin={}:{} workers_per_domain={}", cfg.admin.host, admin.port(), cfg.workers.min);
 
+    sched.start();
     host.tick();
     const sigset_t set = handledSignals();
     const auto interval = std::chrono::milliseconds(cfg.coordinator.health_interval_ms);
@@ -587,6 +676,7 @@ int run(const std::string& path) {
     }
 
     sd_notify(0, "STOPPING=1");
+    sched.stop();  // no new work first
     for (auto& p : pools) p->requestStop();  // all domains stop pulling at once
     for (auto& p : pools) {
         p->join();

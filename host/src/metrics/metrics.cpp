@@ -63,6 +63,13 @@ Metrics::Metrics(std::string_view version) : registry_(std::make_shared<promethe
     failovers_ = &family(prometheus::BuildCounter(), r, "kanban_failovers_total",
                          "Switches of the publishing backend between NATS and RabbitMQ (both ways).")
                       .Add({});
+    scheduled_family_ = &family(prometheus::BuildCounter(), r, "kanban_scheduled_items_published_total",
+                                "Scheduled ticks this host stored in the broker (copies another host stored first are not counted).");
+    skipped_family_ = &family(prometheus::BuildCounter(), r, "kanban_scheduled_ticks_skipped_total",
+                              "Scheduled ticks not published, by reason (backpressure, canary, paused, draining, missed, "
+                              "publish_error).");
+    canaries_family_ = &family(prometheus::BuildCounter(), r, "kanban_schedule_canaries_total",
+                               "Canary outcomes of new jobs (ok, failed, timeout).");
     orphaned_ = &family(prometheus::BuildGauge(), r, "kanban_orphaned_items",
                         "Items stored on a subject that no configured domain consumes.")
                      .Add({});

@@ -78,6 +78,14 @@ public:
     // The backend publishes go to now: 1 for it, 0 for the other.
     void setActiveBackend(std::string_view backend);
     void failoverInc() { failovers_->Increment(); }
+    // The scheduler (labels: job names from the config and the API).
+    void scheduledPublishedInc(const std::string& job) { scheduled_family_->Add({{"job", job}}).Increment(); }
+    void scheduledSkippedInc(const std::string& job, const std::string& reason, double n) {
+        skipped_family_->Add({{"job", job}, {"reason", reason}}).Increment(n);
+    }
+    void canaryInc(const std::string& job, const std::string& outcome) {
+        canaries_family_->Add({{"job", job}, {"outcome", outcome}}).Increment();
+    }
     void setOrphanedItems(double n) { orphaned_->Set(n); }
     void publishedInc(const std::string& domain) { published_family_->Add({{"domain", domain}}).Increment(); }
     void publishErrorInc(std::string_view backend, std::string_view reason);
@@ -115,6 +123,9 @@ private:
     std::map<std::string, prometheus::Gauge*> plugin_info_;  // by domain
     prometheus::Gauge* orphaned_;
     prometheus::Counter* failovers_;
+    prometheus::Family<prometheus::Counter>* scheduled_family_;
+    prometheus::Family<prometheus::Counter>* skipped_family_;
+    prometheus::Family<prometheus::Counter>* canaries_family_;
 };
 
 }  // namespace kanban::host::metrics

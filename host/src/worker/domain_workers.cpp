@@ -286,6 +286,7 @@ bool DomainWorkers::handleBatch(broker::DeliveryBatch& batch, broker::DoneStore&
     }
     for (broker::Delivery* a : awaiting_ack) {
         ack(*a);
+        notifyScheduled(*a, true);
         spdlog::debug("item handled domain={} id={} attempt={}", domain, a->id, a->attempt);
     }
     return true;
@@ -385,6 +386,10 @@ DomainWorkers::Outcome DomainWorkers::process(broker::Delivery& d, Slot& slot) {
     return Outcome::failed;
 }
 
+void DomainWorkers::notifyScheduled(const broker::Delivery& d, bool ok) {
+    if (settings_.on_scheduled_settled && d.id.rfind("sched:", 0) == 0) settings_.on_scheduled_settled(d.id, ok);
+}
+
 void DomainWorkers::ack(broker::Delivery& d) {
     d.ack();
     metrics_.acked->Increment();
@@ -414,6 +419,7 @@ void DomainWorkers::deadLetter(broker::Delivery& d, metrics::DeadLetterReason wh
         return;
     }
     metrics_.deadLetteredInc(why);
+    notifyScheduled(d, false);
     spdlog::warn("item dead-lettered domain={} id={} attempt={} reason=\"{}\"", domain, d.id, d.attempt, reason);
 }
 

@@ -17,6 +17,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
+#include <functional>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -29,6 +30,9 @@ struct WorkerSettings {
     config::RetryConfig retry;
     config::CircuitBreakerConfig breaker;
     std::chrono::milliseconds idle_wait{100};  // how long an idle worker waits per fetch
+    // Told when a scheduled item (id "sched:...") was acked done (true) or
+    // dead-lettered (false): the scheduler's canaries. Any thread.
+    std::function<void(const std::string& id, bool ok)> on_scheduled_settled;
 };
 
 class DomainWorkers {
@@ -72,6 +76,7 @@ private:
     // Runs one item. ok: the caller records and acks it; otherwise it was settled here.
     Outcome process(broker::Delivery& d, Slot& slot);
     void ack(broker::Delivery& d);
+    void notifyScheduled(const broker::Delivery& d, bool ok);
     // Retries with backoff, or dead-letters once attempts are used up.
     void retryOrDeadLetter(broker::Delivery& d, const std::string& reason);
     void deadLetter(broker::Delivery& d, metrics::DeadLetterReason why, const std::string& reason);
