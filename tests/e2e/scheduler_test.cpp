@@ -180,6 +180,33 @@ TEST_F(Scheduler, BackpressureReducesTheRateAndRecoveryRestoresIt) {
     EXPECT_TRUE(kd.logHas("depth back under backpressure_depth: full rate"));
 }
 
+// No catch-up (reliability.md F18's policy): after the process was stopped
+// for 1.5 s, the ticks that passed are skipped as "missed", not published in
+// a burst, and the job goes on at its rate.
+TEST_F(Scheduler, APauseIsNotCaughtUp) {
+    HostOptions o;
+    o.extra_toml = job("steady", "orders", 100);
+    Kanband& kd = start({{"orders", kFixtures + "/recorder.so", recorderSettings(out)}}, o);
+    ASSERT_TRUE(waitFor([&] { return inState(kd, "steady", "running"); }, 10s)) << kd.log();
+    const std::int64_t stopped = epochMs();
+    kd.proc().signal(SIGSTOP);
+    ASSERT_TRUE(waitFor([&] { return epochMs() >= stopped + 1500; }, 3s));  // the pause itself
+    const std::int64_t resumed = epochMs();
+    kd.proc().signal(SIGCONT);
+    ASSERT_TRUE(waitFor(
+        [&] {
+            const auto ticks = handledTicks("steady");
+            return std::count_if(ticks.begin(), ticks.end(), [&](std::int64_t t) { return t > resumed + 300; }) > 0;
+        },
+        5s))
+        << kd.log();
+    const auto ticks = handledTicks("steady");
+    const auto during = std::count_if(ticks.begin(), ticks.end(), [&](std::int64_t t) { return t > stopped + 100 && t < resumed; });
+    EXPECT_EQ(during, 0) << "ticks of the pause were published afterwards";
+    EXPECT_GE(schedule(kd, "steady")->value("/skipped/missed"_json_pointer, 0), 10);
+    EXPECT_TRUE(kd.logHas("tick(s) missed"));
+}
+
 // Drain stops scheduled publishing (DESIGN §5): ticks are skipped, counted
 // as "draining", and the queue can run dry.
 TEST_F(Scheduler, DrainStopsScheduledPublishing) {
