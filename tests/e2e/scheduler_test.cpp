@@ -40,6 +40,18 @@ protected:
         return j && (*j)["state"] == state;
     }
 
+    // kanband with one job on the recorder's domain "orders", once the job's
+    // canary went through (nullptr if it did not).
+    Kanband* startRunning(const std::string& name, std::int64_t every_ms, HostOptions o = {}) {
+        o.extra_toml += job(name, "orders", every_ms);
+        Kanband& kd = start({{"orders", kFixtures + "/recorder.so", recorderSettings(out)}}, o);
+        if (!waitFor([&] { return inState(kd, name, "running"); }, 10s)) {
+            ADD_FAILURE() << "job " << name << " never ran at full rate\n" << kd.log();
+            return nullptr;
+        }
+        return &kd;
+    }
+
     // The tick times (epoch ms) of the scheduled items handled for `job`.
     std::vector<std::int64_t> handledTicks(const std::string& job) {
         std::vector<std::int64_t> ticks;
@@ -53,11 +65,9 @@ protected:
 // Spec test 10: a job every 200 ms over 3 s publishes 15 ± 2 items, each
 // with its tick's id, after a canary.
 TEST_F(Scheduler, EveryTwoHundredMillisecondsOverThreeSecondsPublishesFifteen) {
-    HostOptions o;
-    o.extra_toml = job("tick", "orders", 200);
-    Kanband& kd = start({{"orders", kFixtures + "/recorder.so", recorderSettings(out)}}, o);
-    ASSERT_TRUE(kd.waitReady()) << kd.log();
-    ASSERT_TRUE(waitFor([&] { return inState(kd, "tick", "running"); }, 10s)) << kd.log();
+    Kanband* running = startRunning("tick", 200);
+    ASSERT_TRUE(running);
+    Kanband& kd = *running;
     EXPECT_TRUE(kd.logHas("schedule canary published job=tick"));
     const std::int64_t from = epochMs();
     ASSERT_TRUE(waitFor([&] { return epochMs() >= from + 3000; }, 5s));  // the window itself
@@ -184,10 +194,9 @@ TEST_F(Scheduler, BackpressureReducesTheRateAndRecoveryRestoresIt) {
 // for 1.5 s, the ticks that passed are skipped as "missed", not published in
 // a burst, and the job goes on at its rate.
 TEST_F(Scheduler, APauseIsNotCaughtUp) {
-    HostOptions o;
-    o.extra_toml = job("steady", "orders", 100);
-    Kanband& kd = start({{"orders", kFixtures + "/recorder.so", recorderSettings(out)}}, o);
-    ASSERT_TRUE(waitFor([&] { return inState(kd, "steady", "running"); }, 10s)) << kd.log();
+    Kanband* running = startRunning("steady", 100);
+    ASSERT_TRUE(running);
+    Kanband& kd = *running;
     const std::int64_t stopped = epochMs();
     kd.proc().signal(SIGSTOP);
     ASSERT_TRUE(waitFor([&] { return epochMs() >= stopped + 1500; }, 3s));  // the pause itself
@@ -210,10 +219,9 @@ TEST_F(Scheduler, APauseIsNotCaughtUp) {
 // Drain stops scheduled publishing (DESIGN §5): ticks are skipped, counted
 // as "draining", and the queue can run dry.
 TEST_F(Scheduler, DrainStopsScheduledPublishing) {
-    HostOptions o;
-    o.extra_toml = job("drained", "orders", 100);
-    Kanband& kd = start({{"orders", kFixtures + "/recorder.so", recorderSettings(out)}}, o);
-    ASSERT_TRUE(waitFor([&] { return inState(kd, "drained", "running"); }, 10s)) << kd.log();
+    Kanband* running = startRunning("drained", 100);
+    ASSERT_TRUE(running);
+    Kanband& kd = *running;
     ASSERT_EQ(kd.http("POST", "/drain").status, 202);
     ASSERT_TRUE(waitFor([&] { return schedule(kd, "drained")->value("/skipped/draining"_json_pointer, 0) >= 1; }, 5s));
     const int published = schedule(kd, "drained")->value("published", 0);
