@@ -111,7 +111,7 @@ std::vector<Call> readCalls(const std::string& path) {
     for (const auto& line : readLines(path)) {
         std::istringstream f(line);
         Call c;
-        f >> c.id >> c.priority >> c.attempt >> c.outcome >> c.tid >> c.epoch_us >> c.payload_hex;
+        f >> c.id >> c.priority >> c.attempt >> c.outcome >> c.tid >> c.epoch_us >> c.payload_hex >> c.version;
         calls.push_back(c);
     }
     return calls;

@@ -101,6 +101,7 @@ struct Call {
     long tid = 0;
     std::int64_t epoch_us = 0;
     std::string payload_hex;  // "-" when empty
+    std::string version;      // of the recorder plugin that ran it
 };
 std::vector<Call> readCalls(const std::string& path);
 std::vector<Call> callsFor(const std::vector<Call>& calls, const std::string& id);

@@ -19,6 +19,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <systemd/sd-daemon.h>
+#include <sys/stat.h>
 
 #include <array>
 #include <atomic>
@@ -101,6 +102,46 @@ private:
 };
 
 
+// What identifies the plugin file a domain was loaded from: a reload
+// loads a new generation when it changed (replaced by rename, or
+// overwritten in place), or when the domain's settings did.
+struct PluginFile {
+    dev_t dev = 0;
+    ino_t ino = 0;
+    off_t size = 0;
+    std::int64_t mtime_ns = 0;
+    std::string path, settings_json;
+    bool operator==(const PluginFile&) const = default;
+};
+
+PluginFile pluginFile(const config::DomainConfig& d) {
+    PluginFile f;
+    f.path = d.plugin_path;
+    f.settings_json = d.settings_json;
+    struct stat st{};
+    if (::stat(d.plugin_path.c_str(), &st) == 0) {
+        f.dev = st.st_dev;
+        f.ino = st.st_ino;
+        f.size = st.st_size;
+        f.mtime_ns = static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+    }
+    return f;
+}
+
+// The keys a reload cannot apply (the daemon owns these connections and the
+// listener), by section name; empty if none differ.
+std::vector<std::string> restartOnlyChanges(const config::Config& a, const config::Config& b) {
+    std::vector<std::string> out;
+    if (a.nats.servers != b.nats.servers || a.nats.stream != b.nats.stream || a.nats.replicas != b.nats.replicas ||
+        a.nats.max_msgs != b.nats.max_msgs || a.nats.max_bytes != b.nats.max_bytes)
+        out.push_back("[nats]");
+    if (a.rabbitmq.enabled != b.rabbitmq.enabled || a.rabbitmq.url != b.rabbitmq.url ||
+        a.rabbitmq.confirm_timeout_ms != b.rabbitmq.confirm_timeout_ms)
+        out.push_back("[rabbitmq]");
+    if (a.admin.listen != b.admin.listen || a.admin.token_file != b.admin.token_file) out.push_back("[admin]");
+    return out;
+}
+
 // "kanban.high.orders" -> "high"
 std::string_view subjectPriority(std::string_view subject) {
     const auto first = subject.find('.');
@@ -138,6 +179,14 @@ public:
         }
         std::lock_guard lock(mu_);
         domains_.emplace(d.name, std::move(e));
+    }
+
+    void setPlugin(const std::string& domain, const plugin::Instance& handler) {
+        std::lock_guard lock(mu_);
+        auto it = domains_.find(domain);
+        if (it == domains_.end()) return;
+        it->second.plugin_name = handler.library().name();
+        it->second.plugin_version = handler.library().version();
     }
 
     // The coordinator, every health interval: depths and the pool sizes
@@ -635,6 +684,7 @@ int run(const std::string& path) {
     // Jidoka: a domain whose plugin cannot be loaded or created does not
     // start (its items wait in the queue); the other domains run.
     std::vector<std::unique_ptr<worker::DomainWorkers>> pools;
+    std::map<std::string, PluginFile> plugin_files;  // of the running generation, per domain
     for (const auto& d : cfg.domains) {
         auto handler = loadHandler(d);
         if (!handler) {
@@ -651,10 +701,78 @@ int run(const std::string& path) {
         auto pool = std::make_unique<worker::DomainWorkers>(std::move(ws), *handler, brokers, done, metrics.domain(d.name));
         pool->start(static_cast<std::size_t>(cfg.workers.min));
         host.addDomain(d, handler->get(), pool.get(), "");
+        plugin_files[d.name] = pluginFile(d);
         pools.push_back(std::move(pool));
     }
     sd_notify(0, "READY=1\nSTATUS=running");
     spdlog::info("kanband ready admin={}:{} workers_per_domain={}", cfg.admin.host, admin.port(), cfg.workers.min);
+
+    metrics.configLoaded(std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());
+    // Reload (SIGHUP): validate everything first, change nothing on any
+    // failure; then swap the plugin generations that changed.
+    config::Config current = cfg;
+    auto reload = [&] {
+        sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",
+                   static_cast<unsigned long long>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                                       std::chrono::steady_clock::now().time_since_epoch())
+                                                       .count()));
+        const auto now_s = [] {
+            return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+        };
+        auto refuse = [&](const std::string& why) {
+            spdlog::error("reload refused, the running configuration stays: {}", why);
+            metrics.reloaded(false, now_s());
+            sd_notify(0, "READY=1\nSTATUS=running (last reload refused)");
+        };
+        spdlog::info("SIGHUP received: reloading {}", path);
+        auto next = config::loadConfigFile(path);
+        if (!next) return refuse(next.message());
+
+        // Shadow-build every changed domain's new generation: all or nothing.
+        std::map<std::string, std::shared_ptr<const plugin::Instance>> fresh;
+        std::map<std::string, PluginFile> fresh_files;
+        std::vector<std::string> not_applied;
+        for (const auto& d : next->domains) {
+            if (current.findDomain(d.name) == nullptr) {
+                not_applied.push_back("new domain " + d.name);
+                continue;
+            }
+            const PluginFile file = pluginFile(d);
+            auto running = plugin_files.find(d.name);
+            if (running != plugin_files.end() && running->second == file) continue;
+            auto handler = loadHandler(d);
+            if (!handler) return refuse("domain \"" + d.name + "\": " + handler.message());
+            fresh[d.name] = std::move(*handler);
+            fresh_files[d.name] = file;
+        }
+        for (const auto& d : current.domains)
+            if (next->findDomain(d.name) == nullptr) not_applied.push_back("removed domain " + d.name);
+        for (const auto& section : restartOnlyChanges(current, *next)) not_applied.push_back(section);
+
+        // Apply.
+        for (auto& [name, handler] : fresh) {
+            auto pool = std::find_if(pools.begin(), pools.end(), [&](const auto& p) { return p->name() == name; });
+            if (pool == pools.end()) {
+                not_applied.push_back("domain " + name + " (not running: its plugin failed at start)");
+                continue;
+            }
+            const auto old = (*pool)->handler();
+            (*pool)->swapHandler(handler);
+            host.setPlugin(name, *handler);
+            metrics.setPluginInfo(name, handler->library().name(), handler->library().version());
+            plugin_files[name] = fresh_files[name];
+            sched.recanary(name);
+            spdlog::info("plugin swapped domain={} plugin={} version {} -> {}; items in a handler finish on the old one",
+                         name, handler->library().name(), old->library().version(), handler->library().version());
+        }
+        if (next->log_level != current.log_level)
+            spdlog::set_level(spdlog::level::from_str(next->log_level == "warning" ? "warn" : next->log_level));
+        for (const auto& what : not_applied) spdlog::warn("reload: {} needs a restart to take effect", what);
+        current = std::move(*next);
+        metrics.reloaded(true, now_s());
+        spdlog::info("reload done: {} plugin generation(s) swapped", fresh.size());
+        sd_notify(0, "READY=1\nSTATUS=running");
+    };
 
     sched.start();
     host.tick();
@@ -668,7 +786,9 @@ int run(const std::string& path) {
             continue;
         }
         if (sig == SIGHUP) {
-            spdlog::warn("SIGHUP received: configuration reload is not supported yet; restart to apply changes");
+            // One reload at a time, on this thread; SIGHUPs that arrive
+            // meanwhile stay pending as one, and run one more reload after.
+            reload();
             continue;
         }
         spdlog::info("{} received: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");

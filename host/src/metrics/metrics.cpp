@@ -70,6 +70,16 @@ Metrics::Metrics(std::string_view version) : registry_(std::make_shared<promethe
                               "publish_error).");
     canaries_family_ = &family(prometheus::BuildCounter(), r, "kanban_schedule_canaries_total",
                                "Canary outcomes of new jobs (ok, failed, timeout).");
+    reloads_family_ = &family(prometheus::BuildCounter(), r, "kanban_config_reloads_total",
+                              "Configuration reloads (SIGHUP), by result.");
+    for (const char* result : {"success", "failure"}) reloads_family_->Add({{"result", result}});
+    last_reload_ok_ = &family(prometheus::BuildGauge(), r, "kanban_config_last_reload_successful",
+                              "1 if the last reload was applied (or none was tried), 0 if it was refused.")
+                           .Add({});
+    last_reload_ok_->Set(1);
+    last_reload_time_ = &family(prometheus::BuildGauge(), r, "kanban_config_last_reload_success_timestamp_seconds",
+                                "When the configuration was last loaded successfully (start or reload).")
+                             .Add({});
     orphaned_ = &family(prometheus::BuildGauge(), r, "kanban_orphaned_items",
                         "Items stored on a subject that no configured domain consumes.")
                      .Add({});

@@ -78,6 +78,14 @@ public:
     // The backend publishes go to now: 1 for it, 0 for the other.
     void setActiveBackend(std::string_view backend);
     void failoverInc() { failovers_->Increment(); }
+    // The configuration loaded at start (not a reload).
+    void configLoaded(double unix_s) { last_reload_time_->Set(unix_s); }
+    // Configuration reloads (SIGHUP).
+    void reloaded(bool ok, double unix_s) {
+        reloads_family_->Add({{"result", ok ? "success" : "failure"}}).Increment();
+        last_reload_ok_->Set(ok ? 1 : 0);
+        if (ok) last_reload_time_->Set(unix_s);
+    }
     // The scheduler (labels: job names from the config and the API).
     void scheduledPublishedInc(const std::string& job) { scheduled_family_->Add({{"job", job}}).Increment(); }
     void scheduledSkippedInc(const std::string& job, const std::string& reason, double n) {
@@ -123,6 +131,9 @@ private:
     std::map<std::string, prometheus::Gauge*> plugin_info_;  // by domain
     prometheus::Gauge* orphaned_;
     prometheus::Counter* failovers_;
+    prometheus::Family<prometheus::Counter>* reloads_family_;
+    prometheus::Gauge* last_reload_ok_;
+    prometheus::Gauge* last_reload_time_;
     prometheus::Family<prometheus::Counter>* scheduled_family_;
     prometheus::Family<prometheus::Counter>* skipped_family_;
     prometheus::Family<prometheus::Counter>* canaries_family_;

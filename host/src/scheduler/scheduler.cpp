@@ -184,6 +184,16 @@ void Scheduler::syncRuntime(const std::map<std::string, config::ScheduleConfig>&
     for (const auto& name : to_remove) remove(name);
 }
 
+void Scheduler::recanary(const std::string& domain) {
+    std::lock_guard lock(mu_);
+    for (auto& [name, job] : jobs_) {
+        if (job.status.spec.domain != domain || job.status.state == JobState::paused) continue;
+        job.status.state = JobState::canary;
+        job.canary_id.reset();
+        spdlog::info("schedule job={}: the plugin of domain={} changed, a canary goes first", name, domain);
+    }
+}
+
 void Scheduler::settled(const std::string& id, bool ok) {
     std::lock_guard lock(mu_);
     for (auto& [name, job] : jobs_) {

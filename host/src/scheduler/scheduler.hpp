@@ -100,6 +100,8 @@ public:
     // The runtime jobs as stored now (name -> spec): adds, replaces and
     // removes this host's API jobs to match.
     void syncRuntime(const std::map<std::string, config::ScheduleConfig>& stored);
+    // The domain's plugin changed: its jobs send a canary again.
+    void recanary(const std::string& domain);
     // A scheduled item settled on this host (fast path for canaries).
     void settled(const std::string& id, bool ok);
 

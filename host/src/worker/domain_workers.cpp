@@ -346,7 +346,8 @@ DomainWorkers::Outcome DomainWorkers::process(broker::Delivery& d, Slot& slot) {
     char reason[kReasonCapacity] = {};
     kanban_result result{sizeof(kanban_result), KANBAN_STATUS_FAIL, reason, sizeof reason};
     slot.busy_since_ns = start.time_since_epoch().count();
-    handler_->handle(item, &ctx, &result);
+    const auto generation = handler();  // held until this item is done
+    generation->handle(item, &ctx, &result);
     slot.busy_since_ns = 0;
     done_.end(d.id, result.status == KANBAN_STATUS_OK);
     const auto end = std::chrono::steady_clock::now();
@@ -384,6 +385,16 @@ DomainWorkers::Outcome DomainWorkers::process(broker::Delivery& d, Slot& slot) {
     deadLetter(d, metrics::DeadLetterReason::handler_failed,
                "plugin returned invalid status " + std::to_string(static_cast<int>(result.status)));
     return Outcome::failed;
+}
+
+void DomainWorkers::swapHandler(std::shared_ptr<const plugin::Instance> handler) {
+    std::lock_guard lock(handler_mu_);
+    handler_ = std::move(handler);
+}
+
+std::shared_ptr<const plugin::Instance> DomainWorkers::handler() const {
+    std::lock_guard lock(handler_mu_);
+    return handler_;
 }
 
 void DomainWorkers::notifyScheduled(const broker::Delivery& d, bool ok) {

@@ -61,6 +61,12 @@ public:
     CircuitBreaker::State circuit() const { return breaker_.state(); }
     const std::string& name() const { return settings_.domain.name; }
 
+    // A new plugin generation (hot reload): items not yet started run on
+    // it; an item already in the old one's handle() finishes there, and the
+    // old library is released with its last reference.
+    void swapHandler(std::shared_ptr<const plugin::Instance> handler);
+    std::shared_ptr<const plugin::Instance> handler() const;
+
 private:
     struct Slot {
         std::thread thread;
@@ -84,7 +90,8 @@ private:
     bool sleepUnlessStopped(std::chrono::milliseconds d);
 
     WorkerSettings settings_;
-    std::shared_ptr<const plugin::Instance> handler_;
+    mutable std::mutex handler_mu_;
+    std::shared_ptr<const plugin::Instance> handler_;  // the current generation (handler_mu_)
     broker::WorkQueue& queue_;
     LocalDoneRecord& done_;
     metrics::DomainMetrics& metrics_;

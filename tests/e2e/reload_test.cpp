@@ -1,0 +1,217 @@
+// Hot reload on SIGHUP (reliability.md F16, F17, F22, B15, B26): plugin
+// generations swapped under load, refused reloads that change nothing,
+// coalesced SIGHUP storms, and a soak that must not leak.
+#include "harness.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <filesystem>
+#include <iostream>
+#include <set>
+#include <sstream>
+
+namespace kanban::test {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+class Reload : public DaemonTest {
+protected:
+    // The domain's plugin lives at a path the test replaces.
+    const std::string plugin = dir.file("orders.so");
+    const std::string v1 = kFixtures + "/recorder.so";
+    const std::string v2 = kFixtures + "/recorder_v2.so";
+
+    // Installs `from` at the plugin path by rename (atomic) or by cp (in place).
+    void install(const std::string& from, bool in_place) {
+        if (in_place) {
+            // cp truncates and rewrites the same inode, as an operator's `cp` does
+            fs::copy_file(from, plugin, fs::copy_options::overwrite_existing);
+        } else {
+            fs::copy_file(from, plugin + ".new", fs::copy_options::overwrite_existing);
+            fs::rename(plugin + ".new", plugin);
+        }
+    }
+
+    double value(Kanband& kd, const std::string& sample) {
+        return metric(kd.http("GET", "/metrics").body, sample).value_or(-1);
+    }
+
+    bool reloads(Kanband& kd, const std::string& result, double n) {
+        return value(kd, R"(kanban_config_reloads_total{result=")" + result + "\"}") == n;
+    }
+
+    std::string version(Kanband& kd) {
+        const std::string text = kd.http("GET", "/metrics").body;
+        if (metric(text, R"(kanban_plugin_info{domain="orders",plugin="recorder",version="2.0.0"})")) return "2.0.0";
+        if (metric(text, R"(kanban_plugin_info{domain="orders",plugin="recorder",version="1.0.0"})")) return "1.0.0";
+        return "";
+    }
+};
+
+// F16 and B15: under a steady flow, v1 -> v2 by rename, then back to v1 by
+// cp over the file in place. Nothing lost, nothing handled twice; every
+// item ran on one version, v2 items only after the first swap began.
+TEST_F(Reload, PluginSwappedUnderLoadLosesNothing) {
+    install(v1, false);
+    HostOptions o;
+    o.workers = 4;
+    o.max_workers = 4;
+    Kanband& kd = start({{"orders", plugin, recorderSettings(out, 1)}}, o);
+    ASSERT_TRUE(kd.waitReady()) << kd.log();
+    Subprocess ctl({kKanbanctl, "--config", cfg, "publish", "--domain", "orders", "--priority", "normal", "--payload",
+                    "x", "--count", "3000"},
+                   dir.file("ctl.out"), dir.file("ctl.err"));
+    ASSERT_TRUE(waitFor([&] { return readCalls(out).size() >= 500; }, 30s)) << kd.log();
+
+    install(v2, /*in_place=*/false);
+    const auto before_swap = readCalls(out).size();
+    kd.proc().signal(SIGHUP);
+    ASSERT_TRUE(waitFor([&] { return reloads(kd, "success", 1); }, 10s)) << kd.log();
+    EXPECT_EQ(version(kd), "2.0.0");
+    const auto at_first_swap = readCalls(out).size();
+    ASSERT_TRUE(waitFor([&] { return readCalls(out).size() >= at_first_swap + 500; }, 30s)) << kd.log();
+
+    install(v1, /*in_place=*/true);
+    kd.proc().signal(SIGHUP);
+    ASSERT_TRUE(waitFor([&] { return reloads(kd, "success", 2); }, 10s)) << kd.log();
+    EXPECT_EQ(version(kd), "1.0.0");
+
+    ASSERT_EQ(ctl.wait(60s), 0) << readFile(dir.file("ctl.err"));
+    const auto ids = readLines(dir.file("ctl.out"));
+    ASSERT_EQ(ids.size(), 3000u);
+    ASSERT_TRUE(waitFor([&] { return allHandled(out, ids); }, 60s)) << kd.log();
+    const auto calls = readCalls(out);
+    for (const auto& [id, n] : okCounts(calls)) EXPECT_EQ(n, 1) << id;
+    std::map<std::string, int> by_version;
+    for (const auto& c : calls) ++by_version[c.version];
+    std::cout << "[ measured ] items per version: v1 " << by_version["1.0.0"] << ", v2 " << by_version["2.0.0"] << "\n";
+    EXPECT_GT(by_version["2.0.0"], 0);
+    EXPECT_EQ(by_version["1.0.0"] + by_version["2.0.0"], static_cast<int>(calls.size()));
+    // Before the SIGHUP only v1 ran.
+    for (std::size_t i = 0; i < before_swap; ++i) ASSERT_EQ(calls[i].version, "1.0.0") << "v2 ran before the reload, call " << i;
+    EXPECT_TRUE(kd.logHas("plugin swapped domain=orders plugin=recorder version 1.0.0 -> 2.0.0"));
+    EXPECT_TRUE(kd.logHas("plugin swapped domain=orders plugin=recorder version 2.0.0 -> 1.0.0"));
+}
+
+// F17 and B1/B6/B9/B11 at reload: broken TOML, a missing .so, a wrong-ABI
+// .so, a create() that fails. Each is refused and counted, the old
+// generation keeps serving, and a good reload then applies.
+TEST_F(Reload, RefusedReloadsChangeNothing) {
+    install(v1, false);
+    Kanband& kd = start({{"orders", plugin, recorderSettings(out)}});
+    ASSERT_TRUE(kd.waitReady()) << kd.log();
+    const std::string good = readFile(cfg);
+    const std::string ctl_cfg = dir.file("ctl.toml");  // kanbanctl keeps a valid config
+    writeFile(ctl_cfg, good);
+    struct Bad {
+        std::string what, config, log;
+    };
+    const std::vector<Bad> bad = {
+        {"broken TOML", good + "\n[workers\n", cfg + ":"},
+        {"missing .so", makeConfig(nats, {{"orders", dir.file("nosuch.so"), recorderSettings(out)}}), "nosuch.so"},
+        {"wrong ABI", makeConfig(nats, {{"orders", kFixtures + "/abi_major_mismatch.so", ""}}), "ABI"},
+        {"create() fails", makeConfig(nats, {{"orders", kFixtures + "/create_fails.so", ""}}), "create() failed"},
+    };
+    double failures = 0;
+    for (const auto& b : bad) {
+        writeFile(cfg, b.config);
+        kd.proc().signal(SIGHUP);
+        ++failures;
+        ASSERT_TRUE(waitFor([&] { return reloads(kd, "failure", failures); }, 10s)) << b.what << "\n" << kd.log();
+        EXPECT_EQ(value(kd, "kanban_config_last_reload_successful"), 0.0) << b.what;
+        EXPECT_TRUE(kd.logHas("reload refused")) << b.what;
+        EXPECT_TRUE(kd.logHas(b.log)) << b.what << ": the log does not name the problem";
+        const auto ids = publish(ctl_cfg, "orders", "normal", 3);  // the old generation still serves
+        ASSERT_TRUE(waitFor([&] { return allHandled(out, ids); }, 10s)) << b.what << "\n" << kd.log();
+        for (const auto& c : readCalls(out)) EXPECT_EQ(c.version, "1.0.0");
+    }
+    EXPECT_THAT(kd.log(), ::testing::ContainsRegex(cfg + ":[0-9]+:[0-9]+: "));  // path:line:col
+    writeFile(cfg, good);
+    install(v2, false);
+    kd.proc().signal(SIGHUP);
+    ASSERT_TRUE(waitFor([&] { return reloads(kd, "success", 1); }, 10s)) << kd.log();
+    EXPECT_EQ(value(kd, "kanban_config_last_reload_successful"), 1.0);
+    EXPECT_EQ(version(kd), "2.0.0");
+}
+
+// B26: 50 SIGHUPs within a second are coalesced; the final config applies
+// and the daemon keeps serving.
+TEST_F(Reload, SighupStormIsCoalesced) {
+    install(v1, false);
+    Kanband& kd = start({{"orders", plugin, recorderSettings(out)}});
+    ASSERT_TRUE(kd.waitReady()) << kd.log();
+    install(v2, false);
+    for (int i = 0; i < 50; ++i) kd.proc().signal(SIGHUP);
+    ASSERT_TRUE(waitFor([&] { return version(kd) == "2.0.0"; }, 10s)) << kd.log();
+    ASSERT_TRUE(waitFor([&] { return kd.logHas("reload done"); }, 5s));
+    const double ok = value(kd, R"(kanban_config_reloads_total{result="success"})");
+    std::cout << "[ measured ] 50 SIGHUPs ran " << ok << " reloads\n";
+    EXPECT_GE(ok, 1);
+    EXPECT_LE(ok, 50);
+    EXPECT_EQ(value(kd, R"(kanban_config_reloads_total{result="failure"})"), 0.0);
+    const auto ids = publish(cfg, "orders", "normal", 5);
+    ASSERT_TRUE(waitFor([&] { return allHandled(out, ids); }, 10s)) << kd.log();
+    EXPECT_TRUE(kd.proc().running());
+}
+
+// F22: 200 reloads alternating v1 and v2. Open fds, threads and mapped
+// plugin copies stay bounded; RSS growth is reported.
+TEST_F(Reload, ReloadSoakDoesNotLeak) {
+    install(v1, false);
+    Kanband& kd = start({{"orders", plugin, recorderSettings(out)}});
+    ASSERT_TRUE(kd.waitReady()) << kd.log();
+    const std::string proc = "/proc/" + std::to_string(kd.proc().pid());
+    auto count = [](const std::string& d) {
+        return std::distance(fs::directory_iterator(d), fs::directory_iterator{});
+    };
+    auto rssKb = [&] {
+        for (const auto& line : readLines(proc + "/status"))
+            if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+        return -1L;
+    };
+    auto mappedPlugins = [&] {  // the private copies the plugin generations were loaded from
+        std::set<std::string> files;
+        for (const auto& line : readLines(proc + "/maps")) {
+            std::istringstream f(line);
+            std::string field, path;
+            for (int i = 0; i < 5; ++i) f >> field;
+            f >> path;
+            if (path.find("/kanband-orders-") != std::string::npos) files.insert(path);
+        }
+        return files.size();
+    };
+    // Warm up first: threads and buffers that appear on first use are not leaks.
+    install(v2, false);
+    kd.proc().signal(SIGHUP);
+    ASSERT_TRUE(waitFor([&] { return reloads(kd, "success", 1); }, 10s)) << kd.log();
+    const auto warm = publish(cfg, "orders", "normal", 5);
+    ASSERT_TRUE(waitFor([&] { return allHandled(out, warm); }, 10s)) << kd.log();
+    const auto fds0 = count(proc + "/fd"), threads0 = count(proc + "/task");
+    const auto rss0 = rssKb();
+    const auto maps0 = mappedPlugins();
+    for (int i = 1; i <= 200; ++i) {
+        install(i % 2 == 1 ? v1 : v2, false);
+        kd.proc().signal(SIGHUP);
+        ASSERT_TRUE(waitFor([&] { return reloads(kd, "success", i + 1); }, 10s)) << "reload " << i << "\n" << kd.log();
+    }
+    const auto ids = publish(cfg, "orders", "normal", 5);
+    ASSERT_TRUE(waitFor([&] { return allHandled(out, ids); }, 10s)) << kd.log();
+    const auto fds1 = count(proc + "/fd"), threads1 = count(proc + "/task");
+    const auto rss1 = rssKb();
+    const auto maps1 = mappedPlugins();
+    std::cout << "[ measured ] 200 reloads: fds " << fds0 << " -> " << fds1 << ", threads " << threads0 << " -> "
+              << threads1 << ", RSS " << rss0 << " -> " << rss1 << " kB, mapped plugin files " << maps0 << " -> "
+              << maps1 << "\n";
+    EXPECT_LE(fds1, fds0 + 2);
+    EXPECT_LE(threads1, threads0 + 1);
+    EXPECT_EQ(maps0, 1u);
+    EXPECT_LE(maps1, maps0 + 1) << "old generations stay mapped";
+    EXPECT_LT(rss1 - rss0, 20 * 1024) << "RSS grew by more than 20 MB";
+}
+
+}  // namespace
+}  // namespace kanban::test
