@@ -3,6 +3,8 @@
 // coalesced SIGHUP storms, and a soak that must not leak.
 #include "harness.hpp"
 
+#include <nlohmann/json.hpp>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -136,6 +138,53 @@ TEST_F(Reload, RefusedReloadsChangeNothing) {
     ASSERT_TRUE(waitFor([&] { return reloads(kd, "success", 1); }, 10s)) << kd.log();
     EXPECT_EQ(value(kd, "kanban_config_last_reload_successful"), 1.0);
     EXPECT_EQ(version(kd), "2.0.0");
+}
+
+// Settings apply live, new domains start and removed ones drain and stop;
+// a section that needs a restart is named in the log.
+TEST_F(Reload, SettingsAndDomainsApplyLive) {
+    install(v1, false);
+    HostOptions o;
+    o.max_attempts = 5;
+    o.backoff_initial_ms = 50;
+    o.backoff_max_ms = 50;
+    o.health_interval_ms = 100;
+    Kanband& kd = start({{"orders", plugin, recorderSettings(out)}}, o);
+    ASSERT_TRUE(kd.waitReady()) << kd.log();
+    const std::string extra_out = dir.file("extra.txt");
+    const std::string ctl_cfg = dir.file("ctl.toml");  // kanbanctl knows both domains throughout
+    writeFile(ctl_cfg, makeConfig(nats, {{"orders", plugin, recorderSettings(out)}, {"extra", v1, recorderSettings(extra_out)}}, o));
+
+    HostOptions changed = o;
+    changed.max_attempts = 2;
+    std::string next = makeConfig(nats, {{"orders", plugin, recorderSettings(out)}, {"extra", v1, recorderSettings(extra_out)}},
+                                  changed);
+    next.replace(next.find("[nats]\nservers = [\""), std::string("[nats]\nservers = [\"").size(),
+                 "[nats]\nservers = [\"nats://127.0.0.1:1\", \"");  // needs a restart: logged, not applied
+    writeFile(cfg, next);
+    kd.proc().signal(SIGHUP);
+    ASSERT_TRUE(waitFor([&] { return reloads(kd, "success", 1); }, 10s)) << kd.log();
+    EXPECT_TRUE(kd.logHas("domain added domain=extra"));
+    EXPECT_TRUE(kd.logHas("reload: [nats] needs a restart"));
+
+    const auto extra = publish(ctl_cfg, "extra", "normal", 3);
+    ASSERT_TRUE(waitFor([&] {
+        const auto calls = readCalls(extra_out);
+        return calls.size() == 3;
+    }, 10s)) << kd.log();
+    const auto retried = publish(ctl_cfg, "orders", "normal", 1, "retry");
+    ASSERT_TRUE(waitFor([&] { return kd.logHas("item dead-lettered domain=orders id=" + retried[0]); }, 10s)) << kd.log();
+    EXPECT_EQ(callsFor(readCalls(out), retried[0]).size(), 2u) << "max_attempts 2 did not apply";
+
+    writeFile(cfg, makeConfig(nats, {{"orders", plugin, recorderSettings(out)}}, changed));
+    kd.proc().signal(SIGHUP);
+    ASSERT_TRUE(waitFor([&] { return reloads(kd, "success", 2); }, 10s)) << kd.log();
+    EXPECT_TRUE(kd.logHas("domain removed domain=extra"));
+    const auto health = nlohmann::json::parse(kd.http("GET", "/health").body);
+    EXPECT_FALSE(health["domains"].contains("extra"));
+    const auto parked = publish(ctl_cfg, "extra", "normal", 2);
+    ASSERT_TRUE(waitFor([&] { return value(kd, "kanban_orphaned_items") == 2.0; }, 10s)) << kd.log();
+    EXPECT_EQ(readCalls(extra_out).size(), 3u) << "a removed domain still handles items";
 }
 
 // B26: 50 SIGHUPs within a second are coalesced; the final config applies

@@ -181,7 +181,11 @@ public:
             }
             auto batch = fetchLevel(level, max, kKnownWorkWaitMs);
             if (!batch || !batch->empty()) return batch;
-            l.empty_until = now + kEmptyRecheck;
+            // The level had work, yet nothing came within the wait: a slow
+            // reply under load, or another worker took it. Never fall
+            // through to a lower level on a timeout; ask definitively next time.
+            l.known_work = false;
+            return batch;
         }
         // Every level is empty: wait on one of them, rotating so that each
         // level is waited on in turn (an idle worker answers within ~idle_wait).

@@ -49,17 +49,20 @@ struct WorkersConfig {
     // Anti-starvation: a lower priority level with waiting items that has
     // not been served for this long gets the next batch; 0 = strict priority.
     std::int64_t starvation_ms = 30000;
+    bool operator==(const WorkersConfig&) const = default;
 };
 
 struct RetryConfig {
     std::int64_t max_attempts = 5;
     std::int64_t backoff_initial_ms = 100;
     std::int64_t backoff_max_ms = 30000;
+    bool operator==(const RetryConfig&) const = default;
 };
 
 struct CircuitBreakerConfig {
     std::int64_t failure_threshold = 3;
     std::int64_t open_ms = 30000;
+    bool operator==(const CircuitBreakerConfig&) const = default;
 };
 
 struct CoordinatorConfig {
@@ -80,6 +83,7 @@ struct DomainConfig {
     std::string plugin_path;  // resolved absolute or config-relative path of the .so
     std::int64_t timeout_ms = 30000;
     std::string settings_json = "{}";  // [domain.settings] as a compact JSON object
+    bool operator==(const DomainConfig&) const = default;
 };
 
 struct ScheduleConfig {

@@ -67,7 +67,10 @@ Result<std::shared_ptr<const plugin::Instance>> loadHandler(const config::Domain
 // its items wait for the fix.
 class OrphanWatch {
 public:
-    explicit OrphanWatch(const config::Config& cfg) {
+    explicit OrphanWatch(const config::Config& cfg) { setDomains(cfg); }
+    void setDomains(const config::Config& cfg) {
+        std::lock_guard lock(mu_);
+        domains_.clear();
         for (const auto& d : cfg.domains) domains_.insert(d.name);
     }
 
@@ -81,6 +84,7 @@ public:
         }
         std::map<std::string, std::uint64_t> orphaned;
         std::uint64_t total = 0;
+        std::lock_guard lock(mu_);
         for (const auto& [subject, n] : *counts)
             if (domains_.count(subject.substr(subject.rfind('.') + 1)) == 0) {
                 orphaned[subject] = n;
@@ -96,6 +100,7 @@ public:
     }
 
 private:
+    std::mutex mu_;
     std::set<std::string> domains_;
     std::map<std::string, std::uint64_t> last_;
     std::uint64_t total_ = 0;
@@ -166,7 +171,7 @@ bool isValidUtf8(const std::string& s) {
 class Host final : public admin::AdminApi {
 public:
     Host(const config::Config& cfg, broker::Failover& brokers, metrics::Metrics& metrics)
-        : cfg_(cfg), brokers_(brokers), queue_(*brokers.nats()), rabbit_(brokers.rabbit()), metrics_(metrics), orphans_(cfg) {}
+        : cfg_(std::make_shared<const config::Config>(cfg)), brokers_(brokers), queue_(*brokers.nats()), rabbit_(brokers.rabbit()), metrics_(metrics), orphans_(cfg) {}
 
     void addDomain(const config::DomainConfig& d, const plugin::Instance* handler, worker::DomainWorkers* pool,
                    std::string error) {
@@ -179,6 +184,22 @@ public:
         }
         std::lock_guard lock(mu_);
         domains_.emplace(d.name, std::move(e));
+    }
+
+    std::shared_ptr<const config::Config> cfg() const {
+        std::lock_guard lock(cfg_mu_);
+        return cfg_;
+    }
+    void setConfig(const config::Config& cfg) {
+        {
+            std::lock_guard lock(cfg_mu_);
+            cfg_ = std::make_shared<const config::Config>(cfg);
+        }
+        orphans_.setDomains(cfg);
+    }
+    void removeDomain(const std::string& name) {
+        std::lock_guard lock(mu_);
+        domains_.erase(name);
     }
 
     void setPlugin(const std::string& domain, const plugin::Instance& handler) {
@@ -196,7 +217,7 @@ public:
         if (rabbit_ != nullptr && !rabbit_->healthy()) (void)rabbit_->probe();
         brokers_.refresh();
         metrics_.setActiveBackend(brokers_.backendName());
-        const auto stall = std::chrono::milliseconds(cfg_.coordinator.stall_threshold_ms);
+        const auto stall = std::chrono::milliseconds(cfg()->coordinator.stall_threshold_ms);
         {
             std::lock_guard lock(mu_);
             for (auto& [name, e] : domains_)
@@ -210,7 +231,7 @@ public:
         syncSchedules();
         std::lock_guard lock(mu_);
         std::uint64_t total = 0;
-        const auto window = static_cast<std::size_t>(cfg_.coordinator.depth_window);
+        const auto window = static_cast<std::size_t>(cfg()->coordinator.depth_window);
         for (auto& [name, e] : domains_) {
             auto it = depths.find(name);
             if (it == depths.end()) continue;
@@ -240,7 +261,7 @@ public:
             for (auto v : e.depth_window) avg += static_cast<double>(v);
             avg /= static_cast<double>(e.depth_window.size());
             const auto target = static_cast<std::size_t>(
-                worker::targetWorkers(avg, cfg_.workers.min, cfg_.workers.max));
+                worker::targetWorkers(avg, cfg()->workers.min, cfg()->workers.max));
             if (target != e.pool->target()) {
                 spdlog::info("coordinator: domain={} workers {} -> {} (average depth {:.1f} over {} samples)", name,
                              e.pool->target(), target, avg, e.depth_window.size());
@@ -292,7 +313,7 @@ public:
             d["dead_letters"] = e.dead_letters;
             d["circuit"] = e.pool != nullptr ? std::string(worker::CircuitBreaker::name(e.pool->circuit())) : "closed";
             d["stalled"] = e.pool != nullptr
-                               ? e.pool->stalled(std::chrono::milliseconds(cfg_.coordinator.stall_threshold_ms))
+                               ? e.pool->stalled(std::chrono::milliseconds(cfg()->coordinator.stall_threshold_ms))
                                : 0;
             d["plugin"] = e.pool != nullptr ? nlohmann::json{{"name", e.plugin_name}, {"version", e.plugin_version}}
                                             : nlohmann::json(nullptr);
@@ -341,10 +362,10 @@ public:
     }
 
     admin::Reply addSchedule(const nlohmann::json& body) override {
-        auto job = scheduler::jobFromJson(body, cfg_);
+        auto job = scheduler::jobFromJson(body, *cfg());
         if (!job) return admin::errorReply(400, job.message());
         if (isConfigJob(job->name))
-            return admin::errorReply(409, "schedule \"" + job->name + "\" is defined in " + cfg_.path + "; change it there");
+            return admin::errorReply(409, "schedule \"" + job->name + "\" is defined in " + cfg()->path + "; change it there");
         if (!queue_.connected())
             return admin::errorReply(503, "runtime schedules are stored in NATS (JetStream KV), which is not reachable now");
         if (Status s = queue_.putSchedule(job->name, scheduler::jobToJson(*job).dump()); !s)
@@ -356,7 +377,7 @@ public:
 
     admin::Reply cancelSchedule(const std::string& name) override {
         if (isConfigJob(name))
-            return admin::errorReply(409, "schedule \"" + name + "\" is defined in " + cfg_.path + "; remove it there");
+            return admin::errorReply(409, "schedule \"" + name + "\" is defined in " + cfg()->path + "; remove it there");
         if (!queue_.connected())
             return admin::errorReply(503, "runtime schedules are stored in NATS (JetStream KV), which is not reachable now");
         auto deleted = queue_.deleteSchedule(name);
@@ -376,7 +397,7 @@ public:
     }
 
     admin::Reply deadLetters(const std::string& domain, std::size_t limit) override {
-        if (cfg_.findDomain(domain) == nullptr) return admin::errorReply(404, "unknown domain \"" + domain + "\"");
+        if (cfg()->findDomain(domain) == nullptr) return admin::errorReply(404, "unknown domain \"" + domain + "\"");
         // Both dead-letter queues; an unreachable broker is reported, not fatal.
         nlohmann::json items = nlohmann::json::array(), unavailable = nlohmann::json::object();
         auto add = [&](const broker::DeadLetter& dl, const char* backend) {
@@ -412,7 +433,7 @@ public:
     }
 
     admin::Reply replay(const std::string& domain, const std::optional<std::string>& id) override {
-        if (cfg_.findDomain(domain) == nullptr) return admin::errorReply(404, "unknown domain \"" + domain + "\"");
+        if (cfg()->findDomain(domain) == nullptr) return admin::errorReply(404, "unknown domain \"" + domain + "\"");
         nlohmann::json replayed = nlohmann::json::array(), failed = nlohmann::json::array();
         // Published like any other item: to NATS, or to RabbitMQ when NATS
         // cannot take it; the original id and payload, a fresh deadline.
@@ -470,7 +491,8 @@ public:
 
 private:
     bool isConfigJob(const std::string& name) const {
-        return std::any_of(cfg_.schedules.begin(), cfg_.schedules.end(), [&](const auto& j) { return j.name == name; });
+        const auto c = cfg();
+        return std::any_of(c->schedules.begin(), c->schedules.end(), [&](const auto& j) { return j.name == name; });
     }
 
     static nlohmann::json statusJson(const scheduler::JobStatus& st) {
@@ -497,7 +519,7 @@ private:
         std::map<std::string, config::ScheduleConfig> jobs;
         for (const auto& [name, text] : *stored) {
             auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-            auto job = scheduler::jobFromJson(j, cfg_);
+            auto job = scheduler::jobFromJson(j, *cfg());
             if (!job) {
                 if (bad_schedules_.insert(name + text).second)
                     spdlog::warn("stored schedule {} not run here: {}", name, job.message());
@@ -559,7 +581,8 @@ private:
         return out;
     }
 
-    const config::Config& cfg_;
+    mutable std::mutex cfg_mu_;
+    std::shared_ptr<const config::Config> cfg_;  // cfg_mu_; replaced by a reload
     broker::Failover& brokers_;
     broker::JetStream& queue_;  // NATS-only views: stream inspection, orphans, oldest item
     broker::RabbitMq* rabbit_;  // null when rabbitmq.enabled is false
@@ -685,6 +708,23 @@ int run(const std::string& path) {
     // start (its items wait in the queue); the other domains run.
     std::vector<std::unique_ptr<worker::DomainWorkers>> pools;
     std::map<std::string, PluginFile> plugin_files;  // of the running generation, per domain
+    auto workerSettings = [&sched](const config::DomainConfig& d, const config::Config& c) {
+        return worker::WorkerSettings{d, c.workers, c.retry, c.circuit_breaker, std::chrono::milliseconds(100),
+                                      [&sched](const std::string& id, bool ok) { sched.settled(id, ok); }};
+    };
+    auto startDomain = [&](const config::DomainConfig& d, const config::Config& c,
+                           std::shared_ptr<const plugin::Instance> handler) {
+        const auto& lib = handler->library();
+        spdlog::info("plugin loaded domain={} plugin={} version={} path={}", d.name, lib.name(), lib.version(),
+                     d.plugin_path);
+        metrics.setPluginInfo(d.name, lib.name(), lib.version());
+        auto pool = std::make_unique<worker::DomainWorkers>(workerSettings(d, c), handler, brokers, done,
+                                                            metrics.domain(d.name));
+        pool->start(static_cast<std::size_t>(c.workers.min));
+        host.addDomain(d, handler.get(), pool.get(), "");
+        plugin_files[d.name] = pluginFile(d);
+        pools.push_back(std::move(pool));
+    };
     for (const auto& d : cfg.domains) {
         auto handler = loadHandler(d);
         if (!handler) {
@@ -692,17 +732,7 @@ int run(const std::string& path) {
             host.addDomain(d, nullptr, nullptr, handler.message());
             continue;
         }
-        const auto& lib = (*handler)->library();
-        spdlog::info("plugin loaded domain={} plugin={} version={} path={}", d.name, lib.name(), lib.version(),
-                     d.plugin_path);
-        metrics.setPluginInfo(d.name, lib.name(), lib.version());
-        worker::WorkerSettings ws{d, cfg.workers, cfg.retry, cfg.circuit_breaker, std::chrono::milliseconds(100),
-                                  [&sched](const std::string& id, bool ok) { sched.settled(id, ok); }};
-        auto pool = std::make_unique<worker::DomainWorkers>(std::move(ws), *handler, brokers, done, metrics.domain(d.name));
-        pool->start(static_cast<std::size_t>(cfg.workers.min));
-        host.addDomain(d, handler->get(), pool.get(), "");
-        plugin_files[d.name] = pluginFile(d);
-        pools.push_back(std::move(pool));
+        startDomain(d, cfg, std::move(*handler));
     }
     sd_notify(0, "READY=1\nSTATUS=running");
     spdlog::info("kanband ready admin={}:{} workers_per_domain={}", cfg.admin.host, admin.port(), cfg.workers.min);
@@ -711,6 +741,7 @@ int run(const std::string& path) {
     // Reload (SIGHUP): validate everything first, change nothing on any
     // failure; then swap the plugin generations that changed.
     config::Config current = cfg;
+    auto interval = std::chrono::milliseconds(cfg.coordinator.health_interval_ms);
     auto reload = [&] {
         sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",
                    static_cast<unsigned long long>(std::chrono::duration_cast<std::chrono::microseconds>(
@@ -728,15 +759,11 @@ int run(const std::string& path) {
         auto next = config::loadConfigFile(path);
         if (!next) return refuse(next.message());
 
-        // Shadow-build every changed domain's new generation: all or nothing.
+        // Shadow-build every new or changed domain's generation: all or nothing.
         std::map<std::string, std::shared_ptr<const plugin::Instance>> fresh;
         std::map<std::string, PluginFile> fresh_files;
         std::vector<std::string> not_applied;
         for (const auto& d : next->domains) {
-            if (current.findDomain(d.name) == nullptr) {
-                not_applied.push_back("new domain " + d.name);
-                continue;
-            }
             const PluginFile file = pluginFile(d);
             auto running = plugin_files.find(d.name);
             if (running != plugin_files.end() && running->second == file) continue;
@@ -745,39 +772,68 @@ int run(const std::string& path) {
             fresh[d.name] = std::move(*handler);
             fresh_files[d.name] = file;
         }
-        for (const auto& d : current.domains)
-            if (next->findDomain(d.name) == nullptr) not_applied.push_back("removed domain " + d.name);
         for (const auto& section : restartOnlyChanges(current, *next)) not_applied.push_back(section);
 
-        // Apply.
-        for (auto& [name, handler] : fresh) {
-            auto pool = std::find_if(pools.begin(), pools.end(), [&](const auto& p) { return p->name() == name; });
-            if (pool == pools.end()) {
-                not_applied.push_back("domain " + name + " (not running: its plugin failed at start)");
+        // Apply: new generations and settings, new domains, then removed ones.
+        auto poolOf = [&](const std::string& name) {
+            auto it = std::find_if(pools.begin(), pools.end(), [&](const auto& p) { return p->name() == name; });
+            return it == pools.end() ? nullptr : it->get();
+        };
+        std::size_t swapped = 0, added = 0, removed = 0;
+        for (const auto& d : next->domains) {
+            worker::DomainWorkers* pool = poolOf(d.name);
+            auto f = fresh.find(d.name);
+            if (pool == nullptr) {
+                if (f == fresh.end()) continue;  // cannot happen: a domain without a pool has no running generation
+                host.removeDomain(d.name);       // it may be listed as failed since start
+                startDomain(d, *next, f->second);
+                spdlog::info("domain added domain={}", d.name);
+                ++added;
                 continue;
             }
-            const auto old = (*pool)->handler();
-            (*pool)->swapHandler(handler);
-            host.setPlugin(name, *handler);
-            metrics.setPluginInfo(name, handler->library().name(), handler->library().version());
-            plugin_files[name] = fresh_files[name];
-            sched.recanary(name);
+            const config::DomainConfig* before = current.findDomain(d.name);
+            if (before == nullptr || !(*before == d) || !(current.workers == next->workers) ||
+                !(current.retry == next->retry) || !(current.circuit_breaker == next->circuit_breaker))
+                pool->updateSettings(workerSettings(d, *next));
+            if (f == fresh.end()) continue;
+            const auto old = pool->handler();
+            pool->swapHandler(f->second);
+            host.setPlugin(d.name, *f->second);
+            metrics.setPluginInfo(d.name, f->second->library().name(), f->second->library().version());
+            plugin_files[d.name] = fresh_files[d.name];
+            sched.recanary(d.name);
+            ++swapped;
             spdlog::info("plugin swapped domain={} plugin={} version {} -> {}; items in a handler finish on the old one",
-                         name, handler->library().name(), old->library().version(), handler->library().version());
+                         d.name, f->second->library().name(), old->library().version(), f->second->library().version());
+        }
+        host.setConfig(*next);
+        sched.reconfigure(*next);
+        for (const auto& d : current.domains) {
+            if (next->findDomain(d.name) != nullptr) continue;
+            auto it = std::find_if(pools.begin(), pools.end(), [&](const auto& p) { return p->name() == d.name; });
+            host.removeDomain(d.name);
+            plugin_files.erase(d.name);
+            if (it == pools.end()) continue;
+            (*it)->requestStop();  // unstarted items go back to the broker; the ones in a handler finish
+            (*it)->join();
+            pools.erase(it);
+            spdlog::info("domain removed domain={}: its workers finished; its queue stays in the broker", d.name);
+            ++removed;
         }
         if (next->log_level != current.log_level)
             spdlog::set_level(spdlog::level::from_str(next->log_level == "warning" ? "warn" : next->log_level));
         for (const auto& what : not_applied) spdlog::warn("reload: {} needs a restart to take effect", what);
         current = std::move(*next);
         metrics.reloaded(true, now_s());
-        spdlog::info("reload done: {} plugin generation(s) swapped", fresh.size());
+        interval = std::chrono::milliseconds(current.coordinator.health_interval_ms);
+        spdlog::info("reload done: {} plugin generation(s) swapped, {} domain(s) added, {} removed", swapped, added, removed);
         sd_notify(0, "READY=1\nSTATUS=running");
     };
 
     sched.start();
     host.tick();
     const sigset_t set = handledSignals();
-    const auto interval = std::chrono::milliseconds(cfg.coordinator.health_interval_ms);
+    // (declared above, before `reload`, which changes it)
     for (;;) {
         timespec timeout{static_cast<time_t>(interval.count() / 1000), static_cast<long>(interval.count() % 1000) * 1'000'000};
         const int sig = sigtimedwait(&set, nullptr, &timeout);

@@ -63,6 +63,7 @@ Metrics::Metrics(std::string_view version) : registry_(std::make_shared<promethe
     failovers_ = &family(prometheus::BuildCounter(), r, "kanban_failovers_total",
                          "Switches of the publishing backend between NATS and RabbitMQ (both ways).")
                       .Add({});
+    setActiveBackend("none");  // both series exist from the start, at 0, until the coordinator's first tick
     scheduled_family_ = &family(prometheus::BuildCounter(), r, "kanban_scheduled_items_published_total",
                                 "Scheduled ticks this host stored in the broker (copies another host stored first are not counted).");
     skipped_family_ = &family(prometheus::BuildCounter(), r, "kanban_scheduled_ticks_skipped_total",

@@ -108,12 +108,13 @@ namespace {
 bool sameSpec(const config::ScheduleConfig& a, const config::ScheduleConfig& b) { return jobToJson(a) == jobToJson(b); }
 }  // namespace
 
-Scheduler::Scheduler(const config::Config& cfg, Hooks hooks) : cfg_(cfg), hooks_(std::move(hooks)) {}
+Scheduler::Scheduler(const config::Config& cfg, Hooks hooks)
+    : settings_(cfg.scheduler), config_jobs_(cfg.schedules), hooks_(std::move(hooks)) {}
 
 Scheduler::~Scheduler() { stop(); }
 
 void Scheduler::start() {
-    for (const auto& job : cfg_.schedules) add(job, "config");
+    for (const auto& job : config_jobs_) add(job, "config");
     thread_ = std::thread([this] { run(); });
 }
 
@@ -184,6 +185,26 @@ void Scheduler::syncRuntime(const std::map<std::string, config::ScheduleConfig>&
     for (const auto& name : to_remove) remove(name);
 }
 
+void Scheduler::reconfigure(const config::Config& next) {
+    std::vector<config::ScheduleConfig> to_add;
+    std::vector<std::string> to_remove;
+    {
+        std::lock_guard lock(mu_);
+        settings_ = next.scheduler;
+        for (const auto& spec : next.schedules) {
+            auto it = jobs_.find(spec.name);
+            if (it == jobs_.end() || it->second.status.source != "config" || !sameSpec(it->second.status.spec, spec))
+                to_add.push_back(spec);
+        }
+        for (const auto& old : config_jobs_)
+            if (std::none_of(next.schedules.begin(), next.schedules.end(), [&](const auto& j) { return j.name == old.name; }))
+                to_remove.push_back(old.name);
+        config_jobs_ = next.schedules;
+    }
+    for (const auto& name : to_remove) remove(name);
+    for (const auto& spec : to_add) add(spec, "config");
+}
+
 void Scheduler::recanary(const std::string& domain) {
     std::lock_guard lock(mu_);
     for (auto& [name, job] : jobs_) {
@@ -245,7 +266,7 @@ void Scheduler::run() {
                 } else if (Steady::now() >= job.canary_deadline) {
                     pause(job,
                           "canary " + pending[i].second + " not handled within " +
-                              std::to_string(cfg_.scheduler.canary_timeout_ms) + " ms",
+                              std::to_string(settings_.canary_timeout_ms) + " ms",
                           "timeout");
                 }
             }
@@ -306,12 +327,12 @@ void Scheduler::run() {
                 canary = true;
             } else {
                 const auto depth = hooks_.depth ? hooks_.depth(spec.domain) : std::nullopt;
-                const bool over = depth && static_cast<std::int64_t>(*depth) > cfg_.scheduler.backpressure_depth;
+                const bool over = depth && static_cast<std::int64_t>(*depth) > settings_.backpressure_depth;
                 if (over != job.status.throttled) {
                     job.status.throttled = over;
                     if (over)
                         spdlog::warn("schedule job={}: domain={} depth {} over backpressure_depth {}: publishing one tick in {}",
-                                     name, spec.domain, *depth, cfg_.scheduler.backpressure_depth, kThrottle);
+                                     name, spec.domain, *depth, settings_.backpressure_depth, kThrottle);
                     else
                         spdlog::info("schedule job={}: domain={} depth back under backpressure_depth: full rate", name,
                                      spec.domain);
@@ -343,7 +364,7 @@ void Scheduler::run() {
             }
             if (canary) {
                 it->second.canary_id = req.id;
-                it->second.canary_deadline = Steady::now() + std::chrono::milliseconds(cfg_.scheduler.canary_timeout_ms);
+                it->second.canary_deadline = Steady::now() + std::chrono::milliseconds(settings_.canary_timeout_ms);
                 spdlog::info("schedule canary published job={} id={}", name, req.id);
             }
         }

@@ -100,6 +100,9 @@ public:
     // The runtime jobs as stored now (name -> spec): adds, replaces and
     // removes this host's API jobs to match.
     void syncRuntime(const std::map<std::string, config::ScheduleConfig>& stored);
+    // A reloaded config: new scheduler settings; config jobs added, changed
+    // (a new canary) or removed to match. Runtime jobs are untouched.
+    void reconfigure(const config::Config& next);
     // The domain's plugin changed: its jobs send a canary again.
     void recanary(const std::string& domain);
     // A scheduled item settled on this host (fast path for canaries).
@@ -120,7 +123,8 @@ private:
     void skip(Job& job, const std::string& reason, std::uint64_t n = 1);
     void pause(Job& job, const std::string& why, const std::string& outcome);
 
-    const config::Config& cfg_;
+    config::SchedulerConfig settings_;              // mu_
+    std::vector<config::ScheduleConfig> config_jobs_;  // mu_ (after start)
     Hooks hooks_;
     mutable std::mutex mu_;
     std::condition_variable cv_;

@@ -53,6 +53,13 @@ public:
         return {};
     }
 
+    // New settings (hot reload); they apply from the next failure or opening.
+    void configure(std::int64_t failure_threshold, std::chrono::milliseconds open_for) {
+        std::lock_guard lock(mu_);
+        threshold_ = failure_threshold < 1 ? 1 : failure_threshold;
+        open_for_ = open_for;
+    }
+
     // The trial permit found no item: another worker may try.
     void trialUnused() {
         std::lock_guard lock(mu_);
@@ -96,8 +103,8 @@ public:
     }
 
 private:
-    const std::int64_t threshold_;
-    const std::chrono::milliseconds open_for_;
+    std::int64_t threshold_;               // mu_
+    std::chrono::milliseconds open_for_;   // mu_
     const double jitter_;
     std::function<double()> random_;
     mutable std::mutex mu_;

@@ -24,6 +24,7 @@ double unitRandom() {
 DomainWorkers::DomainWorkers(WorkerSettings settings, std::shared_ptr<const plugin::Instance> handler,
                              broker::WorkQueue& queue, LocalDoneRecord& done, metrics::DomainMetrics& metrics)
     : settings_(std::move(settings)),
+      live_(std::make_shared<const WorkerSettings>(settings_)),
       handler_(std::move(handler)),
       queue_(queue),
       done_(done),
@@ -89,6 +90,23 @@ bool DomainWorkers::sleepUnlessStopped(std::chrono::milliseconds d) {
     return !cv_.wait_for(lock, d, [this] { return stop_.load(); });
 }
 
+std::shared_ptr<const WorkerSettings> DomainWorkers::live() const {
+    std::lock_guard lock(live_mu_);
+    return live_;
+}
+
+void DomainWorkers::updateSettings(const WorkerSettings& settings) {
+    auto next = std::make_shared<WorkerSettings>(settings);
+    if (next->workers.max > static_cast<std::int64_t>(slots_.size())) {
+        spdlog::warn("domain={}: workers.max {} needs a restart (started with {}); {} applies until then", name(),
+                     next->workers.max, slots_.size(), slots_.size());
+        next->workers.max = static_cast<std::int64_t>(slots_.size());
+    }
+    breaker_.configure(next->breaker.failure_threshold, std::chrono::milliseconds(next->breaker.open_ms));
+    std::lock_guard lock(live_mu_);
+    live_ = std::move(next);
+}
+
 void DomainWorkers::breakerResult(bool ok) {
     const bool changed = ok ? breaker_.onSuccess() : breaker_.onFailure(std::chrono::steady_clock::now());
     if (!changed) return;
@@ -97,7 +115,7 @@ void DomainWorkers::breakerResult(bool ok) {
     metrics_.circuit_transitions[static_cast<std::size_t>(state)]->Increment();
     if (state == CircuitBreaker::State::open)
         spdlog::warn("circuit opened domain={}: {} consecutive failures; pulling stops for up to {} ms", settings_.domain.name,
-                     settings_.breaker.failure_threshold, settings_.breaker.open_ms);
+                     live()->breaker.failure_threshold, live()->breaker.open_ms);
     else
         spdlog::info("circuit closed domain={}: the trial item succeeded", settings_.domain.name);
 }
@@ -107,11 +125,7 @@ void DomainWorkers::run(std::size_t index) {
     const std::string& domain = settings_.domain.name;
     broker::ConsumerSpec spec;
     spec.domain = domain;
-    spec.timeout_ms = settings_.domain.timeout_ms;
-    spec.max_attempts = settings_.retry.max_attempts;
-    spec.max_ack_pending = settings_.workers.max * settings_.workers.pull_batch;
-    spec.starvation_ms = settings_.workers.starvation_ms;
-    spec.pull_batch = settings_.workers.pull_batch;
+    std::shared_ptr<const WorkerSettings> in_use;  // what `spec` and the consumer were made from
 
     std::unique_ptr<broker::Consumer> consumer;
     std::unique_ptr<broker::DoneStore> store;
@@ -128,6 +142,17 @@ void DomainWorkers::run(std::size_t index) {
         if (permit.trial) {
             metrics_.circuit_state->Set(static_cast<double>(CircuitBreaker::State::half_open));
             spdlog::info("circuit half-open domain={}: one trial item", domain);
+        }
+        if (auto now_live = live(); now_live != in_use) {
+            // First round, or a reload changed the settings: (re)open with them.
+            in_use = now_live;
+            spec.timeout_ms = in_use->domain.timeout_ms;
+            spec.max_attempts = in_use->retry.max_attempts;
+            spec.max_ack_pending = in_use->workers.max * in_use->workers.pull_batch;
+            spec.starvation_ms = in_use->workers.starvation_ms;
+            spec.pull_batch = in_use->workers.pull_batch;
+            store.reset();
+            consumer.reset();
         }
         if (!consumer) {
             auto opened = queue_.openConsumer(spec);
@@ -146,7 +171,7 @@ void DomainWorkers::run(std::size_t index) {
             retry_wait = std::chrono::milliseconds(250);
             spdlog::debug("worker {} of domain={} pulling", index, domain);
         }
-        const int max = permit.trial ? 1 : static_cast<int>(settings_.workers.pull_batch);
+        const int max = permit.trial ? 1 : static_cast<int>(in_use->workers.pull_batch);
         auto batch = consumer->fetch(max, settings_.idle_wait);
         bool healthy = static_cast<bool>(batch);
         if (!batch) {
@@ -181,7 +206,8 @@ void DomainWorkers::run(std::size_t index) {
 
 bool DomainWorkers::handleBatch(broker::DeliveryBatch& batch, broker::DoneStore& store, Slot& slot, bool trial) {
     const std::string& domain = settings_.domain.name;
-    const auto& retry = settings_.retry;
+    const auto now_live = live();  // one snapshot for the batch
+    const auto& retry = now_live->retry;
 
     // Which items were completed already (a lost ack, a crash after the
     // record, a duplicate published after the broker's dedup window)? The
@@ -218,8 +244,8 @@ bool DomainWorkers::handleBatch(broker::DeliveryBatch& batch, broker::DoneStore&
     // none expires while a handler keeps to its timeout. If even that was
     // missed (a handler overran by far), the broker may have handed the
     // rest to someone else already: leave them to it.
-    const auto ack_wait = broker::ackWaitFor(settings_.domain.timeout_ms);
-    const auto refresh_every = (ack_wait - std::chrono::milliseconds(settings_.domain.timeout_ms)) / 2;
+    const auto ack_wait = broker::ackWaitFor(now_live->domain.timeout_ms);
+    const auto refresh_every = (ack_wait - std::chrono::milliseconds(now_live->domain.timeout_ms)) / 2;
     auto last_refresh = std::chrono::steady_clock::now();
     std::vector<broker::Delivery*> awaiting_ack;  // handled ok, record in flight
     for (std::size_t i = 0; i < batch.size(); ++i) {
@@ -239,7 +265,7 @@ bool DomainWorkers::handleBatch(broker::DeliveryBatch& batch, broker::DoneStore&
         // The breaker opened (this or another worker's failures): stop the
         // line. Items not started go back to wait out the open period.
         if (!trial && breaker_.state() == CircuitBreaker::State::open) {
-            const auto wait = std::chrono::milliseconds(settings_.breaker.open_ms);
+            const auto wait = std::chrono::milliseconds(now_live->breaker.open_ms);
             for (std::size_t j = i; j < batch.size(); ++j) {
                 if (done[j]) {
                     ack(*batch[j]);  // already done: nothing to wait for
@@ -293,7 +319,8 @@ bool DomainWorkers::handleBatch(broker::DeliveryBatch& batch, broker::DoneStore&
 }
 
 DomainWorkers::Outcome DomainWorkers::process(broker::Delivery& d, Slot& slot) {
-    const auto& dom = settings_.domain;
+    const auto now_live = live();
+    const auto& dom = now_live->domain;
     if (d.id.size() > broker::kMaxWorkIdBytes) {
         deadLetter(d, metrics::DeadLetterReason::invalid_id, "invalid_id");
         return Outcome::settled;
@@ -301,7 +328,7 @@ DomainWorkers::Outcome DomainWorkers::process(broker::Delivery& d, Slot& slot) {
     // Deliveries the host never settled (a crash, a lost lease) still count:
     // the attempt is checked before the handler runs, so an item that kills
     // the process cannot crash it forever.
-    if (static_cast<std::int64_t>(d.attempt) > settings_.retry.max_attempts) {
+    if (static_cast<std::int64_t>(d.attempt) > now_live->retry.max_attempts) {
         deadLetter(d, metrics::DeadLetterReason::max_deliveries_exceeded, "max_deliveries_exceeded");
         return Outcome::settled;
     }
@@ -407,7 +434,8 @@ void DomainWorkers::ack(broker::Delivery& d) {
 }
 
 void DomainWorkers::retryOrDeadLetter(broker::Delivery& d, const std::string& reason) {
-    const auto& retry = settings_.retry;
+    const auto now_live = live();
+    const auto& retry = now_live->retry;
     if (static_cast<std::int64_t>(d.attempt) >= retry.max_attempts) {
         deadLetter(d, metrics::DeadLetterReason::retries_exhausted, reason);
         return;
@@ -420,7 +448,8 @@ void DomainWorkers::retryOrDeadLetter(broker::Delivery& d, const std::string& re
 }
 
 void DomainWorkers::deadLetter(broker::Delivery& d, metrics::DeadLetterReason why, const std::string& reason) {
-    const auto& retry = settings_.retry;
+    const auto now_live = live();
+    const auto& retry = now_live->retry;
     const std::string& domain = settings_.domain.name;
     if (Status s = d.deadLetter(reason); !s) {
         // The item stays with the broker; try again after a backoff.

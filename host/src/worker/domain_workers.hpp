@@ -61,6 +61,12 @@ public:
     CircuitBreaker::State circuit() const { return breaker_.state(); }
     const std::string& name() const { return settings_.domain.name; }
 
+    // New settings (hot reload): retry, breaker, pull_batch, starvation and
+    // the domain's timeout apply from each worker's next batch (consumers
+    // are reopened with them); workers.max cannot grow past its value at
+    // start (the slots are allocated then). Not the domain's name or plugin.
+    void updateSettings(const WorkerSettings& settings);
+
     // A new plugin generation (hot reload): items not yet started run on
     // it; an item already in the old one's handle() finishes there, and the
     // old library is released with its last reference.
@@ -89,7 +95,11 @@ private:
     void breakerResult(bool ok);
     bool sleepUnlessStopped(std::chrono::milliseconds d);
 
-    WorkerSettings settings_;
+    std::shared_ptr<const WorkerSettings> live() const;  // the current settings
+
+    const WorkerSettings settings_;  // as at start: the name, the hooks
+    mutable std::mutex live_mu_;
+    std::shared_ptr<const WorkerSettings> live_;  // live_mu_
     mutable std::mutex handler_mu_;
     std::shared_ptr<const plugin::Instance> handler_;  // the current generation (handler_mu_)
     broker::WorkQueue& queue_;
