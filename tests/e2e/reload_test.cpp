@@ -302,7 +302,13 @@ TEST_F(Reload, ReloadSoakDoesNotLeak) {
     EXPECT_LE(threads1, threads0 + 1);
     EXPECT_EQ(maps0, 1u);
     EXPECT_LE(maps1, maps0 + 1) << "old generations stay mapped";
-    EXPECT_LT(rss1 - rss0, 20 * 1024) << "RSS grew by more than 20 MB";
+    if (KANBAN_SANITIZED) {
+        // ASan keeps freed memory in quarantine (and TSan its shadow): RSS says
+        // nothing there. Their leak checks at exit cover that build instead.
+        std::cout << "[ note ] sanitizer build: RSS not judged\n";
+    } else {
+        EXPECT_LT(rss1 - rss0, 20 * 1024) << "RSS grew by more than 20 MB";
+    }
 }
 
 }  // namespace
