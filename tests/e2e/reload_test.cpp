@@ -161,7 +161,11 @@ TEST_F(Reload, SettingsAndDomainsApplyLive) {
     writeFile(ctl_cfg, makeConfig(nats, {{"orders", plugin, recorderSettings(out)}, {"extra", v1, recorderSettings(extra_out)}}, o));
 
     HostOptions changed = o;
-    changed.max_attempts = 2;
+    changed.max_attempts = 2;                                           // [retry]
+    changed.workers = 3;                                                // [workers], applied by the coordinator
+    changed.failure_threshold = 2;                                      // [circuit_breaker] (1000 before)
+    changed.open_ms = 600000;
+    changed.extra_toml = "[[schedule]]\nname = \"added\"\ndomain = \"extra\"\nevery_ms = 100\n";  // a config job
     std::string next = makeConfig(nats, {{"orders", plugin, recorderSettings(out)}, {"extra", v1, recorderSettings(extra_out)}},
                                   changed);
     next.replace(next.find("[nats]\nservers = [\""), std::string("[nats]\nservers = [\"").size(),
@@ -173,23 +177,37 @@ TEST_F(Reload, SettingsAndDomainsApplyLive) {
     EXPECT_TRUE(kd.logHas("reload: [nats] needs a restart"));
 
     const auto extra = publish(ctl_cfg, "extra", "normal", 3);
+    ASSERT_TRUE(waitFor([&] { return allHandled(extra_out, extra); }, 10s)) << kd.log();
+    // The new config job runs on the new domain (after its canary).
     ASSERT_TRUE(waitFor([&] {
-        const auto calls = readCalls(extra_out);
-        return calls.size() == 3;
+        for (const auto& c : readCalls(extra_out))
+            if (c.id.rfind("sched:added:", 0) == 0) return true;
+        return false;
     }, 10s)) << kd.log();
+    // workers.min 2 -> 3 through the coordinator.
+    ASSERT_TRUE(waitFor([&] {
+        const auto h = nlohmann::json::parse(kd.http("GET", "/health").body);
+        return h["domains"]["orders"]["workers"] == 3;
+    }, 10s)) << kd.http("GET", "/health").body;
+    // max_attempts 5 -> 2, and failure_threshold 2: its two failures open the breaker.
     const auto retried = publish(ctl_cfg, "orders", "normal", 1, "retry");
     ASSERT_TRUE(waitFor([&] { return kd.logHas("item dead-lettered domain=orders id=" + retried[0]); }, 10s)) << kd.log();
     EXPECT_EQ(callsFor(readCalls(out), retried[0]).size(), 2u) << "max_attempts 2 did not apply";
+    EXPECT_TRUE(kd.logHas("circuit opened domain=orders: 2 consecutive failures")) << "failure_threshold 2 did not apply";
 
-    writeFile(cfg, makeConfig(nats, {{"orders", plugin, recorderSettings(out)}}, changed));
+    HostOptions last = changed;
+    last.extra_toml.clear();  // the job targets the domain that goes
+    writeFile(cfg, makeConfig(nats, {{"orders", plugin, recorderSettings(out)}}, last));
     kd.proc().signal(SIGHUP);
     ASSERT_TRUE(waitFor([&] { return reloads(kd, "success", 2); }, 10s)) << kd.log();
     EXPECT_TRUE(kd.logHas("domain removed domain=extra"));
+    EXPECT_TRUE(kd.logHas("schedule removed job=added"));
     const auto health = nlohmann::json::parse(kd.http("GET", "/health").body);
     EXPECT_FALSE(health["domains"].contains("extra"));
     const auto parked = publish(ctl_cfg, "extra", "normal", 2);
-    ASSERT_TRUE(waitFor([&] { return value(kd, "kanban_orphaned_items") == 2.0; }, 10s)) << kd.log();
-    EXPECT_EQ(readCalls(extra_out).size(), 3u) << "a removed domain still handles items";
+    // (a tick of the removed job published just before the reload may wait there too)
+    ASSERT_TRUE(waitFor([&] { return value(kd, "kanban_orphaned_items") >= 2.0; }, 10s)) << kd.log();
+    for (const auto& id : parked) EXPECT_TRUE(callsFor(readCalls(extra_out), id).empty()) << "a removed domain still handles items";
 }
 
 // Under systemd (Type=notify): READY at start, RELOADING then READY around a
