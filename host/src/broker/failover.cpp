@@ -210,7 +210,7 @@ void Failover::refresh() {
         setActive("nats");
         return;
     }
-    if (rabbit_ != nullptr && (rabbit_->healthy() || rabbit_->probe())) setActive("rabbitmq");
+    if (rabbit_ != nullptr && rabbit_->healthy()) setActive("rabbitmq");  // the coordinator probes it just before
 }
 
 Result<PublishAck> Failover::publish(const PublishRequest& request) {

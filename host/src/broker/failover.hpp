@@ -40,7 +40,8 @@ public:
     Result<std::unique_ptr<Consumer>> openConsumer(const ConsumerSpec& spec) override;
     Result<std::unique_ptr<DoneStore>> openDoneStore() override;
 
-    // Re-evaluates the active backend (the coordinator calls it every tick).
+    // Re-evaluates the active backend from what is known (the coordinator
+    // probes RabbitMQ, then calls this, every tick).
     void refresh();
     // Which backend served the last successful publish.
     std::string_view lastPublishBackend() const;

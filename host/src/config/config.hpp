@@ -94,6 +94,7 @@ struct ScheduleConfig {
     std::optional<std::string> cron;
     std::optional<std::int64_t> deadline_ms;
     std::string payload = "{}";
+    bool operator==(const ScheduleConfig&) const = default;
 };
 
 struct Config {

@@ -104,10 +104,6 @@ nlohmann::json jobToJson(const config::ScheduleConfig& job) {
     return j;
 }
 
-namespace {
-bool sameSpec(const config::ScheduleConfig& a, const config::ScheduleConfig& b) { return jobToJson(a) == jobToJson(b); }
-}  // namespace
-
 Scheduler::Scheduler(const config::Config& cfg, Hooks hooks)
     : settings_(cfg.scheduler), config_jobs_(cfg.schedules), hooks_(std::move(hooks)) {}
 
@@ -175,7 +171,7 @@ void Scheduler::syncRuntime(const std::map<std::string, config::ScheduleConfig>&
         std::lock_guard lock(mu_);
         for (const auto& [name, spec] : stored) {
             auto it = jobs_.find(name);
-            if (it == jobs_.end() || (it->second.status.source == "api" && !sameSpec(it->second.status.spec, spec)))
+            if (it == jobs_.end() || (it->second.status.source == "api" && !(it->second.status.spec == spec)))
                 to_add.push_back(spec);
         }
         for (const auto& [name, job] : jobs_)
@@ -193,7 +189,7 @@ void Scheduler::reconfigure(const config::Config& next) {
         settings_ = next.scheduler;
         for (const auto& spec : next.schedules) {
             auto it = jobs_.find(spec.name);
-            if (it == jobs_.end() || it->second.status.source != "config" || !sameSpec(it->second.status.spec, spec))
+            if (it == jobs_.end() || it->second.status.source != "config" || !(it->second.status.spec == spec))
                 to_add.push_back(spec);
         }
         for (const auto& old : config_jobs_)
@@ -352,7 +348,7 @@ void Scheduler::run() {
             auto ack = hooks_.publish(req);
             lock.lock();
             it = jobs_.find(name);
-            if (it == jobs_.end() || !sameSpec(it->second.status.spec, spec)) continue;  // removed or replaced meanwhile
+            if (it == jobs_.end() || !(it->second.status.spec == spec)) continue;  // removed or replaced meanwhile
             if (!ack) {
                 skip(it->second, "publish_error");
                 spdlog::warn("schedule job={}: tick {} not published: {}", name, tick, ack.message());
