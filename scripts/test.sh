@@ -20,7 +20,9 @@ export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1 second_deadlock_stack=1}"
 export ASAN_OPTIONS="${ASAN_OPTIONS:-halt_on_error=1 detect_leaks=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1 print_stacktrace=1}"
 
-cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKANBAN_SANITIZER="$sanitizer" >/dev/null
+# Prefix /usr: the plain build also makes the Debian packages (tests/package).
+cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=/usr \
+    -DKANBAN_SANITIZER="$sanitizer" >/dev/null
 cmake --build "$build_dir" -j"$jobs"
 cd "$build_dir"
 ctest -j"$jobs" --output-on-failure --timeout 180

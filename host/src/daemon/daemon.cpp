@@ -39,6 +39,10 @@
 namespace kanban::host::daemon {
 namespace {
 
+// Added to the longest handler timeout in the EXTEND_TIMEOUT_USEC sent with
+// STOPPING=1: time to hand unstarted items back and close the connections.
+constexpr std::int64_t kStopMarginMs = 15000;
+
 sigset_t handledSignals() {
     sigset_t set;
     sigemptyset(&set);
@@ -851,7 +855,13 @@ int run(const std::string& path) {
         break;
     }
 
-    sd_notify(0, "STOPPING=1");
+    // systemd's TimeoutStopSec is a floor: the drain may take the longest
+    // handler timeout of the running configuration, plus a margin to hand
+    // unstarted items back and close the connections.
+    std::int64_t longest_ms = 0;
+    for (const auto& d : current.domains) longest_ms = std::max(longest_ms, d.timeout_ms);
+    sd_notifyf(0, "STOPPING=1\nSTATUS=draining: handlers finish, unstarted items go back to the broker\nEXTEND_TIMEOUT_USEC=%llu",
+               static_cast<unsigned long long>(longest_ms + kStopMarginMs) * 1000ULL);
     sched.stop();  // no new work first
     for (auto& p : pools) p->requestStop();  // all domains stop pulling at once
     for (auto& p : pools) {

@@ -1,0 +1,16 @@
+# CPACK_PRE_BUILD_SCRIPTS: after CPack's own strip, remove the .comment and
+# .note sections from every ELF file in the staging tree, as dh_strip does.
+file(GLOB_RECURSE _files LIST_DIRECTORIES false "${CPACK_TEMPORARY_INSTALL_DIRECTORY}/*")
+foreach(f IN LISTS _files)
+    if(IS_SYMLINK "${f}")
+        continue()
+    endif()
+    file(READ "${f}" _magic LIMIT 4 HEX)
+    if(NOT _magic STREQUAL "7f454c46")
+        continue()
+    endif()
+    execute_process(COMMAND strip --remove-section=.comment --remove-section=.note "${f}" RESULT_VARIABLE rc)
+    if(NOT rc EQUAL 0)
+        message(FATAL_ERROR "strip failed on ${f}")
+    endif()
+endforeach()
