@@ -13,7 +13,17 @@
 namespace kanban::test {
 
 std::string makeConfig(const NatsServer& nats, const std::vector<DomainSpec>& domains, const HostOptions& o) {
-    std::string t = "[nats]\nservers = [\"" + (o.nats_url.empty() ? nats.url() : o.nats_url) + "\"]\n" +
+    if (!o.nats_url.empty() || !o.nats_servers.empty()) return makeConfig(domains, o);
+    HostOptions with = o;
+    with.nats_url = nats.url();
+    return makeConfig(domains, with);
+}
+
+std::string makeConfig(const std::vector<DomainSpec>& domains, const HostOptions& o) {
+    std::string servers;
+    for (const auto& u : o.nats_servers.empty() ? std::vector<std::string>{o.nats_url} : o.nats_servers)
+        servers += (servers.empty() ? "\"" : ", \"") + u + "\"";
+    std::string t = "[nats]\nservers = [" + servers + "]\nreplicas = " + std::to_string(o.replicas) + "\n" +
                     (o.rabbitmq_url.empty() ? "[rabbitmq]\nenabled = false\n"
                                             : "[rabbitmq]\nenabled = true\nurl = \"" + o.rabbitmq_url +
                                                   "\"\nconfirm_timeout_ms = " +
@@ -24,7 +34,7 @@ std::string makeConfig(const NatsServer& nats, const std::vector<DomainSpec>& do
                     "[log]\nlevel = \"info\"\n"
                     "[workers]\npull_batch = " + std::to_string(o.pull_batch) +
                     "\nmin = " + std::to_string(o.workers) + "\nmax = " + std::to_string(o.max_workers) +
-                    "\nstarvation_ms = " + std::to_string(o.starvation_ms) + "\n"
+                    "\nstarvation_ms = " + std::to_string(o.starvation_ms) + "\nhosts = " + std::to_string(o.hosts) + "\n"
                     "[retry]\nmax_attempts = " + std::to_string(o.max_attempts) +
                     "\nbackoff_initial_ms = " + std::to_string(o.backoff_initial_ms) +
                     "\nbackoff_max_ms = " + std::to_string(o.backoff_max_ms) + "\n"
@@ -175,6 +185,46 @@ std::uint64_t NatsProbe::streamMsgs(const std::string& stream) {
     const std::uint64_t n = si->State.Msgs;
     jsStreamInfo_Destroy(si);
     return n;
+}
+
+bool NatsProbe::publishBacklog(const std::string& domain, int count, std::size_t bytes, const std::string& prefix) {
+    const std::string subject = "kanban.normal." + domain;
+    const std::string body(bytes, 'x');
+    for (int i = 0; i < count; ++i) {
+        natsMsg* m = nullptr;
+        if (natsMsg_Create(&m, subject.c_str(), nullptr, body.data(), static_cast<int>(body.size())) != NATS_OK) return false;
+        natsMsgHeader_Set(m, "Nats-Msg-Id", (prefix + "-" + std::to_string(i)).c_str());
+        if (js_PublishMsgAsync(js_, &m, nullptr) != NATS_OK) {
+            natsMsg_Destroy(m);
+            return false;
+        }
+    }
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = 60000;
+    return js_PublishAsyncComplete(js_, &po) == NATS_OK;
+}
+
+std::optional<std::string> NatsProbe::streamLeader(const std::string& stream) {
+    jsStreamInfo* si = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    if (js_GetStreamInfo(&si, js_, stream.c_str(), nullptr, &jerr) != NATS_OK) return std::nullopt;
+    std::optional<std::string> leader;
+    if (si->Cluster != nullptr && si->Cluster->Leader != nullptr && *si->Cluster->Leader != '\0')
+        leader = si->Cluster->Leader;
+    jsStreamInfo_Destroy(si);
+    return leader;
+}
+
+std::vector<std::string> NatsProbe::streamReplicas(const std::string& stream) {
+    jsStreamInfo* si = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    std::vector<std::string> out;
+    if (js_GetStreamInfo(&si, js_, stream.c_str(), nullptr, &jerr) != NATS_OK) return out;
+    if (si->Cluster != nullptr)
+        for (int i = 0; i < si->Cluster->ReplicasLen; ++i) out.emplace_back(si->Cluster->Replicas[i]->Name);
+    jsStreamInfo_Destroy(si);
+    return out;
 }
 
 std::optional<NatsProbe::ConsumerState> NatsProbe::consumer(const std::string& durable) {

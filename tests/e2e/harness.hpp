@@ -36,6 +36,7 @@ struct HostOptions {
     int max_workers = 20;
     int pull_batch = 10;
     std::int64_t starvation_ms = 30000;
+    int hosts = 1;  // workers.hosts
     int max_attempts = 5;
     std::int64_t backoff_initial_ms = 100;
     std::int64_t backoff_max_ms = 30000;
@@ -49,10 +50,13 @@ struct HostOptions {
     std::string rabbitmq_url;  // empty: rabbitmq.enabled = false
     std::int64_t rabbitmq_confirm_timeout_ms = 5000;
     std::string nats_url;      // instead of the test's nats-server (e.g. one where nothing listens)
+    std::vector<std::string> nats_servers;  // instead of both: a cluster's nodes
+    int replicas = 1;                       // nats.replicas
     std::string extra_toml;    // appended as is ([scheduler], [[schedule]] tables)
 };
 
 std::string makeConfig(const NatsServer& nats, const std::vector<DomainSpec>& domains, const HostOptions& o = {});
+std::string makeConfig(const std::vector<DomainSpec>& domains, const HostOptions& o);  // o.nats_servers or o.nats_url
 inline std::string makeConfig(const NatsServer& nats, const std::vector<DomainSpec>& domains, int workers) {
     HostOptions o;
     o.workers = workers;
@@ -135,8 +139,15 @@ public:
     std::optional<ConsumerState> consumer(const std::string& durable);  // nullopt on error
     // The dead-lettered copies for a domain, oldest first.
     std::vector<StoredMsg> deadLetters(const std::string& domain);
+    // The server_name of the work stream's leader, and of its replicas
+    // (nullopt when the stream has no leader or cannot be read).
+    std::optional<std::string> streamLeader(const std::string& stream = "KANBAN");
+    std::vector<std::string> streamReplicas(const std::string& stream = "KANBAN");
     // Shrinks the work stream's duplicate window (to test what happens after it).
     bool setDuplicateWindow(std::int64_t ms);
+    // `count` items of `bytes` bytes to kanban.normal.<domain>, published
+    // asynchronously (ids <prefix>-<n>); true once all are acknowledged.
+    bool publishBacklog(const std::string& domain, int count, std::size_t bytes, const std::string& prefix);
 
 private:
     __natsConnection* nc_ = nullptr;

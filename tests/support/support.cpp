@@ -168,6 +168,80 @@ void NatsServer::kill() {
 
 NatsServer::~NatsServer() { stop(); }
 
+NatsCluster::NatsCluster(int size) : nodes_(static_cast<std::size_t>(size)) {
+    for (auto& n : nodes_) {
+        n.client_port = freePort();
+        n.cluster_port = freePort();
+    }
+    for (int i = 0; i < size; ++i) writeConfig(i);
+    // One after the other, each once it listens for routes.
+    for (int i = 0; i < size; ++i) {
+        nodes_[i].proc.emplace(std::vector<std::string>{"nats-server", "-c", dir_.file(name(i) + ".conf")},
+                               dir_.file(name(i) + ".out"), log(i));
+        if (!waitFor([&] { return readFile(log(i)).find("Listening for route connections") != std::string::npos; }, 10s))
+            throw std::runtime_error("nats cluster: " + name(i) + " did not start: " + readFile(log(i)));
+    }
+    for (int i = 0; i < size; ++i)
+        if (!waitMetaLeader(i)) throw std::runtime_error("nats cluster: " + name(i) + " did not join: " + readFile(log(i)));
+}
+
+NatsCluster::~NatsCluster() {
+    for (auto& n : nodes_) {
+        if (!n.proc) continue;
+        n.proc->signal(SIGTERM);
+        if (!n.proc->wait(10s)) n.proc->signal(SIGKILL);
+    }
+}
+
+std::vector<std::string> NatsCluster::urls() const {
+    std::vector<std::string> out;
+    for (int i = 0; i < size(); ++i) out.push_back(url(i));
+    return out;
+}
+
+void NatsCluster::writeConfig(int i) {
+    // Routes to the others only: a route to itself plus every node dialling
+    // every other at the same instant can leave nats-server 2.9 closing
+    // "duplicate" routes in a loop, never forming the cluster.
+    std::string routes;
+    for (int j = 0; j < size(); ++j)
+        if (j != i)
+            routes += (routes.empty() ? "" : ", ") + std::string("nats-route://127.0.0.1:") +
+                      std::to_string(nodes_[j].cluster_port);
+    writeFile(dir_.file(name(i) + ".conf"),
+              "server_name: " + name(i) + "\nlisten: 127.0.0.1:" + std::to_string(nodes_[i].client_port) +
+                  "\njetstream { store_dir: \"" + dir_.file(name(i) + "-store") + "\" }\n" +
+                  "cluster {\n  name: kanban-test\n  listen: 127.0.0.1:" + std::to_string(nodes_[i].cluster_port) +
+                  "\n  routes: [" + routes + "]\n}\n");
+}
+
+std::string NatsCluster::log(int i) const {
+    return dir_.file(name(i) + "-" + std::to_string(nodes_.at(i).starts) + ".log");
+}
+
+// The node knows the JetStream metadata leader (itself or another): it can
+// serve JetStream requests.
+bool NatsCluster::waitMetaLeader(int i) {
+    return waitFor([&] { return readFile(log(i)).find("metadata leader") != std::string::npos; }, 20s);
+}
+
+void NatsCluster::kill(int i) {
+    auto& n = nodes_.at(i);
+    if (!n.proc) return;
+    n.proc->signal(SIGKILL);
+    n.proc->wait(10s);
+    n.proc.reset();
+}
+
+void NatsCluster::start(int i) {
+    auto& n = nodes_.at(i);
+    if (n.proc) return;
+    ++n.starts;  // a log file per start: the new one holds only this start's lines
+    n.proc.emplace(std::vector<std::string>{"nats-server", "-c", dir_.file(name(i) + ".conf")},
+                   dir_.file(name(i) + ".out"), log(i));
+    if (!waitMetaLeader(i)) throw std::runtime_error("nats cluster: " + name(i) + " did not rejoin: " + readFile(log(i)));
+}
+
 }  // namespace kanban::test
 
 namespace kanban::test {

@@ -91,6 +91,36 @@ private:
     int port_ = 0;
 };
 
+// A JetStream cluster of `size` nats-server nodes on 127.0.0.1: each with
+// its own client and cluster port, store directory and server_name
+// ("n0", "n1", ...), routes to all the others. Started, with a JetStream
+// metadata leader elected, when the constructor returns.
+class NatsCluster {
+public:
+    explicit NatsCluster(int size = 3);
+    ~NatsCluster();
+    int size() const { return static_cast<int>(nodes_.size()); }
+    std::string url(int i) const { return "nats://127.0.0.1:" + std::to_string(nodes_.at(i).client_port); }
+    std::vector<std::string> urls() const;
+    static std::string name(int i) { return "n" + std::to_string(i); }
+    // kill -9 of one node, and its restart on the same ports and store.
+    void kill(int i);
+    void start(int i);
+    bool running(int i) const { return nodes_.at(i).proc.has_value(); }
+
+private:
+    struct Node {
+        int client_port = 0, cluster_port = 0;
+        int starts = 0;
+        std::optional<Subprocess> proc;
+    };
+    void writeConfig(int i);
+    std::string log(int i) const;
+    bool waitMetaLeader(int i);
+    TempDir dir_;
+    std::vector<Node> nodes_;
+};
+
 // A free TCP port on 127.0.0.1 (bound, read, released: for servers that
 // cannot pick their own, like RabbitMQ).
 int freePort();

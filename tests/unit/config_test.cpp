@@ -60,6 +60,7 @@ TEST(Config, MinimalConfigGetsEveryDefault) {
     EXPECT_EQ(c.workers.min, 2);
     EXPECT_EQ(c.workers.max, 20);
     EXPECT_EQ(c.workers.starvation_ms, 30000);
+    EXPECT_EQ(c.workers.hosts, 1);
     EXPECT_EQ(c.nats.max_msgs, 1000000);
     EXPECT_EQ(c.nats.max_bytes, 1LL << 30);
     EXPECT_EQ(c.retry.backoff_initial_ms, 100);
@@ -140,8 +141,18 @@ INSTANTIATE_TEST_SUITE_P(
         BadValue{"nats = 5\n[[domain]]\nname=\"a\"\n", "'nats' must be a table"},
         BadValue{"[nats]\nmax_msgs = 0\n[[domain]]\nname=\"a\"\n", "nats.max_msgs must be at least 1, got 0"},
         BadValue{"[nats]\nmax_bytes = -1\n[[domain]]\nname=\"a\"\n", "nats.max_bytes must be at least 1, got -1"},
-        BadValue{"[workers]\nstarvation_ms = -1\n[[domain]]\nname=\"a\"\n", "workers.starvation_ms must be at least 0, got -1"}),
+        BadValue{"[workers]\nstarvation_ms = -1\n[[domain]]\nname=\"a\"\n", "workers.starvation_ms must be at least 0, got -1"},
+        BadValue{"[workers]\nhosts = 0\n[[domain]]\nname=\"a\"\n", "workers.hosts must be between 1 and 1000, got 0"}),
     [](const ::testing::TestParamInfo<BadValue>& info) { return "case" + std::to_string(info.index); });
+
+TEST(Config, ClusterSampleParsesForAThreeNodeCluster) {
+    auto r = loadConfigFile(KANBAN_SOURCE_DIR "/config/cluster.toml");
+    ASSERT_TRUE(r.ok()) << r.message();
+    EXPECT_EQ(r->nats.servers.size(), 3u);
+    EXPECT_EQ(r->nats.replicas, 3);
+    EXPECT_EQ(r->workers.hosts, 3);
+    EXPECT_EQ(r->schedules.size(), 1u);
+}
 
 TEST(Config, NoDomainIsAnError) {
     EXPECT_THAT(parseError("[workers]\nmin = 1\n", "c.toml"), HasSubstr("no [[domain]] configured"));

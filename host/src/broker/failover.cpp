@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <mutex>
+#include <thread>
 #include <utility>
 
 namespace kanban::host::broker {
@@ -214,6 +215,7 @@ void Failover::refresh() {
 }
 
 Result<PublishAck> Failover::publish(const PublishRequest& request) {
+    if (rabbit_ == nullptr) return publishNatsOnly(request);
     std::string nats_error = nats_ == nullptr ? "nats: no server reachable" : "nats: not connected";
     if (natsUsable()) {
         auto r = nats_->publish(request);
@@ -232,6 +234,28 @@ Result<PublishAck> Failover::publish(const PublishRequest& request) {
     setActive("rabbitmq");
     last_publish_ = "rabbitmq";
     return r;
+}
+
+Result<PublishAck> Failover::publishNatsOnly(const PublishRequest& request) {
+    if (nats_ == nullptr) return Error{"nats: no server reachable"};
+    // No fallback: ride out a reconnect (to another node of a cluster, or
+    // the same server restarted) for a bounded time. The work id makes the
+    // retry idempotent: the stream drops a copy it already stored.
+    const auto give_up = std::chrono::steady_clock::now() + kNatsOnlyWait;
+    std::string last = "nats: not connected";
+    for (;;) {
+        if (natsUsable()) {
+            auto r = nats_->publish(request);
+            if (r) {
+                setActive("nats");
+                last_publish_ = "nats";
+            }
+            if (r || r.error().refused) return r;
+            last = r.message();
+        }
+        if (std::chrono::steady_clock::now() >= give_up) return Error{last};
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
 }
 
 Result<std::unique_ptr<Consumer>> Failover::openConsumer(const ConsumerSpec& spec) {

@@ -11,6 +11,9 @@
 // So nothing published during an outage is stranded when NATS returns.
 // Priority order holds within each broker, not across the two.
 //
+// Without RabbitMQ, a publish rides out a NATS reconnect (to another node
+// of a cluster, or the same server back) for up to kNatsOnlyWait.
+//
 // Idempotency: the JetStream bucket while NATS is connected. While it is
 // down, each host's local record is all there is (plus the records written
 // meanwhile, which are stored in the bucket when NATS returns): a RabbitMQ
@@ -22,6 +25,7 @@
 
 #include <functional>
 #include <atomic>
+#include <chrono>
 
 namespace kanban::host::broker {
 
@@ -49,7 +53,10 @@ public:
     JetStream* nats() const { return nats_; }
     RabbitMq* rabbit() const { return rabbit_; }
 
+    static constexpr auto kNatsOnlyWait = std::chrono::seconds(15);
+
 private:
+    Result<PublishAck> publishNatsOnly(const PublishRequest& request);
     bool natsUsable() const;
     void setActive(const char* backend);  // a string literal
 

@@ -10,6 +10,7 @@
 #include <charconv>
 #include <cstdio>
 #include <ctime>
+#include <thread>
 #include <unordered_set>
 #include <utility>
 
@@ -18,6 +19,21 @@ namespace {
 
 constexpr std::int64_t kNsPerMs = 1'000'000;
 constexpr std::int64_t kDuplicateWindowNs = 120LL * 1000 * kNsPerMs;  // 2 min Nats-Msg-Id dedup
+// How long a publish rides out a stream without a leader (cluster election).
+constexpr auto kPublishRetryBudget = std::chrono::seconds(15);
+
+// Errors a cluster gives while a stream or the metadata leader is re-elected.
+bool transientPublishError(natsStatus s, jsErrCode jerr) {
+    if (s == NATS_NO_RESPONDERS || s == NATS_TIMEOUT) return true;
+    switch (jerr) {
+        case JSClusterNotAvailErr:
+        case JSClusterNotLeaderErr:
+        case JSStreamNotFoundErr:  // a replica that has not caught up with the assignment yet
+        case JSNotEnabledErr:
+        case JSNotEnabledForAccountErr: return true;
+        default: return false;
+    }
+}
 // Priority: levels are tried high → normal → low. Whether a level has work
 // is decided from definitive answers, never from a short Fetch timing out
 // (under load a reply can take longer than any short timeout, and a
@@ -619,10 +635,26 @@ Result<PublishAck> JetStream::publishSync(const std::string& subject, std::strin
         }
         s = js_PublishMsg(&pa, js_, m, nullptr, &jerr);
     }
+    // In a cluster, a stream whose leader just died answers nothing until
+    // its replicas elect another (a few seconds): no responders, a timeout,
+    // or "JetStream not available". Every publish carries a Nats-Msg-Id, so
+    // the stream drops a copy it already stored and a retry is safe. Retry
+    // while the connection is up; a dropped connection is the caller's to
+    // handle (fail over, or wait for the reconnect).
+    const auto give_up = std::chrono::steady_clock::now() + kPublishRetryBudget;
+    for (auto pause = std::chrono::milliseconds(50);
+         s != NATS_OK && transientPublishError(s, jerr) && connected() &&
+         std::chrono::steady_clock::now() + pause < give_up;
+         pause = std::min(pause * 2, std::chrono::milliseconds(1000))) {
+        std::this_thread::sleep_for(pause);
+        jerr = static_cast<jsErrCode>(0);
+        s = js_PublishMsg(&pa, js_, m, nullptr, &jerr);
+    }
     natsMsg_Destroy(m);
     if (s == NATS_NO_RESPONDERS)
-        return Error{"publish to " + subject + ": no stream stores this subject (is the priority one of high, normal, low?)",
-                     /*refused=*/true};
+        return Error{"publish to " + subject + ": no stream answered for " +
+                     std::to_string(std::chrono::duration_cast<std::chrono::seconds>(kPublishRetryBudget).count()) +
+                     " s (a stream leader election that did not end, or the stream was deleted)"};
     if (s != NATS_OK) {
         std::string why = natsError(s, jerr);
         bool refused = false;

@@ -411,6 +411,7 @@ Result<Config> parseConfig(std::string_view toml_text, const std::string& path) 
         s.integer("min", cfg.workers.min, 1, 1000);
         s.integer("max", cfg.workers.max, 1, 1000);
         s.integer("starvation_ms", cfg.workers.starvation_ms, 0, kMaxI64);
+        s.integer("hosts", cfg.workers.hosts, 1, 1000);
         s.finish();
         if (cfg.workers.min > cfg.workers.max)
             diag.atKey("workers.min", "workers.min (" + std::to_string(cfg.workers.min) + ") must not exceed workers.max (" +

@@ -49,6 +49,11 @@ struct WorkersConfig {
     // Anti-starvation: a lower priority level with waiting items that has
     // not been served for this long gets the next batch; 0 = strict priority.
     std::int64_t starvation_ms = 30000;
+    // How many kanband hosts share the queues (at most): the consumers are
+    // shared, so the server's in-flight cap, MaxAckPending, is
+    // hosts × max × pull_batch. With 1, a second host could only take what
+    // the first leaves under that cap.
+    std::int64_t hosts = 1;
     bool operator==(const WorkersConfig&) const = default;
 };
 

@@ -148,7 +148,7 @@ void DomainWorkers::run(std::size_t index) {
             in_use = now_live;
             spec.timeout_ms = in_use->domain.timeout_ms;
             spec.max_attempts = in_use->retry.max_attempts;
-            spec.max_ack_pending = in_use->workers.max * in_use->workers.pull_batch;
+            spec.max_ack_pending = in_use->workers.hosts * in_use->workers.max * in_use->workers.pull_batch;
             spec.starvation_ms = in_use->workers.starvation_ms;
             spec.pull_batch = in_use->workers.pull_batch;
             store.reset();
@@ -342,11 +342,21 @@ DomainWorkers::Outcome DomainWorkers::process(broker::Delivery& d, Slot& slot) {
     // Another worker of this host is running this id (a redelivery after a
     // dropped connection or an expired lease): never run it twice at once;
     // that run settles it (within its timeout).
-    if (!done_.begin(d.id)) {
-        d.defer(std::chrono::milliseconds(dom.timeout_ms));
-        spdlog::info("item is being handled by another worker of this host; left to that run domain={} id={} attempt={}",
-                     dom.name, d.id, d.attempt);
-        return Outcome::settled;
+    switch (done_.begin(d.id)) {
+        case LocalDoneRecord::Claim::claimed: break;
+        case LocalDoneRecord::Claim::running:
+            d.defer(std::chrono::milliseconds(dom.timeout_ms));
+            spdlog::info("item is being handled by another worker of this host; left to that run domain={} id={} attempt={}",
+                         dom.name, d.id, d.attempt);
+            return Outcome::settled;
+        case LocalDoneRecord::Claim::done:
+            // Another copy (the other broker's, or a redelivery) finished
+            // while this one waited in its batch.
+            ack(d);
+            metrics_.duplicates->Increment();
+            spdlog::info("item already done, acked without calling the handler domain={} id={} attempt={}", dom.name,
+                         d.id, d.attempt);
+            return Outcome::settled;
     }
 
     kanban_context ctx;

@@ -38,11 +38,18 @@ public:
         }
     }
 
-    // Claims `id` for a handler run; false if another worker of this
-    // process is running it now.
-    bool begin(std::string_view id) {
+    enum class Claim {
+        claimed,  // this worker runs it
+        running,  // another worker of this process runs it now
+        done,     // completed since the caller last looked (a copy's run ended ok)
+    };
+    // Claims `id` for a handler run. Done and running are checked under one
+    // lock: a copy whose run ends between the caller's contains() and this
+    // call is reported done, never claimed for a second run.
+    Claim begin(std::string_view id) {
         std::lock_guard lock(mu_);
-        return running_.emplace(id).second;
+        if (ids_.find(id) != ids_.end()) return Claim::done;
+        return running_.emplace(id).second ? Claim::claimed : Claim::running;
     }
     // Ends the claim; `done` records the id as completed first, so there is
     // no moment in which it is neither running nor done.
