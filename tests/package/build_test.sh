@@ -29,7 +29,8 @@ for f in ./usr/bin/kanband ./usr/bin/kanbanctl ./usr/lib/tps-kanban/plugins/paym
     ./usr/lib/tps-kanban/plugins/health_check.so ./usr/lib/tps-kanban/plugins/noop.so \
     ./etc/tps-kanban/kanban.toml ./usr/lib/systemd/system/tps-kanban.service \
     ./usr/share/doc/tps-kanban/copyright ./usr/share/doc/tps-kanban/changelog.Debian.gz \
-    ./usr/share/man/man8/kanband.8.gz ./usr/share/man/man1/kanbanctl.1.gz; do
+    ./usr/share/man/man8/kanband.8.gz ./usr/share/man/man1/kanbanctl.1.gz \
+    ./usr/share/doc/tps-kanban/examples/cluster.toml ./usr/share/doc/tps-kanban/examples/nats-cluster.conf; do
     grep -qxF "$f" <<<"$contents" || fail "tps-kanban lacks $f"
 done
 ! grep -qE '^\./usr/(local|etc)/' <<<"$contents" || fail "tps-kanban installs under /usr/local or /usr/etc"

@@ -366,6 +366,10 @@ Result<Config> parseConfig(std::string_view toml_text, const std::string& path) 
         if (s.string("stream", cfg.nats.stream) && !isValidIdentifier(cfg.nats.stream))
             diag.atKey("nats.stream", "nats.stream \"" + cfg.nats.stream + "\" must match [A-Za-z0-9_-]+");
         s.integer("replicas", cfg.nats.replicas, 1, 5);
+        if (cfg.nats.replicas % 2 == 0)
+            diag.atKey("nats.replicas", "nats.replicas " + std::to_string(cfg.nats.replicas) +
+                                            ": an even count survives no more node losses than one fewer (a quorum "
+                                            "needs a majority); use 1, 3 or 5");
         s.integer("max_msgs", cfg.nats.max_msgs, 1, kMaxI64);
         s.integer("max_bytes", cfg.nats.max_bytes, 1, kMaxI64);
         s.finish();
