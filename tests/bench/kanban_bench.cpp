@@ -97,20 +97,6 @@ public:
         }
     }
 
-    void publishBacklog(const std::string& subject, int n) {
-        const std::string body(kPayload, 'x');
-        for (int i = 0; i < n; ++i) {
-            natsMsg* m = nullptr;
-            natsMsg_Create(&m, subject.c_str(), nullptr, body.data(), static_cast<int>(body.size()));
-            natsMsgHeader_Set(m, "Nats-Msg-Id", ("raw-" + std::to_string(i)).c_str());
-            if (js_PublishMsgAsync(js_, &m, nullptr) != NATS_OK) natsMsg_Destroy(m);
-        }
-        jsPubOptions po;
-        jsPubOptions_Init(&po);
-        po.MaxWait = 60000;
-        if (js_PublishAsyncComplete(js_, &po) != NATS_OK) throw std::runtime_error("raw: backlog not acknowledged");
-    }
-
 private:
     natsConnection* nc_ = nullptr;
     jsCtx* js_ = nullptr;
@@ -122,14 +108,16 @@ double rawDrain(const std::string& url, int n, int batch, bool same_work, bool c
     RawClient c(url);
     const std::string name = same_work ? "RAWWORK" : "RAWBARE";
     c.declare(name);
+    NatsProbe pub(url);
+    const auto backlog = [&] {
+        if (!pub.publishBacklog(name + ".bench", n, kPayload, "raw"))
+            throw std::runtime_error("raw: backlog not acknowledged");
+    };
     std::thread publisher;
-    std::unique_ptr<RawClient> pub;
-    if (concurrent) {
-        pub = std::make_unique<RawClient>(url);
-        publisher = std::thread([&] { pub->publishBacklog(name + ".bench", n); });
-    } else {
-        c.publishBacklog(name + ".bench", n);
-    }
+    if (concurrent)
+        publisher = std::thread(backlog);
+    else
+        backlog();
 
     jsSubOptions so;
     jsSubOptions_Init(&so);
@@ -196,7 +184,7 @@ double kanbandDrain(const NatsServer& nats, const TempDir& dir, int n, int batch
     // The streams exist once a kanbanctl publish declared them.
     if (publish(cfg, domain, "normal", 1).size() != 1) throw std::runtime_error("kanbanctl publish failed");
     const auto backlog = [&] {
-        if (!probe.publishBacklog(domain, n - 1, kPayload, "b" + std::to_string(run)))
+        if (!probe.publishBacklog("kanban.normal." + domain, n - 1, kPayload, "b" + std::to_string(run)))
             throw std::runtime_error("backlog not acknowledged");
     };
     if (!concurrent) backlog();

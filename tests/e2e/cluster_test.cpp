@@ -252,7 +252,7 @@ TEST_F(Cluster, OneHostVersusTwoDrainingABacklog) {
                 return n;
             };
             const auto t0 = std::chrono::steady_clock::now();
-            ASSERT_TRUE(probe.publishBacklog("orders", load.backlog, 256, "run" + std::to_string(run)));
+            ASSERT_TRUE(probe.publishBacklog("kanban.normal.orders", load.backlog, 256, "run" + std::to_string(run)));
             ASSERT_TRUE(waitFor([&] { return total() >= load.backlog; }, 120s, 5ms))
                 << load.what << ", " << host_count << " host(s): " << total() << " of " << load.backlog
                 << " processed; stream holds " << probe.streamMsgs("KANBAN") << "\n"

@@ -187,8 +187,7 @@ std::uint64_t NatsProbe::streamMsgs(const std::string& stream) {
     return n;
 }
 
-bool NatsProbe::publishBacklog(const std::string& domain, int count, std::size_t bytes, const std::string& prefix) {
-    const std::string subject = "kanban.normal." + domain;
+bool NatsProbe::publishBacklog(const std::string& subject, int count, std::size_t bytes, const std::string& prefix) {
     const std::string body(bytes, 'x');
     for (int i = 0; i < count; ++i) {
         natsMsg* m = nullptr;

@@ -145,9 +145,9 @@ public:
     std::vector<std::string> streamReplicas(const std::string& stream = "KANBAN");
     // Shrinks the work stream's duplicate window (to test what happens after it).
     bool setDuplicateWindow(std::int64_t ms);
-    // `count` items of `bytes` bytes to kanban.normal.<domain>, published
-    // asynchronously (ids <prefix>-<n>); true once all are acknowledged.
-    bool publishBacklog(const std::string& domain, int count, std::size_t bytes, const std::string& prefix);
+    // `count` items of `bytes` bytes to `subject` (e.g. kanban.normal.<domain>),
+    // published asynchronously (ids <prefix>-<n>); true once all are acknowledged.
+    bool publishBacklog(const std::string& subject, int count, std::size_t bytes, const std::string& prefix);
 
 private:
     __natsConnection* nc_ = nullptr;

@@ -221,8 +221,7 @@ Result<PublishAck> Failover::publish(const PublishRequest& request) {
         auto r = nats_->publish(request);
         if (r || r.error().refused || rabbit_ == nullptr) {
             if (r) {
-                setActive("nats");
-                last_publish_ = "nats";
+                publishedTo("nats");
             }
             return r;
         }
@@ -231,9 +230,13 @@ Result<PublishAck> Failover::publish(const PublishRequest& request) {
     if (rabbit_ == nullptr) return Error{nats_error};
     auto r = rabbit_->publish(request);
     if (!r) return Error{nats_error + "; and " + r.message(), r.error().refused};
-    setActive("rabbitmq");
-    last_publish_ = "rabbitmq";
+    publishedTo("rabbitmq");
     return r;
+}
+
+void Failover::publishedTo(const char* backend) {
+    setActive(backend);
+    last_publish_ = backend;
 }
 
 Result<PublishAck> Failover::publishNatsOnly(const PublishRequest& request) {
@@ -247,8 +250,7 @@ Result<PublishAck> Failover::publishNatsOnly(const PublishRequest& request) {
         if (natsUsable()) {
             auto r = nats_->publish(request);
             if (r) {
-                setActive("nats");
-                last_publish_ = "nats";
+                publishedTo("nats");
             }
             if (r || r.error().refused) return r;
             last = r.message();

@@ -59,6 +59,7 @@ private:
     Result<PublishAck> publishNatsOnly(const PublishRequest& request);
     bool natsUsable() const;
     void setActive(const char* backend);  // a string literal
+    void publishedTo(const char* backend);  // active, and the last publish's backend
 
     JetStream* nats_;
     RabbitMq* rabbit_;

@@ -113,11 +113,13 @@ void DomainWorkers::breakerResult(bool ok) {
     const auto state = breaker_.state();
     metrics_.circuit_state->Set(static_cast<double>(state));
     metrics_.circuit_transitions[static_cast<std::size_t>(state)]->Increment();
-    if (state == CircuitBreaker::State::open)
+    if (state == CircuitBreaker::State::open) {
+        const auto now_live = live();
         spdlog::warn("circuit opened domain={}: {} consecutive failures; pulling stops for up to {} ms", settings_.domain.name,
-                     live()->breaker.failure_threshold, live()->breaker.open_ms);
-    else
+                     now_live->breaker.failure_threshold, now_live->breaker.open_ms);
+    } else {
         spdlog::info("circuit closed domain={}: the trial item succeeded", settings_.domain.name);
+    }
 }
 
 void DomainWorkers::run(std::size_t index) {
@@ -256,10 +258,7 @@ bool DomainWorkers::handleBatch(broker::DeliveryBatch& batch, broker::DoneStore&
             continue;
         }
         if (done[i]) {
-            ack(d);
-            metrics_.duplicates->Increment();
-            spdlog::info("item already done, acked without calling the handler domain={} id={} attempt={}", domain, d.id,
-                         d.attempt);
+            ackDuplicate(d);
             continue;
         }
         // The breaker opened (this or another worker's failures): stop the
@@ -268,8 +267,7 @@ bool DomainWorkers::handleBatch(broker::DeliveryBatch& batch, broker::DoneStore&
             const auto wait = std::chrono::milliseconds(now_live->breaker.open_ms);
             for (std::size_t j = i; j < batch.size(); ++j) {
                 if (done[j]) {
-                    ack(*batch[j]);  // already done: nothing to wait for
-                    metrics_.duplicates->Increment();
+                    ackDuplicate(*batch[j]);  // already done: nothing to wait for
                     continue;
                 }
                 batch[j]->retryAfter(wait);
@@ -292,7 +290,7 @@ bool DomainWorkers::handleBatch(broker::DeliveryBatch& batch, broker::DoneStore&
             for (broker::Delivery* a : awaiting_ack) a->progress();
             last_refresh = now;
         }
-        switch (process(d, slot)) {
+        switch (process(d, slot, *now_live)) {
             case Outcome::ok:
                 store.record(d.id);
                 awaiting_ack.push_back(&d);
@@ -318,24 +316,23 @@ bool DomainWorkers::handleBatch(broker::DeliveryBatch& batch, broker::DoneStore&
     return true;
 }
 
-DomainWorkers::Outcome DomainWorkers::process(broker::Delivery& d, Slot& slot) {
-    const auto now_live = live();
-    const auto& dom = now_live->domain;
+DomainWorkers::Outcome DomainWorkers::process(broker::Delivery& d, Slot& slot, const WorkerSettings& s) {
+    const auto& dom = s.domain;
     if (d.id.size() > broker::kMaxWorkIdBytes) {
-        deadLetter(d, metrics::DeadLetterReason::invalid_id, "invalid_id");
+        deadLetter(d, metrics::DeadLetterReason::invalid_id, "invalid_id", s);
         return Outcome::settled;
     }
     // Deliveries the host never settled (a crash, a lost lease) still count:
     // the attempt is checked before the handler runs, so an item that kills
     // the process cannot crash it forever.
-    if (static_cast<std::int64_t>(d.attempt) > now_live->retry.max_attempts) {
-        deadLetter(d, metrics::DeadLetterReason::max_deliveries_exceeded, "max_deliveries_exceeded");
+    if (static_cast<std::int64_t>(d.attempt) > s.retry.max_attempts) {
+        deadLetter(d, metrics::DeadLetterReason::max_deliveries_exceeded, "max_deliveries_exceeded", s);
         return Outcome::settled;
     }
     const std::int64_t now_ms = nowUnixMs();
     const std::int64_t deadline_ms = d.deadline_unix_ms.value_or(now_ms + dom.timeout_ms);
     if (deadline_ms <= now_ms) {
-        deadLetter(d, metrics::DeadLetterReason::deadline_exceeded, "deadline_exceeded");
+        deadLetter(d, metrics::DeadLetterReason::deadline_exceeded, "deadline_exceeded", s);
         return Outcome::settled;
     }
 
@@ -352,10 +349,7 @@ DomainWorkers::Outcome DomainWorkers::process(broker::Delivery& d, Slot& slot) {
         case LocalDoneRecord::Claim::done:
             // Another copy (the other broker's, or a redelivery) finished
             // while this one waited in its batch.
-            ack(d);
-            metrics_.duplicates->Increment();
-            spdlog::info("item already done, acked without calling the handler domain={} id={} attempt={}", dom.name,
-                         d.id, d.attempt);
+            ackDuplicate(d);
             return Outcome::settled;
     }
 
@@ -408,19 +402,19 @@ DomainWorkers::Outcome DomainWorkers::process(broker::Delivery& d, Slot& slot) {
                 spdlog::warn("handler finished after its deadline domain={} id={} attempt={}", dom.name, d.id, d.attempt);
             return Outcome::ok;
         case KANBAN_STATUS_RETRY:
-            retryOrDeadLetter(d, overran ? "timeout" : (reason[0] != '\0' ? reason : "retry"));
+            retryOrDeadLetter(d, overran ? "timeout" : (reason[0] != '\0' ? reason : "retry"), s);
             return Outcome::failed;
         case KANBAN_STATUS_FAIL:
             // A failure after the deadline is most likely the cancellation
             // itself: a timeout, retried like one.
             if (overran)
-                retryOrDeadLetter(d, "timeout");
+                retryOrDeadLetter(d, "timeout", s);
             else
-                deadLetter(d, metrics::DeadLetterReason::handler_failed, reason[0] != '\0' ? reason : "fail");
+                deadLetter(d, metrics::DeadLetterReason::handler_failed, reason[0] != '\0' ? reason : "fail", s);
             return Outcome::failed;
     }
     deadLetter(d, metrics::DeadLetterReason::handler_failed,
-               "plugin returned invalid status " + std::to_string(static_cast<int>(result.status)));
+               "plugin returned invalid status " + std::to_string(static_cast<int>(result.status)), s);
     return Outcome::failed;
 }
 
@@ -443,11 +437,17 @@ void DomainWorkers::ack(broker::Delivery& d) {
     metrics_.acked->Increment();
 }
 
-void DomainWorkers::retryOrDeadLetter(broker::Delivery& d, const std::string& reason) {
-    const auto now_live = live();
-    const auto& retry = now_live->retry;
+void DomainWorkers::ackDuplicate(broker::Delivery& d) {
+    ack(d);
+    metrics_.duplicates->Increment();
+    spdlog::info("item already done, acked without calling the handler domain={} id={} attempt={}", settings_.domain.name,
+                 d.id, d.attempt);
+}
+
+void DomainWorkers::retryOrDeadLetter(broker::Delivery& d, const std::string& reason, const WorkerSettings& s) {
+    const auto& retry = s.retry;
     if (static_cast<std::int64_t>(d.attempt) >= retry.max_attempts) {
-        deadLetter(d, metrics::DeadLetterReason::retries_exhausted, reason);
+        deadLetter(d, metrics::DeadLetterReason::retries_exhausted, reason, s);
         return;
     }
     const auto delay = backoffDelay(d.attempt, retry.backoff_initial_ms, retry.backoff_max_ms, kBackoffJitter, unitRandom());
@@ -457,9 +457,9 @@ void DomainWorkers::retryOrDeadLetter(broker::Delivery& d, const std::string& re
                  d.attempt, delay.count(), reason);
 }
 
-void DomainWorkers::deadLetter(broker::Delivery& d, metrics::DeadLetterReason why, const std::string& reason) {
-    const auto now_live = live();
-    const auto& retry = now_live->retry;
+void DomainWorkers::deadLetter(broker::Delivery& d, metrics::DeadLetterReason why, const std::string& reason,
+                               const WorkerSettings& s) {
+    const auto& retry = s.retry;
     const std::string& domain = settings_.domain.name;
     if (Status s = d.deadLetter(reason); !s) {
         // The item stays with the broker; try again after a backoff.

@@ -85,13 +85,16 @@ private:
     // Settles every item of the batch (or leaves it to the broker's
     // redelivery). Returns false when the idempotency store failed.
     bool handleBatch(broker::DeliveryBatch& batch, broker::DoneStore& store, Slot& slot, bool trial);
-    // Runs one item. ok: the caller records and acks it; otherwise it was settled here.
-    Outcome process(broker::Delivery& d, Slot& slot);
+    // Runs one item with the batch's settings `s`. ok: the caller records
+    // and acks it; otherwise it was settled here.
+    Outcome process(broker::Delivery& d, Slot& slot, const WorkerSettings& s);
     void ack(broker::Delivery& d);
+    // Acks an item found done already (no handler call) and counts it.
+    void ackDuplicate(broker::Delivery& d);
     void notifyScheduled(const broker::Delivery& d, bool ok);
     // Retries with backoff, or dead-letters once attempts are used up.
-    void retryOrDeadLetter(broker::Delivery& d, const std::string& reason);
-    void deadLetter(broker::Delivery& d, metrics::DeadLetterReason why, const std::string& reason);
+    void retryOrDeadLetter(broker::Delivery& d, const std::string& reason, const WorkerSettings& s);
+    void deadLetter(broker::Delivery& d, metrics::DeadLetterReason why, const std::string& reason, const WorkerSettings& s);
     void breakerResult(bool ok);
     bool sleepUnlessStopped(std::chrono::milliseconds d);
 
