@@ -9,6 +9,7 @@ packages=(
     prometheus-cpp-dev libtomlplusplus-dev libboost-dev libboost-filesystem-dev
     libspdlog-dev libcli11-dev nlohmann-json3-dev libcpp-httplib-dev libsystemd-dev
     libgtest-dev libgmock-dev libbenchmark-dev
+    python3-celery gnuplot-nox
     lintian man-db systemd
 )
 

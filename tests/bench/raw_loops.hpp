@@ -1,0 +1,85 @@
+// The raw client loops kanban_bench measures kanband against: what an
+// engineer would write with cnats or rabbitmq-c directly, with the options
+// that matter on this machine (dependencies.md §10), and nothing of the
+// host (no plugin, no metrics, no worker pool).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+struct __natsConnection;
+struct __jsCtx;
+struct amqp_connection_state_t_;
+
+namespace kanban::bench {
+
+inline constexpr std::size_t kPayload = 256;
+
+std::int64_t epochUs();
+
+// One cnats connection as kanband makes it (SendAsap on).
+class RawNats {
+public:
+    explicit RawNats(const std::string& url);
+    ~RawNats();
+    RawNats(const RawNats&) = delete;
+    RawNats& operator=(const RawNats&) = delete;
+
+    // A work-queue stream `name` on `name.*` and a KV bucket `<name>_DONE`
+    // with direct get (what kanband's done record is), both emptied.
+    void declare(const std::string& name);
+
+    // Consumes `n` items of stream `name` through a pull consumer, `batch`
+    // per Fetch. With `same_work`, also what kanband does per batch besides
+    // the handler: look every id up in the bucket (pipelined direct gets),
+    // record each (js_PublishAsync, waiting for the acks), then ack.
+    // `handle` (optional) runs per item where the handler would, with the
+    // item's Nats-Msg-Id. Items/s; 0 if not all arrived within 120 s.
+    double consume(const std::string& name, int n, int batch, bool same_work,
+                   const std::function<void(const char* id)>& handle = {});
+
+    // `n` items of kPayload bytes to `subject`, ids <prefix>-<i>, at
+    // `per_second` (0: as fast as possible); waits for every ack. Returns
+    // each item's send time (epoch µs), or nothing if an ack is missing.
+    std::optional<std::vector<std::int64_t>> publish(const std::string& subject, int n, const std::string& prefix,
+                                                     double per_second = 0);
+
+    // Messages stored in `stream` (a work queue: those not acked yet);
+    // nullopt when the stream cannot be read.
+    std::optional<std::uint64_t> streamMsgs(const std::string& stream);
+
+private:
+    __natsConnection* nc_ = nullptr;
+    __jsCtx* js_ = nullptr;
+};
+
+// One rabbitmq-c connection with one channel, vhost "/", guest.
+class RawAmqp {
+public:
+    explicit RawAmqp(int port);
+    ~RawAmqp();
+    RawAmqp(const RawAmqp&) = delete;
+    RawAmqp& operator=(const RawAmqp&) = delete;
+
+    // A durable classic queue without arguments, emptied.
+    void declareQueue(const std::string& queue);
+    // `n` persistent messages of kPayload bytes, message_id <prefix>-<i>,
+    // with publisher confirms (at most 4,096 outstanding); throws unless
+    // every one is confirmed.
+    void publish(const std::string& exchange, const std::string& routing_key, int n, const std::string& prefix,
+                 std::optional<std::uint8_t> priority = std::nullopt);
+    // basic.consume with prefetch `prefetch`, basic.ack per message, until
+    // `n` arrived. Items/s; 0 if not all arrived within 120 s.
+    double consume(const std::string& queue, int n, int prefetch);
+
+private:
+    void check(const char* what);
+    amqp_connection_state_t_* c_ = nullptr;
+    bool confirming_ = false;
+};
+
+}  // namespace kanban::bench
