@@ -5,6 +5,7 @@
 //
 //   kanban_bench [--items N] [--out FILE.md] [--plot FILE.png] [--smoke]
 //                [--idle-seconds S] [--latency-seconds S] [--celery-tasks N]
+//                [--only nats,rabbitmq,latency,idle,growth]
 //
 // Sections (items of 256 bytes; every kanband run uses the noop plugin with
 // every guarantee on: idempotency lookup and record, deadlines):
@@ -55,6 +56,10 @@ struct Options {
     double latency_rate = 5000;
     std::string out, plot;
     bool smoke = false;
+    std::string only;  // comma-separated sections; empty: all (and the targets and the plot)
+    bool runs(const std::string& section) const {
+        return only.empty() || ("," + only + ",").find("," + section + ",") != std::string::npos;
+    }
 };
 
 std::string fmt(const char* f, double v) {
@@ -484,14 +489,18 @@ void Bench::plot() {
 }
 
 int Bench::run() {
-    natsThroughput(false);
-    natsThroughput(true);
-    rabbitThroughput();
-    latency();
-    idle();
-    growth();
-    targets();
-    plot();
+    if (o_.runs("nats")) {
+        natsThroughput(false);
+        natsThroughput(true);
+    }
+    if (o_.runs("rabbitmq")) rabbitThroughput();
+    if (o_.runs("latency")) latency();
+    if (o_.runs("idle")) idle();
+    if (o_.runs("growth")) growth();
+    if (o_.only.empty()) {
+        targets();
+        plot();
+    }
     const std::string header = "## kanban_bench results\n\nOne run on brokers the benchmark started (nats-server -js, rabbitmq-server), " +
                                std::to_string(::sysconf(_SC_NPROCESSORS_ONLN)) + " cores" +
                                (o_.smoke ? ", smoke sizes (not figures)" : "") + ".\n\n";
@@ -518,6 +527,7 @@ int main(int argc, char** argv) {
         else if (a == "--latency-seconds" && more) o.latency_seconds = std::stod(argv[++i]);
         else if (a == "--out" && more) o.out = argv[++i];
         else if (a == "--plot" && more) o.plot = argv[++i];
+        else if (a == "--only" && more) o.only = argv[++i];
         else if (a == "--smoke") {
             o.smoke = true;
             o.items = 2000;
@@ -526,7 +536,7 @@ int main(int argc, char** argv) {
             o.latency_seconds = 1;
         } else {
             std::cerr << "usage: kanban_bench [--items N] [--out FILE.md] [--plot FILE.png] [--smoke] [--idle-seconds S]"
-                         " [--latency-seconds S] [--celery-tasks N]\n";
+                         " [--latency-seconds S] [--celery-tasks N] [--only nats,rabbitmq,latency,idle,growth]\n";
             return 64;
         }
     }

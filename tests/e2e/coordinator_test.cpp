@@ -15,6 +15,7 @@
 #include <regex>
 #include <set>
 #include <thread>
+#include <utility>
 
 namespace kanban::test {
 namespace {
@@ -156,6 +157,39 @@ TEST_F(Coordinator, LongRunningItemIsReportedAsStalled) {
 // Spec test 6 / F10: SIGTERM under load stops fetching at once, lets the
 // items in handlers finish, hands back the rest for prompt redelivery and
 // exits 0. Nothing is lost and nothing runs twice.
+// Kanban: an idle line pulls nothing. Idle workers wait without asking the
+// broker (a worker that found its domain empty, with nothing in flight,
+// waits on a plain subscription to the domain's subjects), a publish wakes
+// them at once, and a stop interrupts their wait (which is 5 s long).
+TEST_F(Coordinator, IdleDomainsAskTheBrokerNothingAndWakeOnPublish) {
+    std::vector<DomainSpec> domains;
+    for (int i = 0; i < 10; ++i) domains.push_back({"idle" + std::to_string(i), kFixtures + "/recorder.so", recorderSettings(out)});
+    Kanband& kd = start(domains, 2);
+    ASSERT_TRUE(kd.waitReady()) << kd.log();
+    JsApiWatch watch(nats.url());
+    // Settled: a whole second without a request (each worker asks its levels
+    // once or twice, then waits quietly).
+    std::uint64_t seen = ~std::uint64_t{0};  // the first poll only takes a count
+    ASSERT_TRUE(waitFor(
+        [&] {
+            const std::uint64_t now = std::exchange(seen, watch.count());
+            return watch.count() == now;
+        },
+        20s, 1000ms))
+        << "20 idle workers kept asking: " << watch.count() << " requests, the last on " << watch.lastSubject();
+    // Polling would be ~40 requests per worker per second here.
+    const std::uint64_t before = watch.count();
+    EXPECT_FALSE(waitFor([&] { return watch.count() - before > 2; }, 3s))
+        << watch.count() - before << " requests in 3 s from idle workers, the last on " << watch.lastSubject();
+
+    const auto ids = publish(cfg, "idle7", "high", 1);
+    ASSERT_EQ(ids.size(), 1u);
+    EXPECT_TRUE(waitFor([&] { return allHandled(out, ids); }, 10s)) << kd.log();
+
+    kd.proc().signal(SIGTERM);
+    EXPECT_EQ(kd.proc().wait(3s), 0) << "a stop must interrupt the idle workers' 5 s waits\n" << kd.log();
+}
+
 TEST_F(Coordinator, SigtermUnderLoadLosesNothing) {
     HostOptions o;
     o.workers = 4;

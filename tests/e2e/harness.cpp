@@ -204,6 +204,35 @@ bool NatsProbe::publishBacklog(const std::string& subject, int count, std::size_
     return js_PublishAsyncComplete(js_, &po) == NATS_OK;
 }
 
+JsApiWatch::JsApiWatch(const std::string& url) {
+    if (natsConnection_ConnectTo(&nc_, url.c_str()) != NATS_OK) throw std::runtime_error("watch: cannot connect to " + url);
+    if (natsConnection_Subscribe(&sub_, nc_, "$JS.API.>", &JsApiWatch::onMsg, this) != NATS_OK ||
+        natsConnection_Flush(nc_) != NATS_OK)
+        throw std::runtime_error("watch: cannot subscribe to $JS.API.>");
+}
+
+JsApiWatch::~JsApiWatch() {
+    // Closing the connection first stops deliveries before the subscription goes.
+    natsConnection_Close(nc_);
+    natsSubscription_Destroy(sub_);
+    natsConnection_Destroy(nc_);
+}
+
+void JsApiWatch::onMsg(natsConnection*, natsSubscription*, natsMsg* msg, void* self) {
+    auto* w = static_cast<JsApiWatch*>(self);
+    {
+        std::lock_guard lock(w->mu_);
+        w->last_ = natsMsg_GetSubject(msg);
+    }
+    ++w->count_;
+    natsMsg_Destroy(msg);
+}
+
+std::string JsApiWatch::lastSubject() const {
+    std::lock_guard lock(mu_);
+    return last_;
+}
+
 std::optional<std::string> NatsProbe::streamLeader(const std::string& stream) {
     jsStreamInfo* si = nullptr;
     jsErrCode jerr = static_cast<jsErrCode>(0);

@@ -7,14 +7,18 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstdint>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 struct __natsConnection;
+struct __natsSubscription;
+struct __natsMsg;
 struct __jsCtx;
 
 namespace kanban::test {
@@ -152,6 +156,26 @@ public:
 private:
     __natsConnection* nc_ = nullptr;
     __jsCtx* js_ = nullptr;
+};
+
+// Counts the JetStream API requests anyone sends to the server (a plain
+// subscription to $JS.API.>): what the hosts ask of the broker.
+class JsApiWatch {
+public:
+    explicit JsApiWatch(const std::string& url);
+    ~JsApiWatch();
+    JsApiWatch(const JsApiWatch&) = delete;
+    JsApiWatch& operator=(const JsApiWatch&) = delete;
+    std::uint64_t count() const { return count_.load(); }
+    std::string lastSubject() const;
+
+private:
+    static void onMsg(__natsConnection*, __natsSubscription*, __natsMsg* msg, void* self);
+    __natsConnection* nc_ = nullptr;
+    __natsSubscription* sub_ = nullptr;
+    std::atomic<std::uint64_t> count_{0};
+    mutable std::mutex mu_;
+    std::string last_;
 };
 
 // Each test: its own nats-server, temporary directory and kanband.

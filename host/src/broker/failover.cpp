@@ -37,16 +37,24 @@ namespace {
 
 // One side of a worker's consumer: opened on demand, dropped on error and
 // reopened after a growing pause, so a broker that is down costs nothing.
+// `consumer` changes on the worker's thread under `mu`, which interrupt()
+// holds too (it comes from another thread).
 struct Side {
-    explicit Side(const char* n) : name(n) {}
+    Side(const char* n, std::mutex& m) : name(n), mu(m) {}
     const char* name;
+    std::mutex& mu;
     std::unique_ptr<Consumer> consumer;
     Clock::time_point retry_at{};
     std::chrono::milliseconds pause{250};
     bool warned = false;
 
+    void set(std::unique_ptr<Consumer> c) {
+        std::unique_lock lock(mu);
+        std::swap(consumer, c);
+        lock.unlock();  // the old one (if any) is destroyed outside the lock
+    }
     void failed(const std::string& domain, const std::string& why) {
-        consumer.reset();
+        set(nullptr);
         retry_at = Clock::now() + pause;
         pause = std::min(pause * 2, std::chrono::milliseconds(5000));
         if (!warned) spdlog::warn("worker of domain={}: {} unavailable: {}", domain, name, why);
@@ -75,8 +83,9 @@ public:
     Result<DeliveryBatch> fetch(int max, std::chrono::milliseconds idle_wait) override {
         if (Status s = open(); !s) return s.error();
         if (rabbit_side_.consumer) {
-            // Never wait here while NATS is there to wait on.
-            const auto wait = nats_side_.consumer ? std::chrono::milliseconds(0) : idle_wait;
+            // Never wait here while NATS is there to wait on. With RabbitMQ
+            // alone, wait at most kSideCheckEvery: NATS may be back.
+            const auto wait = nats_side_.consumer ? std::chrono::milliseconds(0) : std::min(idle_wait, kSideCheckEvery);
             auto b = rabbit_side_.consumer->fetch(max, wait);
             if (!b)
                 rabbit_side_.failed(spec_.domain, b.message());
@@ -84,7 +93,9 @@ public:
                 return b;
         }
         if (nats_side_.consumer) {
-            auto b = nats_side_.consumer->fetch(max, idle_wait);
+            // RabbitMQ's deliveries are checked between NATS waits.
+            const auto wait = rabbit_side_.consumer ? std::min(idle_wait, kSideCheckEvery) : idle_wait;
+            auto b = nats_side_.consumer->fetch(max, wait);
             if (b) return b;
             nats_side_.failed(spec_.domain, b.message());
         }
@@ -92,14 +103,25 @@ public:
         return DeliveryBatch{};
     }
 
+    void interrupt() override {
+        std::lock_guard lock(sides_mu_);
+        if (nats_side_.consumer) nats_side_.consumer->interrupt();
+        if (rabbit_side_.consumer) rabbit_side_.consumer->interrupt();
+    }
+
 private:
+    // While both brokers are open, how long a wait on one may leave the
+    // other unchecked (RabbitMQ deliveries left from an outage, or NATS
+    // coming back while RabbitMQ serves alone).
+    static constexpr std::chrono::milliseconds kSideCheckEvery{1000};
+
     void ensure() {
         const auto now = Clock::now();
         if (nats_ != nullptr && !nats_side_.consumer && now >= nats_side_.retry_at) {
             if (!nats_->connected()) {
                 nats_side_.failed(spec_.domain, "not connected");
             } else if (auto c = nats_->openConsumer(spec_)) {
-                nats_side_.consumer = std::move(*c);
+                nats_side_.set(std::move(*c));
                 nats_side_.opened(spec_.domain);
             } else {
                 last_error_ = c.message();
@@ -112,7 +134,7 @@ private:
         const bool try_rabbit = rabbit_ != nullptr && (rabbit_->healthy() || !nats_side_.consumer);
         if (try_rabbit && !rabbit_side_.consumer && now >= rabbit_side_.retry_at) {
             if (auto c = rabbit_->openConsumer(spec_)) {
-                rabbit_side_.consumer = std::move(*c);
+                rabbit_side_.set(std::move(*c));
                 rabbit_side_.opened(spec_.domain);
             } else {
                 last_error_ = c.message();
@@ -124,8 +146,9 @@ private:
     JetStream* nats_;
     RabbitMq* rabbit_;
     ConsumerSpec spec_;
-    Side nats_side_{"nats"};
-    Side rabbit_side_{"rabbitmq"};
+    std::mutex sides_mu_;
+    Side nats_side_{"nats", sides_mu_};
+    Side rabbit_side_{"rabbitmq", sides_mu_};
     std::string last_error_;
 };
 

@@ -7,9 +7,11 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <atomic>
 #include <charconv>
 #include <cstdio>
 #include <ctime>
+#include <mutex>
 #include <thread>
 #include <unordered_set>
 #include <utility>
@@ -54,6 +56,20 @@ constexpr std::int64_t kKnownWorkWaitMs = 50;
 // stream of fresh normal ones.
 constexpr auto kRedeliveryProbeEvery = std::chrono::milliseconds(100);
 constexpr std::int64_t kRedeliveryProbeMs = 5;
+// A worker that found every level empty waits on one level at a time for at
+// most this long (a pull request that expires), so a new item on another
+// level is seen within it.
+constexpr std::int64_t kIdleFetchMs = 100;
+// Quiet: every level was found empty with nothing unacknowledged, so only a
+// new publish can bring work (a retry or an expired ack wait needs an
+// unacknowledged item). Then an idle worker stops asking the server: it
+// waits on a plain subscription to the domain's work subjects, where every
+// publish to them is delivered too, for up to the caller's idle_wait. The
+// wait is local: no network traffic, no wake-ups; interrupt() ends it. A
+// notice can only be missed while disconnected, so a disconnection ends
+// quiet; the levels are asked again every kQuietRecheck all the same.
+constexpr auto kQuietRecheck = std::chrono::seconds(60);
+constexpr std::int64_t kQuietFlushMs = 2000;  // leaving quiet: see leaveQuiet()
 
 std::string natsError(natsStatus s, jsErrCode jerr = static_cast<jsErrCode>(0)) {
     std::string text = natsStatus_GetText(s);
@@ -65,7 +81,12 @@ std::string natsError(natsStatus s, jsErrCode jerr = static_cast<jsErrCode>(0)) 
     return text;
 }
 
+// Disconnections so far (any connection of this process): a quiet worker
+// may have missed a publish notice meanwhile (see kQuietRecheck).
+std::atomic<std::uint64_t> g_disconnects{0};
+
 void onDisconnected(natsConnection* nc, void*) {
+    ++g_disconnects;
     // Also fired by our own natsConnection_Close(): only a live connection is news.
     if (!natsConnection_IsClosed(nc)) spdlog::warn("nats: disconnected; reconnecting");
 }
@@ -137,6 +158,7 @@ public:
     ~JetStreamConsumer() override {
         // Destroy, not Unsubscribe: the durable consumer must outlive us.
         for (natsSubscription* s : subs_) natsSubscription_Destroy(s);
+        leaveQuiet();
     }
 
     Status subscribe() {
@@ -159,6 +181,10 @@ public:
     }
 
     Result<DeliveryBatch> fetch(int max, std::chrono::milliseconds idle_wait) override {
+        if (quiet_ != nullptr) {
+            if (!waitQuiet(idle_wait)) return DeliveryBatch{};
+            leaveQuiet();
+        }
         const auto now = std::chrono::steady_clock::now();
         // Anti-starvation first: a lower level not served for starvation_ms
         // is asked (one consumer-info round trip per period) and, if it has
@@ -176,6 +202,7 @@ public:
                 if (!batch || !batch->empty()) return batch;
             }
         }
+        std::size_t settled_levels = 0;  // just seen with nothing pending or unacknowledged
         for (std::size_t level = 0; level < subs_.size(); ++level) {
             Level& l = levels_[level];
             if (l.empty_until > now) continue;
@@ -186,6 +213,7 @@ public:
                     l.empty_until = now + kEmptyRecheck;
                     if (st->unacked == 0) {
                         l.last_served = now;  // nothing waits there: nothing starves
+                        ++settled_levels;
                         continue;
                     }
                     if (now < l.next_redelivery_probe) continue;
@@ -203,10 +231,17 @@ public:
             l.known_work = false;
             return batch;
         }
-        // Every level is empty: wait on one of them, rotating so that each
-        // level is waited on in turn (an idle worker answers within ~idle_wait).
+        if (settled_levels == subs_.size()) {
+            if (enterQuiet()) {
+                if (waitQuiet(idle_wait)) leaveQuiet();  // a publish came: look again next time
+                return DeliveryBatch{};
+            }
+        }
+        // Every level is empty, some with items unacknowledged (in hand, or
+        // waiting for a redelivery): wait on one of them, rotating so that
+        // each level is waited on in turn (answered within ~kIdleFetchMs).
         const std::size_t level = next_idle_level_++ % subs_.size();
-        return fetchLevel(level, max, std::max<std::int64_t>(1, idle_wait.count()));
+        return fetchLevel(level, max, std::clamp<std::int64_t>(idle_wait.count(), 1, kIdleFetchMs));
     }
 
 private:
@@ -235,6 +270,97 @@ private:
         jsConsumerInfo_Destroy(ci);
         return st;
     }
+
+    // Subscribes to the domain's work subjects, then asks every level again
+    // (so that no publish can fall between the answer and the
+    // subscription): true and quiet when all are still settled.
+    bool enterQuiet() {
+        const std::string subject = "kanban.*." + spec_.domain;
+        natsSubscription* sub = nullptr;
+        const std::uint64_t disconnects = g_disconnects.load();
+        if (natsConnection_SubscribeSync(&sub, owner_.connection(), subject.c_str()) != NATS_OK) return false;
+        {
+            std::lock_guard lock(quiet_mu_);
+            quiet_ = sub;
+        }
+        if (!settled()) {
+            leaveQuiet();
+            return false;
+        }
+        quiet_disconnects_ = disconnects;
+        quiet_until_ = std::chrono::steady_clock::now() + kQuietRecheck;
+        spdlog::trace("quiet domain={}", spec_.domain);
+        return true;
+    }
+
+    // Every level has nothing pending and nothing unacknowledged (false
+    // when the server cannot say: the fetch path reports that).
+    bool settled() {
+        for (std::size_t level = 0; level < subs_.size(); ++level) {
+            auto st = state(level);
+            if (!st || st->pending != 0 || st->unacked != 0) return false;
+        }
+        return true;
+    }
+
+    // One quiet wait of up to `wait`. True: leave quiet and look at the
+    // levels (a publish was noticed, a disconnection may have hidden one,
+    // or the periodic check found work); false: nothing to do (the wait
+    // passed or was interrupted).
+    bool waitQuiet(std::chrono::milliseconds wait) {
+        if (takeInterrupt()) return false;
+        if (g_disconnects.load() != quiet_disconnects_ ||
+            natsConnection_Status(owner_.connection()) != NATS_CONN_STATUS_CONNECTED)
+            return true;
+        auto now = std::chrono::steady_clock::now();
+        if (now >= quiet_until_) {
+            if (!settled()) return true;
+            quiet_until_ = now + kQuietRecheck;
+        }
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(quiet_until_ - now);
+        natsMsg* notice = nullptr;
+        // quiet_ changes only on this thread; interrupt() may unsubscribe it
+        // meanwhile, which ends the wait.
+        const natsStatus s = natsSubscription_NextMsg(&notice, quiet_, std::max<std::int64_t>(1, std::min(wait, left).count()));
+        natsMsg_Destroy(notice);
+        if (takeInterrupt()) {
+            leaveQuiet();  // the subscription may be gone: start afresh next time
+            return false;
+        }
+        return s != NATS_TIMEOUT;
+    }
+
+    bool takeInterrupt() {
+        std::lock_guard lock(quiet_mu_);
+        return std::exchange(interrupted_, false);
+    }
+
+    void leaveQuiet() {
+        natsSubscription* sub = nullptr;
+        {
+            std::lock_guard lock(quiet_mu_);
+            sub = std::exchange(quiet_, nullptr);
+        }
+        if (sub == nullptr) return;
+        // cnats 3.4.1 can crash when a subscription is destroyed while its
+        // read loop is delivering a message to it (nats.c #637, fixed in
+        // 3.6), and notices come unasked. So: no more notices (UNSUB), then
+        // a round trip, after which the read loop has handled all the
+        // server sent before it; only then destroy.
+        natsSubscription_Unsubscribe(sub);
+        natsConnection_FlushTimeout(owner_.connection(), kQuietFlushMs);
+        natsSubscription_Destroy(sub);
+        for (Level& l : levels_) l.empty_until = {};
+    }
+
+public:
+    void interrupt() override {
+        std::lock_guard lock(quiet_mu_);
+        interrupted_ = true;
+        if (quiet_ != nullptr) natsSubscription_Unsubscribe(quiet_);
+    }
+
+private:
 
     Result<DeliveryBatch> fetchLevel(std::size_t level, int max, std::int64_t wait_ms) {
         DeliveryBatch out;
@@ -297,6 +423,11 @@ private:
     std::vector<std::string> durables_;    // same index
     Level levels_[3];
     std::size_t next_idle_level_ = 0;
+    std::mutex quiet_mu_;                // quiet_ and interrupted_, against interrupt()
+    natsSubscription* quiet_ = nullptr;  // while quiet: the domain's work subjects
+    bool interrupted_ = false;
+    std::chrono::steady_clock::time_point quiet_until_{};  // the next check with the server
+    std::uint64_t quiet_disconnects_ = 0;
 };
 
 // The idempotency record in the KV bucket, written and read without the

@@ -99,6 +99,11 @@ public:
     // An error means this consumer is unusable (connection lost, consumer
     // deleted on the server): drop it and open a new one after a backoff.
     virtual Result<DeliveryBatch> fetch(int max, std::chrono::milliseconds idle_wait) = 0;
+    // From any thread: a fetch() of this consumer that is waiting for work
+    // returns (an empty batch) at once, and so does the next one that would
+    // wait. For a stop, a smaller pool or a reload, so that idle waits can
+    // be long (an idle worker costs nothing while it waits).
+    virtual void interrupt() {}
 };
 
 struct ConsumerSpec {

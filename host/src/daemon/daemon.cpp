@@ -246,6 +246,7 @@ public:
                     m.queue_depth[p]->Set(static_cast<double>((*it->second.nats)[p]));
                     depth += (*it->second.nats)[p];
                 }
+            const std::uint64_t nats_depth = depth - it->second.rabbitmq;
             m.queue_depth_rabbitmq->Set(static_cast<double>(it->second.rabbitmq));
             m.dead_letter_depth_rabbitmq->Set(static_cast<double>(it->second.rabbitmq_dead));
             total += depth;
@@ -253,6 +254,9 @@ public:
             if (!queue_.healthy()) {
                 // the oldest item's age needs NATS and the streams (a direct get on a
                 // stream that does not exist waits for its timeout); keep the last value
+            } else if (it->second.nats && nats_depth == 0) {
+                m.oldest_item_age->Set(0);
+                e.oldest_age_s = 0;
             } else if (auto oldest = queue_.oldestItemUnixMs(name)) {
                 const double age = *oldest ? std::max<double>(0, static_cast<double>(nowUnixMs() - **oldest) / 1000.0) : 0;
                 m.oldest_item_age->Set(age);
@@ -573,9 +577,21 @@ private:
         std::map<std::string, Depths> out;
         const bool nats = queue_.connected();
         const bool rabbit = rabbit_ != nullptr && rabbit_->healthy();
+        // One request says which domains have items stored at all; the
+        // others are empty without asking their consumers (an idle domain
+        // costs no broker request).
+        std::optional<std::set<std::string>> stored;
+        if (nats)
+            if (auto counts = queue_.subjectCounts()) {
+                stored.emplace();
+                for (const auto& [subject, n] : *counts)
+                    if (n > 0) stored->insert(subject.substr(subject.rfind('.') + 1));
+            }
         for (const auto& name : names) {
             Depths& d = out[name];
-            if (nats)
+            if (nats && stored && stored->count(name) == 0)
+                d.nats = std::array<std::uint64_t, 3>{};
+            else if (nats)
                 if (auto n = queue_.queueDepth(name)) d.nats = *n;
             if (rabbit) {
                 if (auto n = rabbit_->queueDepth(name)) d.rabbitmq = *n;
@@ -713,8 +729,11 @@ int run(const std::string& path) {
     std::vector<std::unique_ptr<worker::DomainWorkers>> pools;
     std::map<std::string, PluginFile> plugin_files;  // of the running generation, per domain
     auto workerSettings = [&sched](const config::DomainConfig& d, const config::Config& c) {
-        return worker::WorkerSettings{d, c.workers, c.retry, c.circuit_breaker, std::chrono::milliseconds(100),
-                                      [&sched](const std::string& id, bool ok) { sched.settled(id, ok); }};
+        return worker::WorkerSettings{.domain = d,
+                                      .workers = c.workers,
+                                      .retry = c.retry,
+                                      .breaker = c.circuit_breaker,
+                                      .on_scheduled_settled = [&sched](const std::string& id, bool ok) { sched.settled(id, ok); }};
     };
     auto startDomain = [&](const config::DomainConfig& d, const config::Config& c,
                            std::shared_ptr<const plugin::Instance> handler) {

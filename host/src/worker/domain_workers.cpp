@@ -57,6 +57,14 @@ void DomainWorkers::setTarget(std::size_t count) {
         slot.thread = std::thread([this, i] { run(i); });
     }
     metrics_.workers->Set(static_cast<double>(running_.load()));
+    interruptWaits(count);  // surplus workers retire now, not after an idle wait
+}
+
+void DomainWorkers::interruptWaits(std::size_t from) {
+    for (std::size_t i = from; i < slots_.size(); ++i) {
+        std::lock_guard lock(slots_[i]->consumer_mu);
+        if (slots_[i]->consumer != nullptr) slots_[i]->consumer->interrupt();
+    }
 }
 
 void DomainWorkers::requestStop() {
@@ -65,6 +73,7 @@ void DomainWorkers::requestStop() {
         stop_ = true;
     }
     cv_.notify_all();
+    interruptWaits(0);
 }
 
 void DomainWorkers::join() {
@@ -103,8 +112,11 @@ void DomainWorkers::updateSettings(const WorkerSettings& settings) {
         next->workers.max = static_cast<std::int64_t>(slots_.size());
     }
     breaker_.configure(next->breaker.failure_threshold, std::chrono::milliseconds(next->breaker.open_ms));
-    std::lock_guard lock(live_mu_);
-    live_ = std::move(next);
+    {
+        std::lock_guard lock(live_mu_);
+        live_ = std::move(next);
+    }
+    interruptWaits(0);  // idle workers take the new settings now
 }
 
 void DomainWorkers::breakerResult(bool ok) {
@@ -130,6 +142,14 @@ void DomainWorkers::run(std::size_t index) {
     std::shared_ptr<const WorkerSettings> in_use;  // what `spec` and the consumer were made from
 
     std::unique_ptr<broker::Consumer> consumer;
+    // Replaces the worker's consumer; interruptWaits() sees it through the slot.
+    const auto useConsumer = [&](std::unique_ptr<broker::Consumer> next) {
+        {
+            std::lock_guard lock(slot.consumer_mu);
+            slot.consumer = next.get();
+        }
+        consumer = std::move(next);
+    };
     std::unique_ptr<broker::DoneStore> store;
     std::chrono::milliseconds retry_wait{250};
     while (!stop_.load() && index < target_.load()) {
@@ -154,7 +174,7 @@ void DomainWorkers::run(std::size_t index) {
             spec.starvation_ms = in_use->workers.starvation_ms;
             spec.pull_batch = in_use->workers.pull_batch;
             store.reset();
-            consumer.reset();
+            useConsumer(nullptr);
         }
         if (!consumer) {
             auto opened = queue_.openConsumer(spec);
@@ -168,7 +188,7 @@ void DomainWorkers::run(std::size_t index) {
                 retry_wait = std::min(retry_wait * 2, std::chrono::milliseconds(5000));
                 continue;
             }
-            consumer = std::move(*opened);
+            useConsumer(std::move(*opened));
             store = std::move(*opened_store);
             retry_wait = std::chrono::milliseconds(250);
             spdlog::debug("worker {} of domain={} pulling", index, domain);
@@ -196,10 +216,11 @@ void DomainWorkers::run(std::size_t index) {
             if (permit.trial) breaker_.trialUnused();
             // Drop the consumer and open a new one after a backoff: never spin.
             store.reset();
-            consumer.reset();
+            useConsumer(nullptr);
             sleepUnlessStopped(retry_wait);
         }
     }
+    useConsumer(nullptr);
     --running_;
     metrics_.workers->Set(static_cast<double>(running_.load()));
     slot.live = false;

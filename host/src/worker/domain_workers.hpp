@@ -29,7 +29,9 @@ struct WorkerSettings {
     config::WorkersConfig workers;
     config::RetryConfig retry;
     config::CircuitBreakerConfig breaker;
-    std::chrono::milliseconds idle_wait{100};  // how long an idle worker waits per fetch
+    // The longest an idle worker's fetch waits before its loop turns (stop,
+    // a smaller pool and a reload interrupt the wait; work ends it at once).
+    std::chrono::milliseconds idle_wait{5000};
     // Told when a scheduled item (id "sched:...") was acked done (true) or
     // dead-lettered (false): the scheduler's canaries. Any thread.
     std::function<void(const std::string& id, bool ok)> on_scheduled_settled;
@@ -78,6 +80,8 @@ private:
         std::thread thread;
         std::atomic<bool> live{false};
         std::atomic<std::int64_t> busy_since_ns{0};  // steady clock; 0 = not in a handler
+        std::mutex consumer_mu;
+        broker::Consumer* consumer = nullptr;  // the worker's, while it has one (consumer_mu)
     };
     enum class Outcome { ok, failed, settled };  // failed: counts against the breaker
 
@@ -97,6 +101,8 @@ private:
     void deadLetter(broker::Delivery& d, metrics::DeadLetterReason why, const std::string& reason, const WorkerSettings& s);
     void breakerResult(bool ok);
     bool sleepUnlessStopped(std::chrono::milliseconds d);
+    // Ends the idle waits of the workers at index >= `from` (Consumer::interrupt).
+    void interruptWaits(std::size_t from);
 
     std::shared_ptr<const WorkerSettings> live() const;  // the current settings
 
