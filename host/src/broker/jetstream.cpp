@@ -49,6 +49,8 @@ constexpr auto kEmptyRecheck = std::chrono::milliseconds(10);
 // as the first messages arrive; only a race with another worker that took
 // them makes it wait this long).
 constexpr std::int64_t kKnownWorkWaitMs = 50;
+// How long a level that just had items is waited on before it is asked.
+constexpr std::int64_t kTrickleWaitMs = 20;
 // NumPending does not count items waiting for redelivery (a retry after its
 // backoff, an expired ack wait). A level with none pending but some
 // unacknowledged is probed with a short fetch at most every
@@ -69,6 +71,7 @@ constexpr std::int64_t kIdleFetchMs = 100;
 // notice can only be missed while disconnected, so a disconnection ends
 // quiet; the levels are asked again every kQuietRecheck all the same.
 constexpr auto kQuietRecheck = std::chrono::seconds(60);
+constexpr auto kQuietAfter = std::chrono::seconds(1);  // without work before a worker goes quiet
 constexpr std::int64_t kQuietFlushMs = 2000;  // leaving quiet: see leaveQuiet()
 
 std::string natsError(natsStatus s, jsErrCode jerr = static_cast<jsErrCode>(0)) {
@@ -206,6 +209,13 @@ public:
         for (std::size_t level = 0; level < subs_.size(); ++level) {
             Level& l = levels_[level];
             if (l.empty_until > now) continue;
+            // A level whose last fetch brought items is first asked with a
+            // short fetch: under a trickle of items that saves the round trip
+            // of asking. Its timing out proves nothing: then ask.
+            if (!l.known_work && l.last_fetch_had_items) {
+                auto batch = fetchLevel(level, max, kTrickleWaitMs);
+                if (!batch || !batch->empty()) return batch;
+            }
             if (!l.known_work) {
                 auto st = state(level);
                 if (!st) return st.error();
@@ -231,16 +241,22 @@ public:
             l.known_work = false;
             return batch;
         }
-        if (settled_levels == subs_.size()) {
+        // Quiet only after a while without work: entering and leaving costs
+        // round trips, which a domain that is merely between items (a
+        // steady trickle) should not pay.
+        if (settled_levels == subs_.size() && now - last_work_ >= kQuietAfter) {
             if (enterQuiet()) {
                 if (waitQuiet(idle_wait)) leaveQuiet();  // a publish came: look again next time
                 return DeliveryBatch{};
             }
         }
-        // Every level is empty, some with items unacknowledged (in hand, or
-        // waiting for a redelivery): wait on one of them, rotating so that
-        // each level is waited on in turn (answered within ~kIdleFetchMs).
-        const std::size_t level = next_idle_level_++ % subs_.size();
+        // Every level is empty: wait on one of them for at most kIdleFetchMs
+        // (the others are asked again after it). The one that had work most
+        // recently is the likeliest to get more (a pending pull request hands
+        // a new item over at once); levels that never had any take turns.
+        std::size_t level = next_idle_level_++ % subs_.size();
+        for (std::size_t i = 0; i < subs_.size(); ++i)
+            if (levels_[i].last_work > levels_[level].last_work) level = i;
         return fetchLevel(level, max, std::clamp<std::int64_t>(idle_wait.count(), 1, kIdleFetchMs));
     }
 
@@ -251,6 +267,8 @@ private:
         std::chrono::steady_clock::time_point last_served = std::chrono::steady_clock::now();
         std::chrono::steady_clock::time_point next_redelivery_probe{};
         bool known_work = false;  // the last message fetched said more were pending
+        std::chrono::steady_clock::time_point last_work{};  // when a fetch last returned items
+        bool last_fetch_had_items = false;
     };
     struct LevelState {
         std::uint64_t pending = 0;  // never delivered
@@ -385,7 +403,8 @@ private:
             spdlog::trace("fetched domain={} id={} seq={} attempt={}", d->domain, d->id, d->stream_sequence, d->attempt);
             out.push_back(std::move(d));
         }
-        if (!out.empty()) levels_[level].last_served = std::chrono::steady_clock::now();
+        levels_[level].last_fetch_had_items = !out.empty();
+        if (!out.empty()) levels_[level].last_served = levels_[level].last_work = last_work_ = std::chrono::steady_clock::now();
         natsMsgList_Destroy(&list);
         return out;
     }
@@ -423,6 +442,7 @@ private:
     std::vector<std::string> durables_;    // same index
     Level levels_[3];
     std::size_t next_idle_level_ = 0;
+    std::chrono::steady_clock::time_point last_work_ = std::chrono::steady_clock::now();  // any level
     std::mutex quiet_mu_;                // quiet_ and interrupted_, against interrupt()
     natsSubscription* quiet_ = nullptr;  // while quiet: the domain's work subjects
     bool interrupted_ = false;
