@@ -124,6 +124,12 @@ private:
     bool waitDrained(RawNats& probe, const bool& published);
 
     std::string newDomain() { return "bench" + std::to_string(++run_); }
+    // Every kanband run starts from an empty idempotency bucket, as the raw
+    // loops do (records of earlier runs would make its lookups slower).
+    void freshBucket() {
+        RawNats c(nats_.url());
+        c.purge("KV_KANBAN_DONE");  // absent before the first run: nothing to do
+    }
     std::string config(const std::vector<std::string>& domains, HostOptions o, const std::string& plugin = "",
                        const std::string& settings = "") {
         std::vector<DomainSpec> specs;
@@ -185,6 +191,7 @@ Row Bench::kanbandNats(const std::string& what, int n, int batch, int workers, i
     std::vector<std::string> names;
     for (int i = 0; i < domains; ++i) names.push_back(newDomain());
     const std::string cfg = config(names, hostOptions(batch, workers, hosts));
+    freshBucket();
     // The stream exists once a kanbanctl publish declared it (one item).
     if (publish(cfg, names[0], "normal", 1).size() != 1) throw std::runtime_error("kanbanctl publish failed");
     RawNats pub(nats_.url()), probe(nats_.url());
@@ -328,6 +335,7 @@ void Bench::latency() {
     {  // kanband, batch 100, 2 workers; the recorder fixture notes when it ran each item.
         const std::string domain = newDomain(), out = dir_.file(domain + "-calls.txt");
         const std::string cfg = config({domain}, hostOptions(100, 2), kFixtures + "/recorder.so", recorderSettings(out));
+        freshBucket();
         if (publish(cfg, domain, "normal", 1).size() != 1) throw std::runtime_error("kanbanctl publish failed");
         Kanband kd(dir_, cfg, "kanband-" + std::to_string(run_));
         if (!kd.waitReady()) throw std::runtime_error("kanband not ready: " + kd.log());
@@ -384,8 +392,10 @@ void Bench::idle() {
 void Bench::growth() {
     const int n = o_.items;
     std::vector<Row> rows;
-    for (int domains : {1, 10, 100}) rows.push_back(kanbandNats("kanband, 1 worker per domain", n, 100, 1, domains, 1, false));
-    for (int hosts : {1, 2}) rows.push_back(kanbandNats("kanband, 2 workers per host", n, 100, 2, 1, hosts, false));
+    // Hosts ready first, then the items in a burst: what is measured is how
+    // fast they work, not how long 100 domains take to start.
+    for (int domains : {1, 10, 100}) rows.push_back(kanbandNats("kanband, 1 worker per domain", n, 100, 1, domains, 1, true));
+    for (int hosts : {1, 2}) rows.push_back(kanbandNats("kanband, 2 workers per host", n, 100, 2, 1, hosts, true));
     std::ostringstream t;
     t << "| run | domains | hosts | workers in all | items/s | vs the first of its kind | peak RSS per host |\n"
       << "| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n";
@@ -396,7 +406,7 @@ void Bench::growth() {
           << fmt("%.0f", r.rate) << " | " << fmt("%.2f", base > 0 ? r.rate / base : 0) << " | " << fmt("%.1f MiB", r.rss_mib)
           << " |\n";
     }
-    section("How cost grows: drain a backlog of " + std::to_string(n) + " items, batch 100", t.str());
+    section("How cost grows: " + std::to_string(n) + " items published in a burst to ready hosts, batch 100", t.str());
     growth_rows_ = rows;
 }
 

@@ -153,6 +153,8 @@ std::optional<std::vector<std::int64_t>> RawNats::publish(const std::string& sub
     return sent;
 }
 
+bool RawNats::purge(const std::string& stream) { return js_PurgeStream(js_, stream.c_str(), nullptr, nullptr) == NATS_OK; }
+
 std::optional<std::uint64_t> RawNats::streamMsgs(const std::string& stream) {
     jsStreamInfo* si = nullptr;
     if (js_GetStreamInfo(&si, js_, stream.c_str(), nullptr, nullptr) != NATS_OK) return std::nullopt;

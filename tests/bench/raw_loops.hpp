@@ -48,6 +48,9 @@ public:
     std::optional<std::vector<std::int64_t>> publish(const std::string& subject, int n, const std::string& prefix,
                                                      double per_second = 0);
 
+    // Removes every message of `stream` (false if it cannot).
+    bool purge(const std::string& stream);
+
     // Messages stored in `stream` (a work queue: those not acked yet);
     // nullopt when the stream cannot be read.
     std::optional<std::uint64_t> streamMsgs(const std::string& stream);
