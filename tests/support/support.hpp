@@ -114,10 +114,12 @@ private:
         int starts = 0;
         std::optional<Subprocess> proc;
     };
+    std::string form();  // starts the nodes; empty, or why the cluster did not form
     void writeConfig(int i);
     std::string log(int i) const;
     bool waitMetaLeader(int i);
     TempDir dir_;
+    int formed_ = 0;  // attempts to form the cluster (names its stores and logs)
     std::vector<Node> nodes_;
 };
 

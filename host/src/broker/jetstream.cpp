@@ -260,6 +260,14 @@ public:
         return fetchLevel(level, max, std::clamp<std::int64_t>(idle_wait.count(), 1, kIdleFetchMs));
     }
 
+    // Ends a quiet wait (see Consumer::interrupt): unsubscribing wakes the
+    // NextMsg that waits on the subscription.
+    void interrupt() override {
+        std::lock_guard lock(quiet_mu_);
+        interrupted_ = true;
+        if (quiet_ != nullptr) natsSubscription_Unsubscribe(quiet_);
+    }
+
 private:
     struct Level {
         std::chrono::steady_clock::time_point empty_until{};
@@ -370,15 +378,6 @@ private:
         natsSubscription_Destroy(sub);
         for (Level& l : levels_) l.empty_until = {};
     }
-
-public:
-    void interrupt() override {
-        std::lock_guard lock(quiet_mu_);
-        interrupted_ = true;
-        if (quiet_ != nullptr) natsSubscription_Unsubscribe(quiet_);
-    }
-
-private:
 
     Result<DeliveryBatch> fetchLevel(std::size_t level, int max, std::int64_t wait_ms) {
         DeliveryBatch out;
