@@ -121,14 +121,13 @@ private:
     void growth();
     void targets();
     void plot();
-    bool waitDrained(RawNats& probe, const bool& published);
+    bool waitDrained(NatsProbe& probe, const bool& published);
 
     std::string newDomain() { return "bench" + std::to_string(++run_); }
     // Every kanband run starts from an empty idempotency bucket, as the raw
     // loops do (records of earlier runs would make its lookups slower).
     void freshBucket() {
-        RawNats c(nats_.url());
-        c.purge("KV_KANBAN_DONE");  // absent before the first run: nothing to do
+        NatsProbe(nats_.url()).purge("KV_KANBAN_DONE");  // absent before the first run: nothing to do
     }
     std::string config(const std::vector<std::string>& domains, HostOptions o, const std::string& plugin = "",
                        const std::string& settings = "") {
@@ -181,7 +180,7 @@ std::string throughputTable(const std::vector<Row>& rows, const std::vector<std:
     return t.str();
 }
 
-bool Bench::waitDrained(RawNats& probe, const bool& published) {
+bool Bench::waitDrained(NatsProbe& probe, const bool& published) {
     // The work stream is a work queue: an acked item is deleted, so an
     // empty stream means every item was handled and acked.
     return waitFor([&] { return published && probe.streamMsgs("KANBAN") == std::optional<std::uint64_t>(0); }, 180s, 10ms);
@@ -194,12 +193,12 @@ Row Bench::kanbandNats(const std::string& what, int n, int batch, int workers, i
     freshBucket();
     // The stream exists once a kanbanctl publish declared it (one item).
     if (publish(cfg, names[0], "normal", 1).size() != 1) throw std::runtime_error("kanbanctl publish failed");
-    RawNats pub(nats_.url()), probe(nats_.url());
+    NatsProbe pub(nats_.url()), probe(nats_.url());
     bool published = false;
     const auto backlog = [&] {
         for (int d = 0; d < domains; ++d) {
             const int count = n / domains - (d == 0 ? 1 : 0);
-            if (!pub.publish("kanban.normal." + names[d], count, names[d]))
+            if (!pub.publishBacklog("kanban.normal." + names[d], count, kPayload, names[d]))
                 throw std::runtime_error("backlog not acknowledged");
         }
         published = true;
@@ -233,12 +232,13 @@ void Bench::natsThroughput(bool concurrent) {
     std::vector<Row> rows;
     for (int batch : {10, 100})
         for (const bool same_work : {false, true}) {
-            RawNats c(nats_.url()), pub(nats_.url());
+            RawNats c(nats_.url());
+            NatsProbe pub(nats_.url());
             const std::string name = same_work ? "RAWWORK" : "RAWBARE";
             c.declare(name);
             std::thread publisher;
             const auto backlog = [&] {
-                if (!pub.publish(name + ".bench", n, "raw")) throw std::runtime_error("raw: backlog not acknowledged");
+                if (!pub.publishBacklog(name + ".bench", n, kPayload, "raw")) throw std::runtime_error("raw: backlog not acknowledged");
             };
             if (concurrent)
                 publisher = std::thread(backlog);
@@ -322,15 +322,16 @@ void Bench::latency() {
     };
     const auto index = [](std::string_view id) { return std::stoul(std::string(id.substr(id.rfind('-') + 1))); };
     {  // The raw loop doing the same broker work, batch 100; "handled" where the handler would run.
-        RawNats c(nats_.url()), pub(nats_.url());
+        RawNats c(nats_.url());
+        NatsProbe pub(nats_.url());
         c.declare("RAWLAT");
-        std::vector<std::int64_t> handled(static_cast<std::size_t>(n), 0);
-        std::optional<std::vector<std::int64_t>> sent;
-        std::thread publisher([&] { sent = pub.publish("RAWLAT.bench", n, "lat", o_.latency_rate); });
+        std::vector<std::int64_t> handled(static_cast<std::size_t>(n), 0), sent;
+        bool published = false;
+        std::thread publisher([&] { published = pub.publishBacklog("RAWLAT.bench", n, kPayload, "lat", o_.latency_rate, &sent); });
         c.consume("RAWLAT", n, 100, true, [&](const char* id) { handled.at(index(id)) = epochUs(); });
         publisher.join();
-        if (!sent) throw std::runtime_error("latency: raw publish failed");
-        latency_.push_back(summarize("raw same work, batch 100", *sent, handled));
+        if (!published) throw std::runtime_error("latency: raw publish failed");
+        latency_.push_back(summarize("raw same work, batch 100", sent, handled));
     }
     {  // kanband, batch 100, 2 workers; the recorder fixture notes when it ran each item.
         const std::string domain = newDomain(), out = dir_.file(domain + "-calls.txt");
@@ -339,16 +340,16 @@ void Bench::latency() {
         if (publish(cfg, domain, "normal", 1).size() != 1) throw std::runtime_error("kanbanctl publish failed");
         Kanband kd(dir_, cfg, "kanband-" + std::to_string(run_));
         if (!kd.waitReady()) throw std::runtime_error("kanband not ready: " + kd.log());
-        RawNats pub(nats_.url());
-        const auto sent = pub.publish("kanban.normal." + domain, n, "lat", o_.latency_rate);
-        if (!sent) throw std::runtime_error("latency: publish to kanband failed");
+        std::vector<std::int64_t> sent;
+        if (!NatsProbe(nats_.url()).publishBacklog("kanban.normal." + domain, n, kPayload, "lat", o_.latency_rate, &sent))
+            throw std::runtime_error("latency: publish to kanband failed");
         waitFor([&] { return static_cast<int>(readLines(out).size()) >= n + 1; }, 60s, 100ms);
         std::vector<std::int64_t> handled(static_cast<std::size_t>(n), 0);
         for (const Call& call : readCalls(out))
             if (call.id.rfind("lat-", 0) == 0) handled.at(index(call.id)) = call.epoch_us;
         kd.proc().signal(SIGTERM);
         kd.proc().wait(20s);
-        latency_.push_back(summarize("kanband, batch 100, 2 workers", *sent, handled));
+        latency_.push_back(summarize("kanband, batch 100, 2 workers", sent, handled));
     }
     std::ostringstream t;
     t << "| loop | items | p50 ms | p99 ms | p99.9 ms | max ms | p50 vs raw | p99 vs raw |\n"

@@ -7,7 +7,6 @@
 #include <chrono>
 #include <cstdio>
 #include <stdexcept>
-#include <thread>
 
 namespace kanban::bench {
 
@@ -20,11 +19,6 @@ double secondsSince(std::chrono::steady_clock::time_point t0) {
 constexpr double kGiveUpSeconds = 120;
 
 }  // namespace
-
-std::int64_t epochUs() {
-    return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
 
 // ---- cnats ----------------------------------------------------------------
 
@@ -125,42 +119,6 @@ double RawNats::consume(const std::string& name, int n, int batch, bool same_wor
     natsSubscription_Destroy(replies);
     natsSubscription_Destroy(sub);
     return got >= n ? n / seconds : 0;
-}
-
-std::optional<std::vector<std::int64_t>> RawNats::publish(const std::string& subject, int n, const std::string& prefix,
-                                                          double per_second) {
-    const std::string body(kPayload, 'x');
-    std::vector<std::int64_t> sent(static_cast<std::size_t>(n));
-    const auto t0 = std::chrono::steady_clock::now();
-    for (int i = 0; i < n; ++i) {
-        if (per_second > 0)
-            std::this_thread::sleep_until(t0 + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                                                   std::chrono::duration<double>(i / per_second)));
-        natsMsg* m = nullptr;
-        if (natsMsg_Create(&m, subject.c_str(), nullptr, body.data(), static_cast<int>(body.size())) != NATS_OK)
-            return std::nullopt;
-        natsMsgHeader_Set(m, "Nats-Msg-Id", (prefix + "-" + std::to_string(i)).c_str());
-        sent[static_cast<std::size_t>(i)] = epochUs();
-        if (js_PublishMsgAsync(js_, &m, nullptr) != NATS_OK) {
-            natsMsg_Destroy(m);
-            return std::nullopt;
-        }
-    }
-    jsPubOptions po;
-    jsPubOptions_Init(&po);
-    po.MaxWait = 60000;
-    if (js_PublishAsyncComplete(js_, &po) != NATS_OK) return std::nullopt;
-    return sent;
-}
-
-bool RawNats::purge(const std::string& stream) { return js_PurgeStream(js_, stream.c_str(), nullptr, nullptr) == NATS_OK; }
-
-std::optional<std::uint64_t> RawNats::streamMsgs(const std::string& stream) {
-    jsStreamInfo* si = nullptr;
-    if (js_GetStreamInfo(&si, js_, stream.c_str(), nullptr, nullptr) != NATS_OK) return std::nullopt;
-    const std::uint64_t n = si->State.Msgs;
-    jsStreamInfo_Destroy(si);
-    return n;
 }
 
 // ---- rabbitmq-c -----------------------------------------------------------

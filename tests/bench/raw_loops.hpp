@@ -19,9 +19,8 @@ namespace kanban::bench {
 
 inline constexpr std::size_t kPayload = 256;
 
-std::int64_t epochUs();
-
-// One cnats connection as kanband makes it (SendAsap on).
+// One cnats connection as kanband makes it (SendAsap on). The bench
+// publishes and inspects the streams with NatsProbe (tests/e2e/harness.hpp).
 class RawNats {
 public:
     explicit RawNats(const std::string& url);
@@ -41,19 +40,6 @@ public:
     // item's Nats-Msg-Id. Items/s; 0 if not all arrived within 120 s.
     double consume(const std::string& name, int n, int batch, bool same_work,
                    const std::function<void(const char* id)>& handle = {});
-
-    // `n` items of kPayload bytes to `subject`, ids <prefix>-<i>, at
-    // `per_second` (0: as fast as possible); waits for every ack. Returns
-    // each item's send time (epoch µs), or nothing if an ack is missing.
-    std::optional<std::vector<std::int64_t>> publish(const std::string& subject, int n, const std::string& prefix,
-                                                     double per_second = 0);
-
-    // Removes every message of `stream` (false if it cannot).
-    bool purge(const std::string& stream);
-
-    // Messages stored in `stream` (a work queue: those not acked yet);
-    // nullopt when the stream cannot be read.
-    std::optional<std::uint64_t> streamMsgs(const std::string& stream);
 
 private:
     __natsConnection* nc_ = nullptr;

@@ -255,7 +255,7 @@ TEST_F(Cluster, OneHostVersusTwoDrainingABacklog) {
             ASSERT_TRUE(probe.publishBacklog("kanban.normal.orders", load.backlog, 256, "run" + std::to_string(run)));
             ASSERT_TRUE(waitFor([&] { return total() >= load.backlog; }, 120s, 5ms))
                 << load.what << ", " << host_count << " host(s): " << total() << " of " << load.backlog
-                << " processed; stream holds " << probe.streamMsgs("KANBAN") << "\n"
+                << " processed; stream holds " << probe.streamMsgs("KANBAN").value_or(0) << "\n"
                 << running.front()->log();
             const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
             rate[host_count - 1] = load.backlog / seconds;

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <regex>
 #include <sstream>
+#include <thread>
 
 namespace kanban::test {
 
@@ -111,6 +112,11 @@ bool allHandled(const std::string& out, const std::vector<std::string>& ids) {
     return std::all_of(ids.begin(), ids.end(), [&](const std::string& id) { return n.count(id) != 0; });
 }
 
+std::int64_t epochUs() {
+    return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
 std::int64_t epochMs() {
     return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
         .count();
@@ -153,7 +159,20 @@ std::string toHex(const std::string& bytes) {
 }
 
 NatsProbe::NatsProbe(const std::string& url) {
-    if (natsConnection_ConnectTo(&nc_, url.c_str()) != NATS_OK) throw std::runtime_error("probe: cannot connect to " + url);
+    natsOptions* o = nullptr;
+    natsOptions_Create(&o);
+    std::vector<std::string> urls;  // one URL or a comma-separated list
+    for (std::size_t from = 0, comma = 0; from <= url.size(); from = comma + 1) {
+        comma = std::min(url.find(',', from), url.size());
+        urls.push_back(url.substr(from, comma - from));
+    }
+    std::vector<const char*> servers;
+    for (const auto& u : urls) servers.push_back(u.c_str());
+    natsOptions_SetServers(o, servers.data(), static_cast<int>(servers.size()));
+    natsOptions_SetSendAsap(o, true);    // else every write waits up to 1 ms (dependencies.md §10)
+    const natsStatus s = natsConnection_Connect(&nc_, o);
+    natsOptions_Destroy(o);
+    if (s != NATS_OK) throw std::runtime_error("probe: cannot connect to " + url);
     if (natsConnection_JetStream(&js_, nc_, nullptr) != NATS_OK) throw std::runtime_error("probe: no JetStream context");
 }
 
@@ -178,21 +197,31 @@ std::optional<bool> NatsProbe::publish(const std::string& subject, const std::st
     return duplicate;
 }
 
-std::uint64_t NatsProbe::streamMsgs(const std::string& stream) {
+std::optional<std::uint64_t> NatsProbe::streamMsgs(const std::string& stream) {
     jsStreamInfo* si = nullptr;
     jsErrCode jerr = static_cast<jsErrCode>(0);
-    if (js_GetStreamInfo(&si, js_, stream.c_str(), nullptr, &jerr) != NATS_OK) return 0;
+    if (js_GetStreamInfo(&si, js_, stream.c_str(), nullptr, &jerr) != NATS_OK)
+        return jerr == JSStreamNotFoundErr ? std::optional<std::uint64_t>(0) : std::nullopt;  // none: it stores nothing
     const std::uint64_t n = si->State.Msgs;
     jsStreamInfo_Destroy(si);
     return n;
 }
 
-bool NatsProbe::publishBacklog(const std::string& subject, int count, std::size_t bytes, const std::string& prefix) {
+bool NatsProbe::purge(const std::string& stream) { return js_PurgeStream(js_, stream.c_str(), nullptr, nullptr) == NATS_OK; }
+
+bool NatsProbe::publishBacklog(const std::string& subject, int count, std::size_t bytes, const std::string& prefix,
+                               double per_second, std::vector<std::int64_t>* sent_us) {
     const std::string body(bytes, 'x');
+    if (sent_us != nullptr) sent_us->assign(static_cast<std::size_t>(count), 0);
+    const auto t0 = std::chrono::steady_clock::now();
     for (int i = 0; i < count; ++i) {
+        if (per_second > 0)
+            std::this_thread::sleep_until(t0 + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                                   std::chrono::duration<double>(i / per_second)));
         natsMsg* m = nullptr;
         if (natsMsg_Create(&m, subject.c_str(), nullptr, body.data(), static_cast<int>(body.size())) != NATS_OK) return false;
         natsMsgHeader_Set(m, "Nats-Msg-Id", (prefix + "-" + std::to_string(i)).c_str());
+        if (sent_us != nullptr) (*sent_us)[static_cast<std::size_t>(i)] = epochUs();
         if (js_PublishMsgAsync(js_, &m, nullptr) != NATS_OK) {
             natsMsg_Destroy(m);
             return false;

@@ -119,6 +119,7 @@ std::string toHex(const std::string& bytes);
 // Every id in `ids` was handled with outcome ok (per the recorder's log).
 bool allHandled(const std::string& out, const std::vector<std::string>& ids);
 std::int64_t epochMs();
+std::int64_t epochUs();
 
 // Direct access to the broker, bypassing kanband and kanbanctl.
 class NatsProbe {
@@ -135,7 +136,10 @@ public:
     // JetStream publish with arbitrary headers (no Nats-Msg-Id unless given):
     // nullopt on error, else whether the stream reported a duplicate.
     std::optional<bool> publish(const std::string& subject, const std::string& body, const std::map<std::string, std::string>& headers);
-    std::uint64_t streamMsgs(const std::string& stream);
+    // Messages stored in `stream`: 0 when there is no such stream, nullopt
+    // when the server cannot say.
+    std::optional<std::uint64_t> streamMsgs(const std::string& stream);
+    bool purge(const std::string& stream);  // removes every message
     struct ConsumerState {
         std::uint64_t ack_pending = 0;  // delivered, not yet acked
         std::int64_t max_ack_pending = 0;
@@ -151,7 +155,10 @@ public:
     bool setDuplicateWindow(std::int64_t ms);
     // `count` items of `bytes` bytes to `subject` (e.g. kanban.normal.<domain>),
     // published asynchronously (ids <prefix>-<n>); true once all are acknowledged.
-    bool publishBacklog(const std::string& subject, int count, std::size_t bytes, const std::string& prefix);
+    // At `per_second` (0: as fast as it goes); `sent_us` gets each item's
+    // send time (epoch µs).
+    bool publishBacklog(const std::string& subject, int count, std::size_t bytes, const std::string& prefix,
+                        double per_second = 0, std::vector<std::int64_t>* sent_us = nullptr);
 
 private:
     __natsConnection* nc_ = nullptr;

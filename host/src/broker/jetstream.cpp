@@ -972,7 +972,7 @@ Result<std::map<std::string, std::string>> JetStream::storedSchedules() {
     return out;
 }
 
-Result<std::vector<std::pair<std::string, std::uint64_t>>> JetStream::subjectCounts(bool dead_letters) {
+Result<SubjectCounts> JetStream::subjectCounts(bool dead_letters) {
     const std::string stream = dead_letters ? deadLetterStream() : options_.stream;
     jsOptions o;
     jsOptions_Init(&o);
@@ -981,7 +981,7 @@ Result<std::vector<std::pair<std::string, std::uint64_t>>> JetStream::subjectCou
     jsErrCode jerr = static_cast<jsErrCode>(0);
     if (natsStatus s = js_GetStreamInfo(&si, js_, stream.c_str(), &o, &jerr); s != NATS_OK)
         return Error{"stream info " + stream + ": " + natsError(s, jerr)};
-    std::vector<std::pair<std::string, std::uint64_t>> out;
+    SubjectCounts out;
     if (si->State.Subjects != nullptr)
         for (int i = 0; i < si->State.Subjects->Count; ++i)
             out.emplace_back(si->State.Subjects->List[i].Subject, si->State.Subjects->List[i].Msgs);

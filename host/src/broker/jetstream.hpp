@@ -27,6 +27,9 @@ struct __kvStore;
 
 namespace kanban::host::broker {
 
+// Messages stored per subject of a stream: (subject, count).
+using SubjectCounts = std::vector<std::pair<std::string, std::uint64_t>>;
+
 struct JetStreamOptions {
     std::vector<std::string> servers{"nats://127.0.0.1:4222"};
     std::string stream = "KANBAN";
@@ -67,7 +70,7 @@ public:
 
     // Messages per subject in the work stream (for orphan detection), or
     // with `dead_letters` in the dead-letter stream.
-    Result<std::vector<std::pair<std::string, std::uint64_t>>> subjectCounts(bool dead_letters = false);
+    Result<SubjectCounts> subjectCounts(bool dead_letters = false);
     // When the oldest item still in the work stream for `domain` (waiting or
     // in a handler) was published; nullopt when there is none.
     Result<std::optional<std::int64_t>> oldestItemUnixMs(std::string_view domain);

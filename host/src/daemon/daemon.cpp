@@ -78,14 +78,10 @@ public:
         for (const auto& d : cfg.domains) domains_.insert(d.name);
     }
 
-    // Returns the number of orphaned items (or the last known number).
-    std::uint64_t check(broker::JetStream& js) {
-        if (!js.connected()) return total_;  // a JS API call would block until its timeout
-        auto counts = js.subjectCounts();
-        if (!counts) {
-            spdlog::debug("orphan check skipped: {}", counts.message());
-            return total_;
-        }
+    // From the work stream's per-subject counts (nullopt: NATS did not
+    // answer): the number of orphaned items, or the last known number.
+    std::uint64_t check(const std::optional<broker::SubjectCounts>& counts) {
+        if (!counts) return total_;
         std::map<std::string, std::uint64_t> orphaned;
         std::uint64_t total = 0;
         std::lock_guard lock(mu_);
@@ -227,9 +223,10 @@ public:
             for (auto& [name, e] : domains_)
                 if (e.pool != nullptr) metrics_.domain(name).stalled->Set(static_cast<double>(e.pool->stalled(stall)));
         }
-        const auto depths = sampleDepths();
+        const auto stored = storedCounts();  // one request, for the depths and the orphans
+        const auto depths = sampleDepths(stored);
         if (queue_.connected()) {
-            metrics_.setOrphanedItems(static_cast<double>(orphans_.check(queue_)));
+            metrics_.setOrphanedItems(static_cast<double>(orphans_.check(stored)));
             watchDeadLetters();
         }
         syncSchedules();
@@ -288,7 +285,7 @@ public:
 
     nlohmann::json health() override {
         const bool connected = brokers_.healthy();
-        const auto depths = sampleDepths();
+        const auto depths = sampleDepths(storedCounts());
         nlohmann::json domains = nlohmann::json::object();
         std::size_t workers = 0, target = 0, failed = 0;
         std::uint64_t busy = 0;  // running domains: waiting + in flight
@@ -567,8 +564,22 @@ private:
         std::uint64_t rabbitmq = 0, rabbitmq_dead = 0;
     };
 
-    // Depth per domain on both brokers (a broker that is down counts as empty).
-    std::map<std::string, Depths> sampleDepths() {
+    // Items stored per work subject, in one request; nullopt when NATS is
+    // not connected (a JS API call would block until its timeout) or did not answer.
+    std::optional<broker::SubjectCounts> storedCounts() {
+        if (!queue_.connected()) return std::nullopt;
+        auto counts = queue_.subjectCounts();
+        if (!counts) {
+            spdlog::debug("stream subject counts unavailable: {}", counts.message());
+            return std::nullopt;
+        }
+        return std::move(*counts);
+    }
+
+    // Depth per domain on both brokers (a broker that is down counts as
+    // empty). A domain with nothing stored (`stored`, when known) is empty
+    // without asking its consumers: an idle domain costs no broker request.
+    std::map<std::string, Depths> sampleDepths(const std::optional<broker::SubjectCounts>& stored) {
         std::vector<std::string> names;
         {
             std::lock_guard lock(mu_);
@@ -577,19 +588,13 @@ private:
         std::map<std::string, Depths> out;
         const bool nats = queue_.connected();
         const bool rabbit = rabbit_ != nullptr && rabbit_->healthy();
-        // One request says which domains have items stored at all; the
-        // others are empty without asking their consumers (an idle domain
-        // costs no broker request).
-        std::optional<std::set<std::string>> stored;
-        if (nats)
-            if (auto counts = queue_.subjectCounts()) {
-                stored.emplace();
-                for (const auto& [subject, n] : *counts)
-                    if (n > 0) stored->insert(subject.substr(subject.rfind('.') + 1));
-            }
+        std::set<std::string> nonempty;
+        if (stored)
+            for (const auto& [subject, n] : *stored)
+                if (n > 0) nonempty.insert(subject.substr(subject.rfind('.') + 1));
         for (const auto& name : names) {
             Depths& d = out[name];
-            if (nats && stored && stored->count(name) == 0)
+            if (nats && stored && nonempty.count(name) == 0)
                 d.nats = std::array<std::uint64_t, 3>{};
             else if (nats)
                 if (auto n = queue_.queueDepth(name)) d.nats = *n;
