@@ -1,16 +1,17 @@
-// kanbanctl: a thin client over the host library and the admin API (DESIGN §6).
+// kanbanctl: a thin client over the host library and the admin API (docs/design.md §6).
 //
 // Exit codes: 0 ok; 64 usage (bad flag, bad value, unknown domain);
 // 66 input file missing (--file, --config); 69 broker or daemon
 // unreachable; 1 anything else (including a refusal by the daemon).
 // Errors are one line on stderr.
-#include "admin/admin_server.hpp"
+#include "admin/token.hpp"
+#include "broker/broker_options.hpp"
 #include "broker/failover.hpp"
 #include "broker/jetstream.hpp"
 #include "broker/rabbitmq.hpp"
 #include "common/clock.hpp"
 #include "config/config.hpp"
-#include "daemon/daemon.hpp"
+#include "plugin/check_config.hpp"
 #include "version.hpp"
 
 #include <CLI/CLI.hpp>
@@ -93,25 +94,11 @@ int publish(const std::string& config_path, const PublishArgs& args) {
 
     // NATS first; RabbitMQ when NATS is unreachable or stops answering
     // (broker/failover.hpp), like the daemon.
-    broker::JetStreamOptions jo;
-    jo.servers = cfg.nats.servers;
-    jo.stream = cfg.nats.stream;
-    jo.replicas = static_cast<int>(cfg.nats.replicas);
-    jo.max_msgs = cfg.nats.max_msgs;
-    jo.max_bytes = cfg.nats.max_bytes;
-    jo.keep_trying = false;
-    jo.connection_name = "kanbanctl";
-    auto js = broker::JetStream::connect(jo);
+    auto js = broker::JetStream::connect(broker::jetStreamOptions(cfg, "kanbanctl", /*keep_trying=*/false));
     std::unique_ptr<broker::JetStream> nats;
     if (js) nats = std::move(*js);
     std::unique_ptr<broker::RabbitMq> rabbit;
-    if (cfg.rabbitmq.enabled) {
-        broker::RabbitMqOptions ro;
-        ro.url = cfg.rabbitmq.url;
-        ro.confirm_timeout = std::chrono::milliseconds(cfg.rabbitmq.confirm_timeout_ms);
-        ro.connection_name = "kanbanctl";
-        rabbit = std::make_unique<broker::RabbitMq>(ro);
-    }
+    if (auto ro = broker::rabbitMqOptions(cfg, "kanbanctl")) rabbit = std::make_unique<broker::RabbitMq>(*ro);
     if (!nats && !rabbit) return fail(kExitUnavailable, js.message());
     broker::Failover brokers(nats.get(), rabbit.get());
 
@@ -430,7 +417,7 @@ int main(int argc, char** argv) {
 
     int rc = kExitError;
     if (*pub) rc = publish(config_path, pa);
-    if (*check) rc = kanban::host::daemon::checkConfig(check_path);
+    if (*check) rc = kanban::host::plugin::checkConfig(check_path);
     if (*health_cmd || *drain_cmd || *dlq_cmd || *sched_cmd) {
         AdminClient admin;
         rc = admin.setup(config_path, admin_addr);

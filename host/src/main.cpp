@@ -1,5 +1,6 @@
 // kanband: argv → daemon. No logic here.
 #include "daemon/daemon.hpp"
+#include "plugin/check_config.hpp"
 #include "version.hpp"
 
 #include <CLI/CLI.hpp>
@@ -22,6 +23,6 @@ int main(int argc, char** argv) {
         std::cerr << "kanband: " << e.what() << "\n";
         return 64;
     }
-    if (!check_path.empty()) return kanban::host::daemon::checkConfig(check_path);
+    if (!check_path.empty()) return kanban::host::plugin::checkConfig(check_path);
     return kanban::host::daemon::run(config_path);
 }

@@ -26,7 +26,7 @@ RawNats::RawNats(const std::string& url) {
     natsOptions* o = nullptr;
     natsOptions_Create(&o);
     natsOptions_SetURL(o, url.c_str());
-    natsOptions_SetSendAsap(o, true);  // dependencies.md §10: else every flush waits up to 1 ms
+    natsOptions_SetSendAsap(o, true);  // docs/dependencies.md §10: else every flush waits up to 1 ms
     const natsStatus s = natsConnection_Connect(&nc_, o);
     natsOptions_Destroy(o);
     if (s != NATS_OK) throw std::runtime_error("raw nats: cannot connect to " + url);

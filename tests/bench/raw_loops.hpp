@@ -1,6 +1,6 @@
 // The raw client loops kanban_bench measures kanband against: what an
 // engineer would write with cnats or rabbitmq-c directly, with the options
-// that matter on this machine (dependencies.md §10), and nothing of the
+// that matter on this machine (docs/dependencies.md §10), and nothing of the
 // host (no plugin, no metrics, no worker pool).
 #pragma once
 

@@ -1,4 +1,4 @@
-// The work semantics (DESIGN §3, §5) on each backend: NATS JetStream, and
+// The work semantics (docs/design.md §3, §5) on each backend: NATS JetStream, and
 // RabbitMQ with NATS unreachable (kanband and kanbanctl fail over to it).
 // Everything is observed from outside: the recorder's log of handle()
 // calls, the admin API and kanbanctl. Both brokers are real: a nats-server

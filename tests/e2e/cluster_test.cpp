@@ -1,5 +1,5 @@
 // Scale-out: several kanband hosts on a 3-node JetStream cluster with a
-// stream of 3 replicas (reliability.md F11 and the node faults). The hosts
+// stream of 3 replicas (docs/reliability.md F11 and the node faults). The hosts
 // share the durable consumers, the idempotency bucket and the schedules;
 // NATS does the distribution, nothing home-made.
 //

@@ -1,5 +1,5 @@
 // Jidoka and heijunka end to end: the circuit breaker (spec test 9,
-// reliability.md F13, F14), autoscaling, stalled items, and graceful
+// docs/reliability.md F13, F14), autoscaling, stalled items, and graceful
 // shutdown under load (spec test 6, F10).
 #include "harness.hpp"
 

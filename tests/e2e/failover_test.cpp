@@ -1,4 +1,4 @@
-// Failover between NATS and RabbitMQ (DESIGN §5; reliability.md F4, F5,
+// Failover between NATS and RabbitMQ (docs/design.md §5; docs/reliability.md F4, F5,
 // F6, F8): work keeps flowing while NATS is down, nothing published during
 // the outage is stranded after it returns, and a broker crash or a dropped
 // connection loses nothing that was confirmed.

@@ -169,7 +169,7 @@ NatsProbe::NatsProbe(const std::string& url) {
     std::vector<const char*> servers;
     for (const auto& u : urls) servers.push_back(u.c_str());
     natsOptions_SetServers(o, servers.data(), static_cast<int>(servers.size()));
-    natsOptions_SetSendAsap(o, true);    // else every write waits up to 1 ms (dependencies.md §10)
+    natsOptions_SetSendAsap(o, true);    // else every write waits up to 1 ms (docs/dependencies.md §10)
     const natsStatus s = natsConnection_Connect(&nc_, o);
     natsOptions_Destroy(o);
     if (s != NATS_OK) throw std::runtime_error("probe: cannot connect to " + url);

@@ -1,6 +1,6 @@
-// The operations surface (DESIGN §6), end to end: /metrics, /health,
+// The operations surface (docs/design.md §6), end to end: /metrics, /health,
 // /drain, /schedules, /dlq, the token, and the kanbanctl verbs with their
-// exit codes (reliability.md B24, B25).
+// exit codes (docs/reliability.md B24, B25).
 #include "harness.hpp"
 
 #include <nlohmann/json.hpp>
@@ -97,7 +97,7 @@ TEST_F(Operations, MetricsCountExactlyTheWorkloadDone) {
 }
 
 
-// /health (DESIGN §6 fields, per domain too) and `kanbanctl health`.
+// /health (docs/design.md §6 fields, per domain too) and `kanbanctl health`.
 TEST_F(Operations, HealthDescribesEveryDomainIncludingOneThatFailedToStart) {
     Kanband& kd = start({{"orders", kFixtures + "/recorder.so", recorderSettings(out)},
                          {"legacy", kFixtures + "/abi_major_mismatch.so", ""}});

@@ -1,4 +1,4 @@
-// Hot reload on SIGHUP (reliability.md F16, F17, F22, B15, B26): plugin
+// Hot reload on SIGHUP (docs/reliability.md F16, F17, F22, B15, B26): plugin
 // generations swapped under load, refused reloads that change nothing,
 // coalesced SIGHUP storms, and a soak that must not leak.
 #include "harness.hpp"
@@ -202,6 +202,15 @@ TEST_F(Reload, SettingsAndDomainsApplyLive) {
     ASSERT_TRUE(waitFor([&] { return reloads(kd, "success", 2); }, 10s)) << kd.log();
     EXPECT_TRUE(kd.logHas("domain removed domain=extra"));
     EXPECT_TRUE(kd.logHas("schedule removed job=added"));
+    // [nats] was never applied: this file's [nats] is what runs, so there is
+    // nothing to restart for (a reload that took the unapplied servers for
+    // applied would warn here a second time).
+    const std::string log = kd.log();
+    std::size_t warnings = 0;
+    for (auto at = log.find("reload: [nats] needs a restart"); at != std::string::npos;
+         at = log.find("reload: [nats] needs a restart", at + 1))
+        ++warnings;
+    EXPECT_EQ(warnings, 1u) << log;
     const auto health = nlohmann::json::parse(kd.http("GET", "/health").body);
     EXPECT_FALSE(health["domains"].contains("extra"));
     const auto parked = publish(ctl_cfg, "extra", "normal", 2);

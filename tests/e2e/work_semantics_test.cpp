@@ -1,5 +1,5 @@
-// DESIGN §3 and §5 on JetStream, end to end: the real kanband, kanbanctl
-// and nats-server (the spec's scenarios 1–5 and 7, and reliability.md F1,
+// docs/design.md §3 and §5 on JetStream, end to end: the real kanband, kanbanctl
+// and nats-server (the spec's scenarios 1–5 and 7, and docs/reliability.md F1,
 // F9, F12, F20, B17–B23).
 #include "harness.hpp"
 
@@ -227,7 +227,7 @@ TEST_F(WorkSemantics, OverrunningHandlersAreTimeoutsAndProgressPreventsRedeliver
 
     // "silent" runs 0–3 s without progress; the broker redelivers it at ~2 s
     // to another worker of this host, which sees the id running and leaves
-    // it to that run (reliability.md F2/F12: never two runs at once). The
+    // it to that run (docs/reliability.md F2/F12: never two runs at once). The
     // first run's ack at 3 s removes the message: no third delivery.
     ASSERT_TRUE(waitFor(
         [&] {

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <map>
 #include <regex>
 #include <set>
@@ -233,6 +234,74 @@ TEST_F(JetStreamTest, DeclarationIsIdempotentAndFollowsConfigChanges) {
     EXPECT_EQ(std::string(ci->Config->FilterSubject), "kanban.high.x");
     EXPECT_EQ(ci->Config->MaxAckPending, 200);  // the spec's in-flight bound (workers.max × pull_batch)
     jsConsumerInfo_Destroy(ci);
+}
+
+// Opening a consumer (start, pool growth, a settings reload) neither
+// withdraws readiness (/readyz is healthy()) nor declares the streams, the
+// bucket or unchanged consumers again: a second worker's open costs no
+// JetStream create or update request.
+TEST_F(JetStreamTest, OpeningConsumersKeepsReadinessAndDeclaresNothingTwice) {
+    auto first = consumer("grow", 1000);
+    ASSERT_TRUE(first);
+    ASSERT_TRUE(js_->healthy());
+
+    // Every create or update request anyone sends from here on.
+    natsConnection* watch = nullptr;
+    ASSERT_EQ(natsConnection_ConnectTo(&watch, nats_.url().c_str()), NATS_OK);
+    natsSubscription* sub = nullptr;
+    ASSERT_EQ(natsConnection_SubscribeSync(&sub, watch, "$JS.API.>"), NATS_OK);
+    ASSERT_EQ(natsConnection_Flush(watch), NATS_OK);
+
+    std::atomic<bool> opening{true};
+    std::atomic<int> unready{0};
+    std::thread poll([&] {
+        while (opening.load())
+            if (!js_->healthy()) ++unready;
+    });
+    std::vector<std::unique_ptr<Consumer>> more;
+    for (int i = 0; i < 20; ++i) more.push_back(consumer("grow", 1000));
+    opening = false;
+    poll.join();
+    EXPECT_EQ(unready.load(), 0) << "readiness was withdrawn while consumers opened";
+
+    ASSERT_EQ(natsConnection_Flush(js_->connection()), NATS_OK);
+    ASSERT_EQ(natsConnection_Flush(watch), NATS_OK);
+    std::vector<std::string> declarations;
+    for (;;) {
+        natsMsg* m = nullptr;
+        if (natsSubscription_NextMsg(&m, sub, 200) != NATS_OK) break;
+        const std::string subject = natsMsg_GetSubject(m);
+        natsMsg_Destroy(m);
+        if (subject.find(".CREATE.") != std::string::npos || subject.find(".UPDATE.") != std::string::npos)
+            declarations.push_back(subject);
+    }
+    natsSubscription_Destroy(sub);
+    natsConnection_Destroy(watch);
+    EXPECT_TRUE(declarations.empty()) << declarations.size() << " declarations, first " << declarations.front();
+
+    // A changed consumer configuration (a reload) is declared again.
+    auto changed = consumer("grow", 5000);
+    ASSERT_TRUE(changed);
+    jsConsumerInfo* ci = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    ASSERT_EQ(js_GetConsumerInfo(&ci, js_->js(), "KANBAN", "grow_normal", nullptr, &jerr), NATS_OK);
+    EXPECT_EQ(ci->Config->AckWait, (5000 + 2500) * 1'000'000LL);
+    jsConsumerInfo_Destroy(ci);
+}
+
+// A server that lost its topology (restarted with a new store): the next
+// open declares the streams and consumers again.
+TEST_F(JetStreamTest, AConsumerWhoseStreamWasDeletedIsDeclaredAgain) {
+    ASSERT_TRUE(consumer("lost"));
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    ASSERT_EQ(js_DeleteStream(js_->js(), "KANBAN", nullptr, &jerr), NATS_OK);
+    auto again = consumer("lost");
+    ASSERT_TRUE(again);
+    publish("lost", Priority::normal, "after");
+    auto got = fetchN(*again, 1);
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_EQ(got[0]->id, "after");
+    EXPECT_TRUE(js_->healthy());
 }
 
 TEST(AckWait, IsLongerThanTheTimeoutByABoundedMargin) {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # package.build: CPack makes both Debian packages from this build tree, with
-# the control fields DESIGN §6 and the packaging checklist ask for.
+# the control fields docs/design.md §6 and the packaging checklist ask for.
 #   build_test.sh BUILD_DIR ABI_MAJOR VERSION
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -30,7 +30,8 @@ for f in ./usr/bin/kanband ./usr/bin/kanbanctl ./usr/lib/tps-kanban/plugins/paym
     ./etc/tps-kanban/kanban.toml ./usr/lib/systemd/system/tps-kanban.service \
     ./usr/share/doc/tps-kanban/copyright ./usr/share/doc/tps-kanban/changelog.Debian.gz \
     ./usr/share/man/man8/kanband.8.gz ./usr/share/man/man1/kanbanctl.1.gz \
-    ./usr/share/doc/tps-kanban/examples/cluster.toml ./usr/share/doc/tps-kanban/examples/nats-cluster.conf; do
+    ./usr/share/doc/tps-kanban/examples/cluster.toml ./usr/share/doc/tps-kanban/examples/nats-cluster.conf \
+    ./usr/share/doc/tps-kanban/docs/operating.md ./usr/share/doc/tps-kanban/docs/design.md; do
     grep -qxF "$f" <<<"$contents" || fail "tps-kanban lacks $f"
 done
 ! grep -qE '^\./usr/(local|etc)/' <<<"$contents" || fail "tps-kanban installs under /usr/local or /usr/etc"

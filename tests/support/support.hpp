@@ -82,7 +82,7 @@ public:
     // Graceful stop (SIGTERM), and a restart on the same port and store.
     void stop();
     void start();
-    // kill -9: no chance to flush anything (reliability.md F1).
+    // kill -9: no chance to flush anything (docs/reliability.md F1).
     void kill();
 
 private:

@@ -80,15 +80,5 @@ TEST(CircuitBreaker, LateFailuresWhileOpenDoNotExtendIt) {
     EXPECT_TRUE(f.breaker.acquire(f.t0 + 1000ms).allowed);
 }
 
-TEST(Coordinator, PoolSizeFollowsTheSpecFormula) {
-    EXPECT_EQ(targetWorkers(0, 2, 20), 2);
-    EXPECT_EQ(targetWorkers(0, 1, 20), 2) << "avg/20 + 2 is at least 2 when max allows";
-    EXPECT_EQ(targetWorkers(0, 1, 1), 1);
-    EXPECT_EQ(targetWorkers(59.9, 2, 20), 4);
-    EXPECT_EQ(targetWorkers(60, 2, 20), 5);
-    EXPECT_EQ(targetWorkers(10000, 2, 20), 20);
-    EXPECT_EQ(targetWorkers(100, 8, 20), 8) << "never below min";
-}
-
 }  // namespace
 }  // namespace kanban::host::worker

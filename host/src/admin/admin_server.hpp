@@ -1,10 +1,11 @@
-// The admin HTTP API on admin.listen (DESIGN §6). This class owns the
+// The admin HTTP API on admin.listen (docs/design.md §6). This class owns the
 // transport rules: routing, bearer-token checks on every mutating request
 // (401), request body limits (413), JSON parsing (400) and JSON errors for
 // unknown routes (404). What the answers contain comes from an AdminApi,
-// which the daemon implements.
+// which admin::AdminService implements.
 #pragma once
 
+#include "admin/token.hpp"
 #include "common/result.hpp"
 
 #include <nlohmann/json.hpp>
@@ -64,8 +65,5 @@ private:
     std::thread thread_;
     int port_ = 0;
 };
-
-// Reads a token file: its content without surrounding whitespace.
-Result<std::string> readTokenFile(const std::string& path);
 
 }  // namespace kanban::host::admin

@@ -186,7 +186,7 @@ Status Connection::rpc(amqp_rpc_reply_t reply, std::string_view what) {
     const std::string reason = closeReason(f);
     if (reply.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
         // A refusal (404, 406, 403) closes only the channel: acknowledge and
-        // open it again, or the next RPC on it would block (dependencies.md §2).
+        // open it again, or the next RPC on it would block (docs/dependencies.md §2).
         amqp_channel_close_ok_t ok{};
         amqp_send_method(conn_, kChannel, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
         if (Status s = reopenChannel(); !s) return Error{prefix + reason + "; " + s.message()};

@@ -1,7 +1,7 @@
 // One AMQP 0-9-1 connection (rabbitmq-c) with one channel, owned by one
 // thread: rabbitmq-c connections are not thread-safe, and confirms or
 // deliveries of one use would surface in the other's reads, so consumers
-// and publishers each own their own (dependencies.md §2).
+// and publishers each own their own (docs/dependencies.md §2).
 //
 // Every call is bounded in time: the socket connect and the login by
 // `timeout`, RPCs by the library's RPC timeout (which closes the

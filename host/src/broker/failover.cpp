@@ -230,6 +230,8 @@ void Failover::setActive(const char* backend) {
 }
 
 void Failover::refresh() {
+    // Workers join RabbitMQ (while NATS serves) once it answers: find out here.
+    if (rabbit_ != nullptr && !rabbit_->healthy()) (void)rabbit_->probe();
     if (natsUsable()) {
         setActive("nats");
         return;
@@ -291,6 +293,75 @@ Result<std::unique_ptr<Consumer>> Failover::openConsumer(const ConsumerSpec& spe
 
 Result<std::unique_ptr<DoneStore>> Failover::openDoneStore() {
     return std::unique_ptr<DoneStore>(std::make_unique<FailoverDoneStore>(nats_, pending_));
+}
+
+bool Failover::reachable(std::string_view backend) const {
+    if (backend == "nats") return natsUsable();
+    if (backend == "rabbitmq") return rabbit_ != nullptr && rabbit_->healthy();
+    return false;
+}
+
+std::vector<BackendInspection*> Failover::inspectable() const {
+    std::vector<BackendInspection*> out;
+    if (nats_ != nullptr) out.push_back(nats_);
+    if (rabbit_ != nullptr) out.push_back(rabbit_);
+    return out;
+}
+
+QueueReport Failover::inspect(const std::vector<std::string>& domains, const InspectOptions& options) {
+    QueueReport report;
+    for (BackendInspection* b : inspectable()) {
+        if (!b->answering()) continue;  // a down broker counts as unknown, not as empty
+        if (auto r = b->inspect(domains, options))
+            report.backends.emplace(std::string(b->backendName()), std::move(*r));
+        else
+            spdlog::debug("{}: not inspected: {}", b->backendName(), r.message());
+    }
+    return report;
+}
+
+DeadLetterListing Failover::deadLetters(std::string_view domain, std::size_t limit) {
+    DeadLetterListing out;
+    for (BackendInspection* b : inspectable()) {
+        const std::string name(b->backendName());
+        if (out.items.size() >= limit) break;
+        if (b == nats_ && !natsUsable()) {  // (RabbitMQ connects for the listing: its last probe may be stale)
+            out.unavailable[name] = "not connected";
+            continue;
+        }
+        auto list = b->deadLetters(domain, limit - out.items.size());
+        if (!list) {
+            out.unavailable[name] = list.message();
+            continue;
+        }
+        out.answered = true;
+        for (auto& dl : *list) out.items.push_back(std::move(dl));
+    }
+    return out;
+}
+
+ReplayReport Failover::replay(std::string_view domain, const std::optional<std::string>& id) {
+    // Published like any other item (NATS, or RabbitMQ when NATS cannot
+    // take it) with the original id and payload and a fresh deadline.
+    const Republish republish = [this](const PublishRequest& req) -> Status {
+        auto ack = publish(req);
+        if (!ack) return ack.error();
+        if (ack->duplicate)
+            return Error{"id " + req.id + " was published less than 2 minutes ago, so the work stream drops this copy "
+                         "as a duplicate; replay it after the window"};
+        return Ok{};
+    };
+    ReplayReport out;
+    for (BackendInspection* b : inspectable()) {
+        if (b == nats_ && !natsUsable()) continue;  // (RabbitMQ is asked even when its last probe failed)
+        if (auto results = b->replayDeadLetters(domain, id, republish)) {
+            out.answered = true;
+            for (auto& r : *results) out.results.push_back(std::move(r));
+        } else {
+            out.unavailable += (out.unavailable.empty() ? "" : "; ") + results.message();
+        }
+    }
+    return out;
 }
 
 }  // namespace kanban::host::broker

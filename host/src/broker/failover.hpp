@@ -1,4 +1,4 @@
-// NATS JetStream first, RabbitMQ when NATS is unreachable (DESIGN §5).
+// NATS JetStream first, RabbitMQ when NATS is unreachable (docs/design.md §5).
 //
 // Publishing: to NATS while it is connected; when it is not, or a publish
 // to it fails for a reason other than the request itself (a timeout, no
@@ -20,6 +20,7 @@
 // item redelivered to another host during an outage can run twice.
 #pragma once
 
+#include "broker/inspection.hpp"
 #include "broker/jetstream.hpp"
 #include "broker/rabbitmq.hpp"
 
@@ -31,7 +32,7 @@ namespace kanban::host::broker {
 
 class PendingRecords;
 
-class Failover final : public WorkQueue {
+class Failover final : public WorkQueue, public Inspector {
 public:
     // `nats` or `rabbit` may be null (not configured, or kanbanctl found no
     // NATS server); `on_switch(to)` is called when the active backend changes.
@@ -44,20 +45,25 @@ public:
     Result<std::unique_ptr<Consumer>> openConsumer(const ConsumerSpec& spec) override;
     Result<std::unique_ptr<DoneStore>> openDoneStore() override;
 
-    // Re-evaluates the active backend from what is known (the coordinator
-    // probes RabbitMQ, then calls this, every tick).
-    void refresh();
+    // Probes RabbitMQ if it is down, then re-evaluates the active backend
+    // (the coordinator, every tick).
+    void refresh() override;
+
+    // Inspector: every configured backend is asked, the answers merged.
+    bool reachable(std::string_view backend) const override;
+    QueueReport inspect(const std::vector<std::string>& domains, const InspectOptions& options) override;
+    DeadLetterListing deadLetters(std::string_view domain, std::size_t limit) override;
+    ReplayReport replay(std::string_view domain, const std::optional<std::string>& id) override;
     // Which backend served the last successful publish.
     std::string_view lastPublishBackend() const;
 
-    JetStream* nats() const { return nats_; }
-    RabbitMq* rabbit() const { return rabbit_; }
 
     static constexpr auto kNatsOnlyWait = std::chrono::seconds(15);
 
 private:
     Result<PublishAck> publishNatsOnly(const PublishRequest& request);
     bool natsUsable() const;
+    std::vector<BackendInspection*> inspectable() const;  // the configured backends
     void setActive(const char* backend);  // a string literal
     void publishedTo(const char* backend);  // active, and the last publish's backend
 

@@ -1,4 +1,7 @@
-// NATS JetStream backend (DESIGN §3).
+// NATS JetStream backend (docs/design.md §3): connection, topology and
+// publishing here; the pull consumer (jetstream_consumer.cpp), the
+// idempotency record (jetstream_done_store.cpp) and inspection: depths,
+// dead letters, replay (jetstream_inspection.cpp).
 //
 // Topology: work stream `<stream>` (WorkQueue retention, file storage,
 // subjects kanban.high.*, kanban.normal.*, kanban.low.*, a 2-minute
@@ -6,14 +9,16 @@
 // One durable pull consumer per (domain, priority), named
 // `<domain>_<priority>`, shared by every worker and every host.
 // Idempotency record: KV bucket `<stream>_DONE` (one key per completed work
-// id, base64url-encoded, expiring after `done_ttl_ms`).
+// id, base64url-encoded, expiring after `done_ttl_ms`). Names: subjects.hpp.
 #pragma once
 
+#include "broker/inspection.hpp"
+#include "broker/subjects.hpp"
 #include "broker/work_queue.hpp"
 
 #include <array>
-#include <map>
 #include <atomic>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -23,7 +28,6 @@
 struct __natsConnection;
 struct __jsCtx;
 struct __natsMsg;
-struct __kvStore;
 
 namespace kanban::host::broker {
 
@@ -46,28 +50,33 @@ struct JetStreamOptions {
     std::string connection_name = "kanband";
 };
 
-class JetStream final : public WorkQueue {
+class JetStream final : public WorkQueue, public BackendInspection {
 public:
     static Result<std::unique_ptr<JetStream>> connect(const JetStreamOptions& options);
     ~JetStream() override;
 
     std::string_view backendName() const override { return "nats"; }
+    // Connected and the streams are known to be declared.
     bool healthy() const override;
     bool connected() const;
     Result<PublishAck> publish(const PublishRequest& request) override;
+    // Declares the domain's consumers once per configuration (not per
+    // worker), then subscribes. The streams are declared once per process;
+    // if the server lost them (a new store), the first open that fails
+    // declares everything again.
     Result<std::unique_ptr<Consumer>> openConsumer(const ConsumerSpec& spec) override;
     Result<std::unique_ptr<DoneStore>> openDoneStore() override;
+
+    // BackendInspection (jetstream_inspection.cpp)
+    bool answering() const override { return connected(); }
+    Result<BackendReport> inspect(const std::vector<std::string>& domains, const InspectOptions& options) override;
+    Result<std::vector<DeadLetter>> deadLetters(std::string_view domain, std::size_t limit) override;
+    Result<ReplayResults> replayDeadLetters(std::string_view domain, const std::optional<std::string>& id,
+                                            const Republish& republish) override;
 
     // Items waiting plus delivered-unacked, per priority (consumers not yet
     // declared count as empty).
     Result<std::array<std::uint64_t, 3>> queueDepth(std::string_view domain);
-
-    using DeadLetter = broker::DeadLetter;
-    // Oldest first, at most `limit`.
-    Result<std::vector<DeadLetter>> deadLetters(std::string_view domain, std::size_t limit);
-    // Removes a dead letter (after its replay was published).
-    Status removeDeadLetter(std::uint64_t sequence);
-
     // Messages per subject in the work stream (for orphan detection), or
     // with `dead_letters` in the dead-letter stream.
     Result<SubjectCounts> subjectCounts(bool dead_letters = false);
@@ -75,24 +84,18 @@ public:
     // in a handler) was published; nullopt when there is none.
     Result<std::optional<std::int64_t>> oldestItemUnixMs(std::string_view domain);
 
-    // Runtime schedules (name -> JSON) in KV bucket `<stream>_SCHEDULES`,
-    // shared by every host; created on first use.
-    Status putSchedule(const std::string& name, const std::string& json);
-    // false if there was no such schedule.
-    Result<bool> deleteSchedule(const std::string& name);
-    Result<std::map<std::string, std::string>> storedSchedules();
-
-    // Declares (or updates) both streams; idempotent, cheap once done.
+    // Declares (or updates) both streams and the done bucket; idempotent,
+    // free once done.
     Status ensureStreams();
 
     // Used by deliveries: publish the DLQ copy and wait for its ack.
     Status publishDeadLetter(__natsMsg* original, std::uint64_t stream_sequence, const std::string& id,
                              const std::string& domain, std::uint32_t attempts, std::string_view reason);
 
+    const JetStreamOptions& options() const { return options_; }
     const std::string& streamName() const { return options_.stream; }
-    std::string doneBucket() const { return options_.stream + "_DONE"; }
-    std::string deadLetterStream() const { return options_.stream + "_DLQ"; }
-    std::string scheduleBucket() const { return options_.stream + "_SCHEDULES"; }
+    std::string doneBucket() const { return doneBucketName(options_.stream); }
+    std::string deadLetterStream() const { return deadLetterStreamName(options_.stream); }
     __jsCtx* js() const { return js_; }
     __natsConnection* connection() const { return nc_; }
 
@@ -101,7 +104,9 @@ private:
 
     explicit JetStream(JetStreamOptions options) : options_(std::move(options)) {}
     Status ensureConsumer(const ConsumerSpec& spec, Priority priority);
-    Result<__kvStore*> scheduleStore();  // the caller destroys it
+    // The server may have lost the topology: declare everything again next time.
+    void forgetTopology();
+    Status removeDeadLetter(std::uint64_t sequence);
     // Publishes and waits for the stream's ack.
     Result<PublishAck> publishSync(const std::string& subject, std::string_view body, const Headers& headers);
 
@@ -110,12 +115,10 @@ private:
     __jsCtx* js_ = nullptr;
     std::mutex topology_mu_;
     std::atomic<bool> streams_ready_{false};
+    std::mutex consumers_mu_;
+    std::map<std::string, std::string> declared_consumers_;  // durable -> its configuration as declared (consumers_mu_)
 };
 
-// Durable `<domain>_<priority>`, subject `kanban.<priority>.<domain>`, DLQ `kanban.dlq.<domain>`.
-std::string durableName(std::string_view domain, Priority priority);
-std::string workSubject(std::string_view domain, Priority priority);
-std::string deadLetterSubject(std::string_view domain);
 // KV key for a work id: base64url without padding (any bytes are safe).
 std::string doneKey(std::string_view id);
 

@@ -1,5 +1,6 @@
 #include "broker/rabbitmq.hpp"
 
+#include "broker/subjects.hpp"
 #include "common/clock.hpp"
 
 #include <spdlog/spdlog.h>
@@ -9,11 +10,8 @@
 namespace kanban::host::broker {
 namespace {
 
-constexpr const char* kExchange = "kanban";
-constexpr const char* kDeadLetterExchange = "kanban.dlx";
-// Retry queues per attempt up to this; later attempts share the last one
-// (by then every delay is at backoff_max, so they expire in order anyway).
-constexpr std::uint32_t kRetryQueues = 16;
+constexpr const char* kExchange = kAmqpExchange;
+constexpr const char* kDeadLetterExchange = kAmqpDeadLetterExchange;
 
 std::string rfc3339(std::int64_t unix_ms) {
     const std::time_t t = static_cast<std::time_t>(unix_ms / 1000);
@@ -207,29 +205,6 @@ Status RabbitDelivery::deadLetter(std::string_view reason) {
 
 }  // namespace
 
-std::string amqpQueue(std::string_view domain) { return "kanban." + std::string(domain); }
-std::string amqpDeadLetterQueue(std::string_view domain) { return "kanban.dlq." + std::string(domain); }
-std::string amqpRetryQueue(std::string_view domain, std::uint32_t attempt) {
-    return "kanban.retry." + std::string(domain) + "." + std::to_string(std::clamp<std::uint32_t>(attempt, 1, kRetryQueues));
-}
-std::string amqpRoutingKey(std::string_view domain, Priority priority) {
-    return std::string(priorityName(priority)) + "." + std::string(domain);
-}
-std::uint8_t amqpPriority(Priority p) {
-    switch (p) {
-        case Priority::high: return 2;
-        case Priority::normal: return 1;
-        case Priority::low: return 0;
-    }
-    return 1;
-}
-Priority priorityFromAmqp(std::string_view routing_key, std::optional<std::uint8_t> property) {
-    if (auto dot = routing_key.find('.'); dot != std::string_view::npos)
-        if (auto p = parsePriority(routing_key.substr(0, dot))) return *p;
-    if (!property) return Priority::normal;
-    return *property >= 2 ? Priority::high : (*property == 1 ? Priority::normal : Priority::low);
-}
-
 Result<std::unique_ptr<amqp::Connection>> RabbitMq::connect(const std::string& role) {
     auto c = amqp::Connection::open(options_.url, options_.connect_timeout, options_.connection_name + " " + role);
     noteReachable(static_cast<bool>(c));
@@ -243,9 +218,9 @@ Status RabbitMq::declareDomain(amqp::Connection& c, std::string_view domain) {
     if (Status s = c.declareQueue(amqpQueue(d), {{"x-max-priority", {}, 2}, {"x-dead-letter-exchange", kDeadLetterExchange, std::nullopt}});
         !s)
         return s;
-    if (Status s = c.bind(amqpQueue(d), kExchange, "*." + d); !s) return s;
+    if (Status s = c.bind(amqpQueue(d), kExchange, amqpDomainBinding(d)); !s) return s;
     if (Status s = c.declareQueue(amqpDeadLetterQueue(d), {}); !s) return s;
-    return c.bind(amqpDeadLetterQueue(d), kDeadLetterExchange, "*." + d);
+    return c.bind(amqpDeadLetterQueue(d), kDeadLetterExchange, amqpDomainBinding(d));
 }
 
 Status RabbitMq::probe() {
@@ -307,6 +282,22 @@ Result<std::uint64_t> RabbitMq::readyMessages(const std::string& queue) {
 Result<std::uint64_t> RabbitMq::queueDepth(std::string_view domain) { return readyMessages(amqpQueue(domain)); }
 Result<std::uint64_t> RabbitMq::deadLetterDepth(std::string_view domain) { return readyMessages(amqpDeadLetterQueue(domain)); }
 
+Result<BackendReport> RabbitMq::inspect(const std::vector<std::string>& domains, const InspectOptions& options) {
+    if (!healthy()) return Error{"rabbitmq: not reachable"};
+    BackendReport report;
+    for (const auto& name : domains) {
+        auto depth = queueDepth(name);
+        if (!depth) continue;  // unknown for this domain
+        DomainCounts c;
+        c.by_priority = false;
+        c.depth[static_cast<std::size_t>(Priority::normal)] = *depth;
+        if (options.dead_letters)
+            if (auto dead = deadLetterDepth(name)) c.dead_letters = *dead;
+        report.domains.emplace(name, c);
+    }
+    return report;
+}
+
 namespace {
 DeadLetter toDeadLetter(const amqp::Envelope& e) {
     DeadLetter dl;
@@ -317,6 +308,7 @@ DeadLetter toDeadLetter(const amqp::Envelope& e) {
     dl.attempts = static_cast<std::uint32_t>(e.integer("kanban-attempts").value_or(0));
     if (auto at = e.integer("kanban-dead-lettered-at")) dl.dead_lettered_at = rfc3339(*at);
     dl.payload = e.body;
+    dl.backend = "rabbitmq";
     return dl;
 }
 }  // namespace
@@ -336,8 +328,8 @@ Result<std::vector<DeadLetter>> RabbitMq::deadLetters(std::string_view domain, s
     return out;
 }
 
-Result<std::vector<std::pair<std::string, std::string>>> RabbitMq::replayDeadLetters(
-    std::string_view domain, const std::optional<std::string>& id, const Republish& publish) {
+Result<ReplayResults> RabbitMq::replayDeadLetters(std::string_view domain, const std::optional<std::string>& id,
+                                                  const Republish& publish) {
     auto c = connect("dead-letter replay");
     if (!c) return c.error();
     if (Status s = declareDomain(**c, domain); !s) return s.error();
@@ -345,7 +337,7 @@ Result<std::vector<std::pair<std::string, std::string>>> RabbitMq::replayDeadLet
     // to this queue and must not be replayed in a loop.
     auto present = (*c)->messageCount(amqpDeadLetterQueue(domain));
     if (!present) return present.error();
-    std::vector<std::pair<std::string, std::string>> out;
+    ReplayResults out;
     for (std::uint32_t taken = 0; taken < present->value_or(0); ++taken) {
         auto e = (*c)->get(amqpDeadLetterQueue(domain));
         if (!e) return e.error();

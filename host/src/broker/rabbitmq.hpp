@@ -1,4 +1,4 @@
-// RabbitMQ backend (DESIGN §3), the fallback when NATS is unreachable.
+// RabbitMQ backend (docs/design.md §3), the fallback when NATS is unreachable.
 //
 // Topology, declared by whoever uses a domain first (idempotent):
 //   exchange `kanban` (topic)      -> queue `kanban.<domain>` bound `*.<domain>`:
@@ -21,6 +21,8 @@
 #pragma once
 
 #include "broker/amqp.hpp"
+#include "broker/inspection.hpp"
+#include "broker/subjects.hpp"
 #include "broker/work_queue.hpp"
 
 #include <atomic>
@@ -38,7 +40,7 @@ struct RabbitMqOptions {
     std::string connection_name = "kanband";
 };
 
-class RabbitMq final : public WorkQueue {
+class RabbitMq final : public WorkQueue, public BackendInspection {
 public:
     explicit RabbitMq(RabbitMqOptions options) : options_(std::move(options)) {}
 
@@ -55,16 +57,14 @@ public:
     // Ready messages in `kanban.<domain>` (0 if it does not exist yet).
     Result<std::uint64_t> queueDepth(std::string_view domain);
     Result<std::uint64_t> deadLetterDepth(std::string_view domain);
+    // BackendInspection. Depths are per domain queue (no priority levels).
+    bool answering() const override { return healthy(); }
+    Result<BackendReport> inspect(const std::vector<std::string>& domains, const InspectOptions& options) override;
     // Oldest first, at most `limit`. Reading takes the messages and hands
     // them back unacknowledged: the queue keeps them, in order.
-    Result<std::vector<DeadLetter>> deadLetters(std::string_view domain, std::size_t limit);
-    // Publishes each dead letter of `domain` (only `id` when given) with
-    // `publish`, and removes it once that succeeded; an item whose publish
-    // failed stays. Returns (id, error or "") per item tried.
-    using Republish = std::function<Status(const PublishRequest&)>;
-    Result<std::vector<std::pair<std::string, std::string>>> replayDeadLetters(std::string_view domain,
-                                                                               const std::optional<std::string>& id,
-                                                                               const Republish& publish);
+    Result<std::vector<DeadLetter>> deadLetters(std::string_view domain, std::size_t limit) override;
+    Result<ReplayResults> replayDeadLetters(std::string_view domain, const std::optional<std::string>& id,
+                                            const Republish& republish) override;
 
     // Used by consumers and deliveries.
     const RabbitMqOptions& options() const { return options_; }
@@ -81,13 +81,5 @@ private:
     std::unique_ptr<amqp::Connection> publisher_;
     std::atomic<bool> reachable_{false};
 };
-
-// Names (DESIGN §3).
-std::string amqpQueue(std::string_view domain);            // kanban.<domain>
-std::string amqpDeadLetterQueue(std::string_view domain);  // kanban.dlq.<domain>
-std::string amqpRetryQueue(std::string_view domain, std::uint32_t attempt);
-std::string amqpRoutingKey(std::string_view domain, Priority priority);  // <priority>.<domain>
-std::uint8_t amqpPriority(Priority p);
-Priority priorityFromAmqp(std::string_view routing_key, std::optional<std::uint8_t> property);
 
 }  // namespace kanban::host::broker

@@ -1,5 +1,5 @@
-// The queue interface the worker pool and the CLI talk to. JetStream
-// implements it today; RabbitMQ and the failover wrapper plug in behind it.
+// The queue interface the worker pool and the CLI talk to. JetStream and
+// RabbitMQ implement it; broker::Failover puts the two behind one.
 //
 // Data flows one way: a Consumer hands out Deliveries; the worker finishes
 // each one with exactly one of ack(), retryAfter(), release() or
@@ -86,6 +86,7 @@ struct DeadLetter {
     std::uint32_t attempts = 0;
     std::string dead_lettered_at;  // RFC 3339
     std::string payload;
+    std::string backend;  // "nats" or "rabbitmq"
 };
 
 using DeliveryBatch = std::vector<std::unique_ptr<Delivery>>;
@@ -115,7 +116,7 @@ struct ConsumerSpec {
     std::int64_t pull_batch = 10;       // RabbitMQ prefetch per worker
 };
 
-// Idempotency: the record of completed work ids (DESIGN §5), shared by all
+// Idempotency: the record of completed work ids (docs/design.md §5), shared by all
 // hosts. One per worker, not thread-safe. Built for batches: one round trip
 // looks up a whole batch; records are written asynchronously and awaited
 // together, before the batch is acked.

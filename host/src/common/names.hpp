@@ -5,7 +5,7 @@
 
 namespace kanban::host {
 
-// Domains match [a-z0-9_-]+ (DESIGN §3): safe as a NATS subject token, a
+// Domains match [a-z0-9_-]+ (docs/design.md §3): safe as a NATS subject token, a
 // durable-name part and an AMQP routing-key word.
 constexpr bool isValidDomainName(std::string_view s) {
     if (s.empty() || s.size() > 64) return false;

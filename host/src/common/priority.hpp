@@ -1,4 +1,4 @@
-// Work priorities and their wire names (DESIGN §3).
+// Work priorities and their wire names (docs/design.md §3).
 #pragma once
 
 #include <kanban/plugin.h>

@@ -1,4 +1,4 @@
-// The kanband configuration (DESIGN §4): plain structs with the spec's
+// The kanband configuration (docs/design.md §4): plain structs with the spec's
 // defaults, loaded from TOML and validated before anything uses them.
 #pragma once
 
@@ -23,6 +23,7 @@ struct NatsConfig {
     // a full stream is a visible publish error, never a silent drop).
     std::int64_t max_msgs = 1'000'000;
     std::int64_t max_bytes = 1LL << 30;
+    bool operator==(const NatsConfig&) const = default;
 };
 
 struct RabbitMqConfig {
@@ -32,6 +33,7 @@ struct RabbitMqConfig {
     // A publish the broker has not confirmed in this time fails (a broker
     // blocked by a memory or disk alarm never answers).
     std::int64_t confirm_timeout_ms = 5000;
+    bool operator==(const RabbitMqConfig&) const = default;
 };
 
 struct AdminConfig {
@@ -40,6 +42,7 @@ struct AdminConfig {
     // Parsed from `listen`.
     std::string host = "127.0.0.1";
     int port = 9090;
+    bool operator==(const AdminConfig&) const = default;
 };
 
 struct WorkersConfig {
@@ -74,6 +77,7 @@ struct CoordinatorConfig {
     std::int64_t health_interval_ms = 5000;
     std::int64_t depth_window = 10;
     std::int64_t stall_threshold_ms = 300000;
+    bool operator==(const CoordinatorConfig&) const = default;
 };
 
 struct SchedulerConfig {

@@ -1,5 +1,6 @@
-// kanband's lifetime: config → plugins → broker → admin → workers → signals,
-// and the reverse on shutdown.
+// kanband's lifetime: config → brokers → admin → domains (plugins and
+// workers) → scheduler and coordinator → signals, and the reverse on
+// shutdown. `kanband --check-config` is plugin/check_config.hpp.
 #pragma once
 
 #include <string>
@@ -10,11 +11,6 @@ namespace kanban::host::daemon {
 // in main() so that every thread started later inherits the mask and the
 // signals are taken synchronously by run().
 void blockSignals();
-
-// `kanband --check-config PATH`: parses and validates the file, loads every
-// plugin with its ABI check and creates (then destroys) each handler.
-// Touches no broker. Prints problems to stderr; returns the exit code (0/1).
-int checkConfig(const std::string& path);
 
 // `kanband --config PATH`: runs until SIGTERM/SIGINT; returns the exit code.
 int run(const std::string& path);

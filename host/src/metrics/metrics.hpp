@@ -1,4 +1,4 @@
-// Prometheus metrics (DESIGN §6): one registry per process, families named
+// Prometheus metrics (docs/design.md §6): one registry per process, families named
 // `kanban_*` in base units, labels only from bounded sets (domain and
 // priority from the config, outcome and reason from the lists below).
 // Counters and histograms are updated by the workers; gauges by whoever

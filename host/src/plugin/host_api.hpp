@@ -16,8 +16,8 @@ struct kanban_context {
     std::string_view id;
     std::uint32_t attempt = 1;
     std::chrono::steady_clock::time_point deadline;  // monotonic: immune to clock jumps
-    // Explicit cancellation, on top of the deadline. Nothing sets it yet:
-    // SIGTERM lets the item in hand finish; a bounded drain will set it.
+    // Explicit cancellation, on top of the deadline: set by the worker pool
+    // on shutdown (DomainWorkers::requestStop with cancel_running).
     std::atomic<bool> cancelled{false};
     void (*on_progress)(void* arg) = nullptr;        // tells the broker the item is alive
     void* progress_arg = nullptr;

@@ -1,4 +1,4 @@
-// Periodic and cron jobs (DESIGN §4 [[schedule]], §5 scheduler).
+// Periodic and cron jobs (docs/design.md §4 [[schedule]], §5 scheduler).
 //
 // Ticks. A job's ticks are instants of the wall clock that every host
 // computes alike: for `every_ms`, the multiples of every_ms since the epoch;

@@ -114,10 +114,4 @@ private:
     Clock::time_point reopen_at_{};
 };
 
-// The coordinator's pool size (DESIGN §5): max(min, min(max, avg_depth / 20 + 2)).
-inline std::int64_t targetWorkers(double avg_depth, std::int64_t min, std::int64_t max) {
-    const auto wanted = static_cast<std::int64_t>(avg_depth / 20.0) + 2;
-    return std::max(min, std::min(max, wanted));
-}
-
 }  // namespace kanban::host::worker

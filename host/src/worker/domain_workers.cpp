@@ -3,6 +3,7 @@
 #include "common/clock.hpp"
 #include "plugin/host_api.hpp"
 #include "worker/backoff.hpp"
+#include "worker/outcome_policy.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -40,18 +41,24 @@ DomainWorkers::~DomainWorkers() {
     join();
 }
 
+std::size_t DomainWorkers::capacity() const {
+    return std::min(slots_.size(), static_cast<std::size_t>(std::max<std::int64_t>(0, live()->workers.max)));
+}
+
 void DomainWorkers::setTarget(std::size_t count) {
     std::lock_guard lock(slots_mu_);
     if (stop_.load()) return;
-    count = std::min(count, slots_.size());
+    count = std::min(count, capacity());
     target_ = count;
     metrics_.workers_target->Set(static_cast<double>(count));
-    // Workers at index >= count retire by themselves between batches; a
-    // retiring one that has not left yet simply carries on.
+    // Workers at index >= count retire by themselves between batches. A
+    // worker on its way out sees the new target when it decides, under
+    // retire_mu_, and stays; one that already left gets a new thread here.
     for (std::size_t i = 0; i < count; ++i) {
         Slot& slot = *slots_[i];
+        std::lock_guard retire(retire_mu_);
         if (slot.live.load()) continue;
-        if (slot.thread.joinable()) slot.thread.join();
+        if (slot.thread.joinable()) slot.thread.join();  // it left: only its return remains
         slot.live = true;
         ++running_;
         slot.thread = std::thread([this, i] { run(i); });
@@ -67,13 +74,19 @@ void DomainWorkers::interruptWaits(std::size_t from) {
     }
 }
 
-void DomainWorkers::requestStop() {
+void DomainWorkers::requestStop(bool cancel_running) {
     {
         std::lock_guard lock(mu_);
+        if (cancel_running) cancel_running_ = true;
         stop_ = true;
     }
     cv_.notify_all();
     interruptWaits(0);
+    if (!cancel_running) return;
+    for (auto& slot : slots_) {
+        std::lock_guard lock(slot->ctx_mu);
+        if (slot->ctx != nullptr) slot->ctx->cancelled = true;
+    }
 }
 
 void DomainWorkers::join() {
@@ -147,11 +160,16 @@ void DomainWorkers::run(std::size_t index) {
         {
             std::lock_guard lock(slot.consumer_mu);
             slot.consumer = next.get();
+            // A stop or a smaller target that came while the consumer was
+            // being opened found no consumer to interrupt: interrupt it now
+            // (stop_ and target_ change before interruptWaits takes this lock).
+            if (next && (stop_.load() || index >= target_.load())) next->interrupt();
         }
         consumer = std::move(next);
     };
     std::unique_ptr<broker::DoneStore> store;
     std::chrono::milliseconds retry_wait{250};
+    for (;;) {
     while (!stop_.load() && index < target_.load()) {
         // Jidoka: while the breaker is open nobody pulls; items wait in the broker.
         const auto permit = breaker_.acquire(std::chrono::steady_clock::now());
@@ -220,11 +238,16 @@ void DomainWorkers::run(std::size_t index) {
             sleepUnlessStopped(retry_wait);
         }
     }
-    useConsumer(nullptr);
+    store.reset();
+    useConsumer(nullptr);  // can take a while (leaving a quiet wait flushes)
+    std::lock_guard retire(retire_mu_);
+    if (!stop_.load() && index < target_.load()) continue;  // the target was raised meanwhile: stay
     --running_;
     metrics_.workers->Set(static_cast<double>(running_.load()));
     slot.live = false;
     if (!stop_.load()) spdlog::info("worker {} of domain={} retired (pool target {})", index, domain, target_.load());
+    return;
+    }
 }
 
 bool DomainWorkers::handleBatch(broker::DeliveryBatch& batch, broker::DoneStore& store, Slot& slot, bool trial) {
@@ -398,45 +421,47 @@ DomainWorkers::Outcome DomainWorkers::process(broker::Delivery& d, Slot& slot, c
     char reason[kReasonCapacity] = {};
     kanban_result result{sizeof(kanban_result), KANBAN_STATUS_FAIL, reason, sizeof reason};
     slot.busy_since_ns = start.time_since_epoch().count();
+    {
+        // A shutdown that began before this item started still cancels it.
+        std::lock_guard lock(slot.ctx_mu);
+        slot.ctx = &ctx;
+        if (cancel_running_.load()) ctx.cancelled = true;
+    }
     const auto generation = handler();  // held until this item is done
     generation->handle(item, &ctx, &result);
+    {
+        std::lock_guard lock(slot.ctx_mu);
+        slot.ctx = nullptr;
+    }
     slot.busy_since_ns = 0;
     done_.end(d.id, result.status == KANBAN_STATUS_OK);
     const auto end = std::chrono::steady_clock::now();
     reason[sizeof reason - 1] = '\0';
     metrics_.handler_duration->Observe(std::chrono::duration<double>(end - start).count());
-    // An overrun counts as a timeout whatever the handler returned.
-    const bool overran = end > ctx.deadline;
-    if (overran)
-        metrics_.processedInc(metrics::Outcome::timeout);
-    else if (result.status == KANBAN_STATUS_OK)
-        metrics_.processedInc(metrics::Outcome::ok);
-    else if (result.status == KANBAN_STATUS_RETRY)
-        metrics_.processedInc(metrics::Outcome::retry);
-    else
-        metrics_.processedInc(metrics::Outcome::fail);
 
-    switch (result.status) {
-        case KANBAN_STATUS_OK:
-            // Done, even if late: running it again would repeat its effects.
-            if (overran)
+    const Decision decision = decide({.status = static_cast<int>(result.status),
+                                      .reason = reason,
+                                      .overran = end > ctx.deadline,
+                                      .cancelled_by_stop = ctx.cancelled.load() && cancel_running_.load(),
+                                      .attempt = d.attempt,
+                                      .max_attempts = s.retry.max_attempts});
+    metrics_.processedInc(decision.outcome);
+    switch (decision.action) {
+        case Action::ack:
+            if (decision.outcome == metrics::Outcome::timeout)
                 spdlog::warn("handler finished after its deadline domain={} id={} attempt={}", dom.name, d.id, d.attempt);
-            return Outcome::ok;
-        case KANBAN_STATUS_RETRY:
-            retryOrDeadLetter(d, overran ? "timeout" : (reason[0] != '\0' ? reason : "retry"), s);
-            return Outcome::failed;
-        case KANBAN_STATUS_FAIL:
-            // A failure after the deadline is most likely the cancellation
-            // itself: a timeout, retried like one.
-            if (overran)
-                retryOrDeadLetter(d, "timeout", s);
-            else
-                deadLetter(d, metrics::DeadLetterReason::handler_failed, reason[0] != '\0' ? reason : "fail", s);
-            return Outcome::failed;
+            break;
+        case Action::release:
+            d.release();
+            metrics_.nacked->Increment();
+            spdlog::info("item handed back: its handler stopped for the shutdown domain={} id={} attempt={}", dom.name,
+                         d.id, d.attempt);
+            break;
+        case Action::retry: retry(d, decision.reason, s); break;
+        case Action::dead_letter: deadLetter(d, decision.dead_letter_reason, decision.reason, s); break;
     }
-    deadLetter(d, metrics::DeadLetterReason::handler_failed,
-               "plugin returned invalid status " + std::to_string(static_cast<int>(result.status)), s);
-    return Outcome::failed;
+    if (decision.action == Action::ack) return Outcome::ok;
+    return decision.breaker == BreakerEffect::failure ? Outcome::failed : Outcome::settled;
 }
 
 void DomainWorkers::swapHandler(std::shared_ptr<const plugin::Instance> handler) {
@@ -465,12 +490,8 @@ void DomainWorkers::ackDuplicate(broker::Delivery& d) {
                  d.id, d.attempt);
 }
 
-void DomainWorkers::retryOrDeadLetter(broker::Delivery& d, const std::string& reason, const WorkerSettings& s) {
+void DomainWorkers::retry(broker::Delivery& d, const std::string& reason, const WorkerSettings& s) {
     const auto& retry = s.retry;
-    if (static_cast<std::int64_t>(d.attempt) >= retry.max_attempts) {
-        deadLetter(d, metrics::DeadLetterReason::retries_exhausted, reason, s);
-        return;
-    }
     const auto delay = backoffDelay(d.attempt, retry.backoff_initial_ms, retry.backoff_max_ms, kBackoffJitter, unitRandom());
     d.retryAfter(delay);
     metrics_.nacked->Increment();

@@ -12,6 +12,7 @@
 #include "plugin/plugin.hpp"
 #include "worker/circuit_breaker.hpp"
 #include "worker/local_done_record.hpp"
+#include "worker/pool_control.hpp"
 
 #include <atomic>
 #include <condition_variable>
@@ -37,29 +38,32 @@ struct WorkerSettings {
     std::function<void(const std::string& id, bool ok)> on_scheduled_settled;
 };
 
-class DomainWorkers {
+class DomainWorkers final : public PoolControl {
 public:
     // `done` (the process-wide local idempotency record) and `metrics` must outlive this.
     DomainWorkers(WorkerSettings settings, std::shared_ptr<const plugin::Instance> handler, broker::WorkQueue& queue,
                   LocalDoneRecord& done, metrics::DomainMetrics& metrics);
-    ~DomainWorkers();  // stops and joins
+    ~DomainWorkers() override;  // stops and joins
     DomainWorkers(const DomainWorkers&) = delete;
     DomainWorkers& operator=(const DomainWorkers&) = delete;
 
     // Runs `count` workers (at most workers.max): starts missing ones at
     // once; surplus ones retire at their next pull, never with an item in hand.
-    void setTarget(std::size_t count);
+    void setTarget(std::size_t count) override;
     void start(std::size_t count) { setTarget(count); }
     // Asks every worker to stop: no new fetch; items in hand that were not
-    // started are released for prompt redelivery; the one being handled finishes.
-    void requestStop();
+    // started are released for prompt redelivery. The items in a handler
+    // finish; with `cancel_running` (shutdown) their handlers are also
+    // asked to stop (kanban_host_api.cancelled() turns true), and an item
+    // that then returns anything but ok is released, not failed.
+    void requestStop(bool cancel_running = false);
     void join();
 
     const metrics::DomainMetrics& metrics() const { return metrics_; }
     std::size_t workers() const { return running_.load(); }  // any thread
-    std::size_t target() const { return target_.load(); }
-    // Workers whose current item has been in the handler longer than `threshold`.
-    std::size_t stalled(std::chrono::milliseconds threshold) const;
+    std::size_t target() const override { return target_.load(); }
+    std::size_t capacity() const override;
+    std::size_t stalled(std::chrono::milliseconds threshold) const override;
     CircuitBreaker::State circuit() const { return breaker_.state(); }
     const std::string& name() const { return settings_.domain.name; }
 
@@ -80,6 +84,8 @@ private:
         std::thread thread;
         std::atomic<bool> live{false};
         std::atomic<std::int64_t> busy_since_ns{0};  // steady clock; 0 = not in a handler
+        std::mutex ctx_mu;
+        kanban_context* ctx = nullptr;  // the item in the handler, if any (ctx_mu): for cancellation
         std::mutex consumer_mu;
         broker::Consumer* consumer = nullptr;  // the worker's, while it has one (consumer_mu)
     };
@@ -96,8 +102,8 @@ private:
     // Acks an item found done already (no handler call) and counts it.
     void ackDuplicate(broker::Delivery& d);
     void notifyScheduled(const broker::Delivery& d, bool ok);
-    // Retries with backoff, or dead-letters once attempts are used up.
-    void retryOrDeadLetter(broker::Delivery& d, const std::string& reason, const WorkerSettings& s);
+    // Retries with backoff.
+    void retry(broker::Delivery& d, const std::string& reason, const WorkerSettings& s);
     void deadLetter(broker::Delivery& d, metrics::DeadLetterReason why, const std::string& reason, const WorkerSettings& s);
     void breakerResult(bool ok);
     bool sleepUnlessStopped(std::chrono::milliseconds d);
@@ -116,9 +122,14 @@ private:
     metrics::DomainMetrics& metrics_;
     CircuitBreaker breaker_;
     std::atomic<bool> stop_{false};
+    std::atomic<bool> cancel_running_{false};
     std::mutex mu_;
     std::condition_variable cv_;
     std::mutex slots_mu_;                       // setTarget and join
+    // A worker decides to retire and setTarget decides whether a slot
+    // needs a new thread under this lock, so a target raised while a
+    // worker is on its way out is never missed by both.
+    std::mutex retire_mu_;
     std::vector<std::unique_ptr<Slot>> slots_;  // workers.max of them, never reallocated
     std::atomic<std::size_t> target_{0};
     std::atomic<std::size_t> running_{0};

@@ -1,4 +1,4 @@
-// The bounded local half of the idempotency record (DESIGN §5): the ids
+// The bounded local half of the idempotency record (docs/design.md §5): the ids
 // this process completed most recently. It answers before the shared store
 // is asked, and it still answers while NATS is down. Oldest ids are
 // forgotten first. Thread-safe; shared by every worker of the process.

@@ -61,12 +61,18 @@ extern "C" {
 
 /** Outcome of handling one work item. */
 typedef enum kanban_status {
-    /** Done: the host acknowledges the item. */
+    /** Done: the host acknowledges the item (even when handle() returned
+     *  after the deadline: running it again would repeat its effects).
+     *  Counts as a success for the circuit breaker. */
     KANBAN_STATUS_OK = 0,
-    /** Transient failure: redelivered with backoff until the attempt limit,
-     *  then dead-lettered. Counts as a failure for the circuit breaker. */
+    /** Transient failure (the station or what it calls is in trouble):
+     *  redelivered with backoff until the attempt limit, then dead-lettered.
+     *  Counts as a failure for the domain's circuit breaker. So does any
+     *  status returned after the deadline (a timeout). */
     KANBAN_STATUS_RETRY = 1,
-    /** Permanent failure: dead-lettered at once. */
+    /** Permanent failure (the item itself is bad, e.g. a malformed
+     *  payload): dead-lettered at once. Does not count against the circuit
+     *  breaker: bad items do not stop the domain's line. */
     KANBAN_STATUS_FAIL = 2
 } kanban_status;
 
@@ -119,7 +125,12 @@ typedef struct kanban_host_api {
     uint32_t abi_minor;
     /** Milliseconds left until the item's deadline (negative once past). */
     int64_t (*remaining_ms)(const kanban_context* ctx);
-    /** Non-zero once the host asks the handler to stop (timeout, shutdown). */
+    /** Non-zero once the host asks the handler to stop: the item's deadline
+     *  passed (timeout), or the host is shutting down (SIGTERM). Poll it in
+     *  long handlers and return soon after. On shutdown, whatever the
+     *  handler then returns other than KANBAN_STATUS_OK hands the item back
+     *  to the queue for prompt redelivery; it neither dead-letters the item
+     *  nor counts against the circuit breaker. */
     int (*cancelled)(const kanban_context* ctx);
     /** Tells the broker the item is still being worked on (extends the ack
      *  wait). Cheap; call it at least every few seconds in long handlers. */

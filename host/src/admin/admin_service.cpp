@@ -1,0 +1,207 @@
+#include "admin/admin_service.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "common/base64.hpp"
+#include "version.hpp"
+
+namespace kanban::host::admin {
+namespace {
+
+bool isValidUtf8(const std::string& s) {
+    try {
+        (void)nlohmann::json(s).dump();  // strict: throws on invalid UTF-8
+        return true;
+    } catch (const nlohmann::json::type_error&) {
+        return false;
+    }
+}
+
+nlohmann::json statusJson(const scheduler::JobStatus& st) {
+    nlohmann::json j = scheduler::jobToJson(st.spec);
+    j["source"] = st.source;
+    j["state"] = std::string(scheduler::stateName(st.state));
+    if (!st.reason.empty()) j["reason"] = st.reason;
+    j["published"] = st.published;
+    j["skipped"] = st.skipped;
+    j["throttled"] = st.throttled;
+    j["next_tick_ms"] = st.next_tick_ms ? nlohmann::json(*st.next_tick_ms) : nlohmann::json(nullptr);
+    j["last_tick_ms"] = st.last_tick_ms ? nlohmann::json(*st.last_tick_ms) : nlohmann::json(nullptr);
+    return j;
+}
+
+}  // namespace
+
+nlohmann::json AdminService::health() {
+    const bool connected = p_.brokers.healthy();
+    const auto cfg = p_.cfg();
+    const auto entries = p_.domains.snapshot();
+    std::vector<std::string> names;
+    for (const auto& e : entries) names.push_back(e.name);
+    // Live depths (no lock held); ages and dead letters from the coordinator's last tick.
+    const broker::QueueReport report = p_.brokers.inspect(names, {});
+    const auto tick = p_.coordinator.snapshot();
+    const auto stall = std::chrono::milliseconds(cfg->coordinator.stall_threshold_ms);
+
+    nlohmann::json domains = nlohmann::json::object();
+    std::size_t workers = 0, target = 0, failed = 0;
+    std::uint64_t busy = 0;  // running domains: waiting + in flight
+    for (const auto& e : entries) {
+        nlohmann::json d;
+        const auto& m = p_.metrics.domain(e.name);
+        const std::size_t w = e.pool ? e.pool->workers() : 0;
+        const std::size_t t = e.pool ? e.pool->target() : 0;
+        d["status"] = e.pool ? "running" : "failed";
+        if (!e.error.empty()) d["error"] = e.error;
+        d["workers"] = w;
+        d["target_workers"] = t;
+        nlohmann::json by_priority = nlohmann::json::object();  // NATS only: RabbitMQ has one queue per domain
+        if (const auto* nats = report.find("nats", e.name))
+            for (Priority p : kPriorities)
+                by_priority[std::string(priorityName(p))] = nats->depth[static_cast<std::size_t>(p)];
+        const auto* rabbit = report.find("rabbitmq", e.name);
+        const std::uint64_t depth = report.depth(e.name);
+        d["depth"] = depth;
+        d["depth_by_priority"] = by_priority;
+        d["depth_rabbitmq"] = rabbit != nullptr ? rabbit->total() : 0;
+        d["in_flight"] = static_cast<std::uint64_t>(m.in_flight->Value());
+        const auto at_tick = tick->domains.find(e.name);
+        d["oldest_item_age_seconds"] = at_tick != tick->domains.end() ? at_tick->second.oldest_item_age_s : 0.0;
+        d["dead_letters"] = at_tick != tick->domains.end() ? at_tick->second.dead_letters : 0;
+        d["circuit"] = e.pool ? std::string(worker::CircuitBreaker::name(e.pool->circuit())) : "closed";
+        d["stalled"] = e.pool ? e.pool->stalled(stall) : 0;
+        d["plugin"] =
+            e.pool ? nlohmann::json{{"name", e.plugin_name}, {"version", e.plugin_version}} : nlohmann::json(nullptr);
+        d["processed"] = {{"ok", m.processedValue(metrics::Outcome::ok)},
+                          {"retry", m.processedValue(metrics::Outcome::retry)},
+                          {"fail", m.processedValue(metrics::Outcome::fail)},
+                          {"timeout", m.processedValue(metrics::Outcome::timeout)}};
+        workers += w;
+        target += t;
+        if (!e.pool)
+            ++failed;
+        else
+            busy += depth + static_cast<std::uint64_t>(m.in_flight->Value());
+        domains[e.name] = std::move(d);
+    }
+    const bool draining = draining_.load();
+    const bool drained = draining && connected && busy == 0;
+    std::string status = "ok";
+    if (!connected)
+        status = "unavailable";
+    else if (drained)
+        status = "drained";
+    else if (draining)
+        status = "draining";
+    else if (failed > 0)
+        status = "degraded";
+    const auto now = std::chrono::system_clock::now().time_since_epoch();
+    return {{"status", status},
+            {"backend", connected ? nlohmann::json(p_.brokers.backendName()) : nlohmann::json(nullptr)},
+            {"backends", {{"nats", p_.brokers.reachable("nats")}, {"rabbitmq", p_.brokers.reachable("rabbitmq")}}},
+            {"current_workers", workers},
+            {"target_workers", target},
+            {"queue_depth_samples", tick->depth_samples},
+            {"queue_draining", draining},
+            {"drained", drained},
+            {"timestamp", std::chrono::duration<double>(now).count()},
+            {"version", KANBAN_VERSION},
+            {"domains", domains}};
+}
+
+Reply AdminService::drain() {
+    if (!draining_.exchange(true))
+        spdlog::warn("drain requested: /readyz now answers 503; workers keep processing until the queues are empty");
+    return {202, {{"queue_draining", true}}};
+}
+
+Reply AdminService::schedules() {
+    nlohmann::json list = nlohmann::json::array();
+    for (const auto& st : p_.scheduler.list()) list.push_back(statusJson(st));
+    return {200, {{"schedules", list}}};
+}
+
+bool AdminService::isConfigJob(const std::string& name) const {
+    const auto c = p_.cfg();
+    return std::any_of(c->schedules.begin(), c->schedules.end(), [&](const auto& j) { return j.name == name; });
+}
+
+Reply AdminService::addSchedule(const nlohmann::json& body) {
+    const auto cfg = p_.cfg();
+    auto job = scheduler::jobFromJson(body, *cfg);
+    if (!job) return errorReply(400, job.message());
+    if (isConfigJob(job->name))
+        return errorReply(409, "schedule \"" + job->name + "\" is defined in " + cfg->path + "; change it there");
+    if (!p_.schedule_store.available())
+        return errorReply(503, "runtime schedules are stored in NATS (JetStream KV), which is not reachable now");
+    if (Status s = p_.schedule_store.put(job->name, scheduler::jobToJson(*job).dump()); !s)
+        return errorReply(503, s.message());
+    p_.scheduler.add(*job, "api");
+    auto st = p_.scheduler.find(job->name);
+    return {201, st ? statusJson(*st) : scheduler::jobToJson(*job)};
+}
+
+Reply AdminService::cancelSchedule(const std::string& name) {
+    if (isConfigJob(name))
+        return errorReply(409, "schedule \"" + name + "\" is defined in " + p_.cfg()->path + "; remove it there");
+    if (!p_.schedule_store.available())
+        return errorReply(503, "runtime schedules are stored in NATS (JetStream KV), which is not reachable now");
+    auto deleted = p_.schedule_store.remove(name);
+    if (!deleted) return errorReply(503, deleted.message());
+    const bool local = p_.scheduler.remove(name);
+    if (!*deleted && !local) return errorReply(404, "no schedule named \"" + name + "\"");
+    return {200, {{"cancelled", name}}};
+}
+
+Reply AdminService::deadLetters(const std::string& domain, std::size_t limit) {
+    if (p_.cfg()->findDomain(domain) == nullptr) return errorReply(404, "unknown domain \"" + domain + "\"");
+    // Every broker's dead-letter queue; one that is unreachable is reported, not fatal.
+    const broker::DeadLetterListing listing = p_.brokers.deadLetters(domain, limit);
+    if (!listing.answered) {
+        nlohmann::json why = listing.unavailable;
+        return errorReply(503, "no broker answered: " + why.dump());
+    }
+    nlohmann::json items = nlohmann::json::array();
+    for (const auto& dl : listing.items) {
+        nlohmann::json j{{"sequence", dl.sequence},
+                         {"id", dl.id},
+                         {"reason", dl.reason},
+                         {"attempts", dl.attempts},
+                         {"original_subject", dl.original_subject},
+                         {"dead_lettered_at", dl.dead_lettered_at},
+                         {"backend", dl.backend}};
+        if (isValidUtf8(dl.payload))
+            j["payload"] = dl.payload;
+        else
+            j["payload_base64"] = base64(dl.payload);
+        items.push_back(std::move(j));
+    }
+    nlohmann::json reply{{"domain", domain}, {"count", items.size()}, {"items", items}};
+    if (!listing.unavailable.empty()) reply["unavailable"] = listing.unavailable;
+    return {200, reply};
+}
+
+Reply AdminService::replay(const std::string& domain, const std::optional<std::string>& id) {
+    if (p_.cfg()->findDomain(domain) == nullptr) return errorReply(404, "unknown domain \"" + domain + "\"");
+    const broker::ReplayReport report = p_.brokers.replay(domain, id);
+    if (!report.answered) return errorReply(503, "no broker answered: " + report.unavailable);
+    nlohmann::json replayed = nlohmann::json::array(), failed = nlohmann::json::array();
+    for (const auto& [item_id, error] : report.results) {
+        if (error.empty()) {
+            replayed.push_back(item_id);
+            p_.metrics.publishedInc(domain);
+            spdlog::info("dead letter replayed domain={} id={}", domain, item_id);
+        } else {
+            failed.push_back({{"id", item_id}, {"error", error}});
+            p_.metrics.publishErrorInc(p_.brokers.backendName(), "replay");
+        }
+    }
+    if (id && replayed.empty() && failed.empty())
+        return errorReply(404, "no dead letter with id \"" + *id + "\" in domain \"" + domain + "\"");
+    return {failed.empty() ? 200 : 409, {{"replayed", replayed}, {"failed", failed}}};
+}
+
+}  // namespace kanban::host::admin

@@ -1,0 +1,126 @@
+// What operators and the coordinator ask about the queues (depths, dead
+// letters, replay), asked through one interface. Each backend answers for
+// itself (BackendInspection); broker::Failover asks every configured
+// backend and merges the answers (Inspector), so nothing above the broker
+// layer names a concrete backend.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "broker/work_queue.hpp"
+
+namespace kanban::host::broker {
+
+struct InspectOptions {
+    bool dead_letters = false;  // count each domain's dead letters too
+    bool oldest = false;        // the publish time of each domain's oldest item (NATS only)
+};
+
+// One domain on one backend.
+struct DomainCounts {
+    // Waiting plus delivered-unacknowledged, by kPriorities index. A backend
+    // without priority levels (RabbitMQ: one queue per domain) reports its
+    // total at `normal` and sets by_priority false.
+    std::array<std::uint64_t, 3> depth{};
+    bool by_priority = true;
+    std::optional<std::uint64_t> dead_letters;  // with InspectOptions::dead_letters, when answered
+    // With InspectOptions::oldest: set when known; nullopt inside means empty.
+    std::optional<std::optional<std::int64_t>> oldest_unix_ms;
+
+    std::uint64_t total() const { return depth[0] + depth[1] + depth[2]; }
+};
+
+// One backend's answer.
+struct BackendReport {
+    // Every domain the backend answered for (a domain missing here: unknown).
+    std::map<std::string, DomainCounts> domains;
+    // Items on work subjects that none of the asked domains consumes, by
+    // subject (orphans); nullopt when the backend cannot tell.
+    std::optional<std::map<std::string, std::uint64_t>> unclaimed;
+};
+
+// The merged answer: per backend name ("nats", "rabbitmq"), for each
+// backend that answered at all.
+struct QueueReport {
+    std::map<std::string, BackendReport> backends;
+
+    // The domain's counts on `backend`, if it answered for it.
+    const DomainCounts* find(const std::string& backend, const std::string& domain) const {
+        auto b = backends.find(backend);
+        if (b == backends.end()) return nullptr;
+        auto d = b->second.domains.find(domain);
+        return d == b->second.domains.end() ? nullptr : &d->second;
+    }
+    // Waiting and in flight on every backend that answered.
+    std::uint64_t depth(const std::string& domain) const {
+        std::uint64_t n = 0;
+        for (const auto& [name, b] : backends)
+            if (auto d = b.domains.find(domain); d != b.domains.end()) n += d->second.total();
+        return n;
+    }
+};
+
+// Republishes a dead letter as new work (the failover path): what replay uses.
+using Republish = std::function<Status(const PublishRequest&)>;
+
+// Per item tried by a replay: its id and "" (replayed) or why not.
+using ReplayResults = std::vector<std::pair<std::string, std::string>>;
+
+// What one backend answers. Called from the coordinator's and the admin
+// API's threads; implementations are thread-safe.
+class BackendInspection {
+public:
+    virtual ~BackendInspection() = default;
+    virtual std::string_view backendName() const = 0;
+    // Whether asking now can get an answer (a JetStream request to a
+    // disconnected server would wait for its timeout).
+    virtual bool answering() const = 0;
+    virtual Result<BackendReport> inspect(const std::vector<std::string>& domains, const InspectOptions& options) = 0;
+    // Oldest first, at most `limit`; each tagged with this backend.
+    virtual Result<std::vector<DeadLetter>> deadLetters(std::string_view domain, std::size_t limit) = 0;
+    // Publishes each dead letter of `domain` (only `id` when given) with
+    // `republish`; a dead letter is removed only once that succeeded.
+    virtual Result<ReplayResults> replayDeadLetters(std::string_view domain, const std::optional<std::string>& id,
+                                                    const Republish& republish) = 0;
+};
+
+// Dead letters of one domain across the backends.
+struct DeadLetterListing {
+    std::vector<DeadLetter> items;
+    std::map<std::string, std::string> unavailable;  // backend -> why it did not answer
+    bool answered = false;                           // at least one backend answered
+};
+
+struct ReplayReport {
+    ReplayResults results;
+    std::string unavailable;  // backends that did not answer, and why
+    bool answered = false;
+};
+
+// What the coordinator and the admin API ask of the brokers as a whole.
+// broker::Failover implements it; unit tests fake it.
+class Inspector {
+public:
+    virtual ~Inspector() = default;
+    // "nats", "rabbitmq" or "none": where publishes go now.
+    virtual std::string_view backendName() const = 0;
+    virtual bool healthy() const = 0;
+    // Whether `backend` can be reached now.
+    virtual bool reachable(std::string_view backend) const = 0;
+    // Probes the backends that are down and re-evaluates the active one.
+    virtual void refresh() = 0;
+    virtual QueueReport inspect(const std::vector<std::string>& domains, const InspectOptions& options) = 0;
+    virtual DeadLetterListing deadLetters(std::string_view domain, std::size_t limit) = 0;
+    // Republishes through the failover path (NATS, else RabbitMQ).
+    virtual ReplayReport replay(std::string_view domain, const std::optional<std::string>& id) = 0;
+};
+
+}  // namespace kanban::host::broker

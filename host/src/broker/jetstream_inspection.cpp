@@ -1,0 +1,180 @@
+#include <nats/nats.h>
+#include <spdlog/spdlog.h>
+
+#include <limits>
+#include <set>
+
+#include "broker/jetstream.hpp"
+#include "broker/nats_util.hpp"
+
+namespace kanban::host::broker {
+namespace {
+
+// At most this many dead letters are replayed by one request.
+constexpr std::size_t kMaxReplay = 100000;
+
+}  // namespace
+
+Result<std::array<std::uint64_t, 3>> JetStream::queueDepth(std::string_view domain) {
+    std::array<std::uint64_t, 3> depth{};
+    for (Priority p : kPriorities) {
+        const std::string durable = durableName(domain, p);
+        jsConsumerInfo* ci = nullptr;
+        jsErrCode jerr = static_cast<jsErrCode>(0);
+        natsStatus s = js_GetConsumerInfo(&ci, js_, options_.stream.c_str(), durable.c_str(), nullptr, &jerr);
+        if (s == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr) continue;
+        if (s != NATS_OK) return Error{"consumer info " + durable + ": " + nats::error(s, jerr)};
+        depth[static_cast<std::size_t>(p)] = ci->NumPending + static_cast<std::uint64_t>(ci->NumAckPending);
+        jsConsumerInfo_Destroy(ci);
+    }
+    return depth;
+}
+
+Result<std::vector<DeadLetter>> JetStream::deadLetters(std::string_view domain, std::size_t limit) {
+    std::vector<DeadLetter> out;
+    const std::string stream = deadLetterStream();
+    const std::string subject = deadLetterSubject(domain);
+    for (std::uint64_t next = 1; out.size() < limit;) {
+        jsDirectGetMsgOptions o;
+        jsDirectGetMsgOptions_Init(&o);
+        o.Sequence = next;
+        o.NextBySubject = subject.c_str();
+        natsMsg* m = nullptr;
+        natsStatus s = js_DirectGetMsg(&m, js_, stream.c_str(), nullptr, &o);
+        if (s == NATS_NOT_FOUND) break;  // no more on this subject
+        if (s != NATS_OK) return Error{"read dead letters of " + std::string(domain) + ": " + nats::error(s)};
+        DeadLetter dl;
+        const char* seq = nats::header(m, "Nats-Sequence");
+        dl.sequence = seq != nullptr ? nats::parseInt64(seq).value_or(0) : 0;
+        if (const char* v = nats::header(m, "Kanban-Original-Id")) dl.id = v;
+        if (const char* v = nats::header(m, "Kanban-Reason")) dl.reason = v;
+        if (const char* v = nats::header(m, "Kanban-Original-Subject")) dl.original_subject = v;
+        if (const char* v = nats::header(m, "Kanban-Attempts"))
+            dl.attempts = static_cast<std::uint32_t>(nats::parseInt64(v).value_or(0));
+        if (const char* v = nats::header(m, "Nats-Time-Stamp")) dl.dead_lettered_at = v;  // RFC 3339, from the server
+        dl.payload.assign(natsMsg_GetData(m), static_cast<std::size_t>(natsMsg_GetDataLength(m)));
+        dl.backend = "nats";
+        natsMsg_Destroy(m);
+        if (dl.sequence == 0)
+            return Error{"read dead letters of " + std::string(domain) + ": reply without Nats-Sequence"};
+        next = dl.sequence + 1;
+        out.push_back(std::move(dl));
+    }
+    return out;
+}
+
+Status JetStream::removeDeadLetter(std::uint64_t sequence) {
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    if (natsStatus s = js_DeleteMsg(js_, deadLetterStream().c_str(), sequence, nullptr, &jerr); s != NATS_OK)
+        return Error{"replayed, but could not remove dead letter " + std::to_string(sequence) +
+                     " (it may be replayed twice): " + nats::error(s, jerr)};
+    return Ok{};
+}
+
+Result<SubjectCounts> JetStream::subjectCounts(bool dead_letters) {
+    const std::string stream = dead_letters ? deadLetterStream() : options_.stream;
+    jsOptions o;
+    jsOptions_Init(&o);
+    o.Stream.Info.SubjectsFilter = dead_letters ? kDeadLetterFilter : kWorkFilter;
+    jsStreamInfo* si = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    if (natsStatus s = js_GetStreamInfo(&si, js_, stream.c_str(), &o, &jerr); s != NATS_OK)
+        return Error{"stream info " + stream + ": " + nats::error(s, jerr)};
+    SubjectCounts out;
+    if (si->State.Subjects != nullptr)
+        for (int i = 0; i < si->State.Subjects->Count; ++i)
+            out.emplace_back(si->State.Subjects->List[i].Subject, si->State.Subjects->List[i].Msgs);
+    jsStreamInfo_Destroy(si);
+    return out;
+}
+
+Result<std::optional<std::int64_t>> JetStream::oldestItemUnixMs(std::string_view domain) {
+    std::optional<std::int64_t> oldest;
+    for (Priority p : kPriorities) {
+        const std::string subject = workSubject(domain, p);
+        jsDirectGetMsgOptions o;
+        jsDirectGetMsgOptions_Init(&o);
+        o.Sequence = 1;
+        o.NextBySubject = subject.c_str();
+        natsMsg* m = nullptr;
+        natsStatus s = js_DirectGetMsg(&m, js_, options_.stream.c_str(), nullptr, &o);
+        if (s == NATS_NOT_FOUND) continue;
+        if (s != NATS_OK) return Error{"oldest item of " + subject + ": " + nats::error(s)};
+        const auto ms = nats::parseTimestampMs(nats::header(m, "Nats-Time-Stamp"));
+        natsMsg_Destroy(m);
+        if (ms && (!oldest || *ms < *oldest)) oldest = ms;
+    }
+    return oldest;
+}
+
+Result<BackendReport> JetStream::inspect(const std::vector<std::string>& domains, const InspectOptions& options) {
+    if (!connected()) return Error{"nats: not connected"};
+    BackendReport report;
+    // One request for every subject's count: a domain with nothing stored
+    // is empty without asking its consumers (an idle domain costs nothing),
+    // and what no asked domain consumes is an orphan.
+    std::optional<std::set<std::string, std::less<>>> nonempty;
+    if (auto stored = subjectCounts(); stored) {
+        const std::set<std::string, std::less<>> asked(domains.begin(), domains.end());
+        nonempty.emplace();
+        report.unclaimed.emplace();
+        for (const auto& [subject, n] : *stored) {
+            const auto domain = subjectDomain(subject);
+            if (n > 0) nonempty->emplace(domain);
+            if (asked.count(domain) == 0) (*report.unclaimed)[subject] = n;
+        }
+    } else {
+        spdlog::debug("stream subject counts unavailable: {}", stored.message());
+    }
+    std::map<std::string, std::uint64_t, std::less<>> dead;
+    bool dead_known = false;
+    if (options.dead_letters)
+        if (auto counts = subjectCounts(/*dead_letters=*/true)) {
+            dead_known = true;
+            for (const auto& [subject, n] : *counts) dead[std::string(subjectDomain(subject))] += n;
+        }
+    for (const auto& name : domains) {
+        DomainCounts c;
+        if (!nonempty || nonempty->count(name) != 0) {
+            auto depth = queueDepth(name);
+            if (!depth) continue;  // unknown for this domain
+            c.depth = *depth;
+        }
+        if (dead_known) c.dead_letters = dead.count(name) ? dead.find(name)->second : 0;
+        // The oldest item needs the streams (a direct get on a stream that
+        // does not exist waits for its timeout).
+        if (options.oldest && c.total() == 0)
+            c.oldest_unix_ms.emplace(std::nullopt);
+        else if (options.oldest && healthy())
+            if (auto oldest = oldestItemUnixMs(name)) c.oldest_unix_ms = *oldest;
+        report.domains.emplace(name, c);
+    }
+    return report;
+}
+
+Result<ReplayResults> JetStream::replayDeadLetters(std::string_view domain, const std::optional<std::string>& id,
+                                                   const Republish& republish) {
+    // Only what is there now: a replayed item that fails again is dead-lettered anew and must not loop.
+    auto list = deadLetters(domain, kMaxReplay);
+    if (!list) return list.error();
+    ReplayResults out;
+    for (const auto& dl : *list) {
+        if (id && dl.id != *id) continue;
+        Status s = Ok{};
+        if (dl.id.empty()) {
+            s = Error{"dead letter has no original id"};
+        } else {
+            PublishRequest req;
+            req.domain = std::string(domain);
+            req.priority = subjectPriority(dl.original_subject).value_or(Priority::normal);
+            req.payload = dl.payload;
+            req.id = dl.id;
+            s = republish(req);
+            if (s) s = removeDeadLetter(dl.sequence);
+        }
+        out.emplace_back(dl.id, s ? "" : s.message());
+    }
+    return out;
+}
+
+}  // namespace kanban::host::broker

@@ -1,0 +1,35 @@
+// Small helpers shared by the JetStream backend's files (cnats status
+// text, headers, numbers), internal to host/src/broker.
+#pragma once
+
+#include <nats/nats.h>
+
+#include <atomic>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace kanban::host::broker::nats {
+
+inline constexpr std::int64_t kNsPerMs = 1'000'000;
+
+// cnats' status text, with the library's last error when it is about this
+// status, and the JetStream error code when there is one.
+std::string error(natsStatus s, jsErrCode jerr = static_cast<jsErrCode>(0));
+// A header's value, or nullptr when absent.
+const char* header(natsMsg* m, const char* key);
+// A whole decimal number, or nullopt (also for nullptr).
+std::optional<std::int64_t> parseInt64(const char* s);
+// "2026-11-29T12:07:38.384768356Z" (RFC 3339, UTC, as the server stamps) in epoch ms.
+std::optional<std::int64_t> parseTimestampMs(const char* rfc3339);
+
+// Disconnections so far, of any connection of this process: a quiet
+// worker may have missed a publish notice meanwhile.
+std::uint64_t disconnects();
+// The connection callbacks (log lines; count disconnections).
+void onDisconnected(natsConnection* nc, void*);
+void onReconnected(natsConnection* nc, void*);
+void onConnected(natsConnection* nc, void*);
+void onAsyncError(natsConnection*, natsSubscription*, natsStatus err, void*);
+
+}  // namespace kanban::host::broker::nats
