@@ -142,16 +142,26 @@ WorkerSettings settings(std::int64_t max_workers, std::int64_t timeout_ms = 3000
 
 bool eventually(const std::function<bool()>& f) { return kanban::test::waitFor(f, 10s); }
 
+std::shared_ptr<const plugin::Instance> noop() { return load(std::string(KANBAN_PLUGIN_DIR) + "/noop.so"); }
+
+// A domain's pool on the fake queue.
+struct Pool {
+    Pool(WorkerSettings s, std::shared_ptr<const plugin::Instance> handler)
+        : workers(std::move(s), std::move(handler), queue, done, metrics.domain("orders")) {}
+    QueueState state;
+    FakeQueue queue{state};
+    LocalDoneRecord done;
+    metrics::Metrics metrics{"test"};
+    DomainWorkers workers;
+};
+
 // A worker retiring (its consumer's close can take seconds: leaving a
 // quiet wait flushes) while the target goes back up: the pool must end up
 // at the new target, not one short until the target changes again.
 TEST(DomainWorkers, ATargetRaisedWhileAWorkerRetiresIsReached) {
-    QueueState state;
-    FakeQueue queue(state);
-    LocalDoneRecord done;
-    metrics::Metrics metrics("test");
-    DomainWorkers pool(settings(2), load(std::string(KANBAN_PLUGIN_DIR) + "/noop.so"), queue, done,
-                       metrics.domain("orders"));
+    Pool p(settings(2), noop());
+    QueueState& state = p.state;
+    DomainWorkers& pool = p.workers;
     pool.setTarget(2);
     ASSERT_TRUE(eventually([&] {
         std::lock_guard lock(state.mu);
@@ -187,12 +197,8 @@ TEST(DomainWorkers, ATargetRaisedWhileAWorkerRetiresIsReached) {
 // A stop that comes while a worker is still opening its consumer reaches
 // that worker's first wait (60 s here) instead of being missed.
 TEST(DomainWorkers, AStopRightAfterTheStartIsNotMissedByAWorkerStillOpening) {
-    QueueState state;
-    FakeQueue queue(state);
-    LocalDoneRecord done;
-    metrics::Metrics metrics("test");
-    DomainWorkers pool(settings(4), load(std::string(KANBAN_PLUGIN_DIR) + "/noop.so"), queue, done,
-                       metrics.domain("orders"));
+    Pool p(settings(4), noop());
+    DomainWorkers& pool = p.workers;
     const auto t0 = std::chrono::steady_clock::now();
     pool.setTarget(4);
     pool.requestStop();
@@ -201,12 +207,8 @@ TEST(DomainWorkers, AStopRightAfterTheStartIsNotMissedByAWorkerStillOpening) {
 }
 
 TEST(DomainWorkers, TheTargetIsBoundedByWhatThePoolCanRun) {
-    QueueState state;
-    FakeQueue queue(state);
-    LocalDoneRecord done;
-    metrics::Metrics metrics("test");
-    DomainWorkers pool(settings(3), load(std::string(KANBAN_PLUGIN_DIR) + "/noop.so"), queue, done,
-                       metrics.domain("orders"));
+    Pool p(settings(3), noop());
+    DomainWorkers& pool = p.workers;
     EXPECT_EQ(pool.capacity(), 3u);
     pool.setTarget(10);
     EXPECT_EQ(pool.target(), 3u);
@@ -225,15 +227,11 @@ TEST(DomainWorkers, TheTargetIsBoundedByWhatThePoolCanRun) {
 // failed or dead-lettered.
 TEST(DomainWorkers, AShutdownCancelsTheRunningHandlerAndHandsItsItemBack) {
     kanban::test::TempDir dir;
-    QueueState state;
-    state.payloads = {"until-cancelled"};
-    FakeQueue queue(state);
-    LocalDoneRecord done;
-    metrics::Metrics metrics("test");
     const std::string out = dir.file("calls.txt");
-    DomainWorkers pool(settings(1, /*timeout_ms=*/600000),
-                       load(std::string(KANBAN_FIXTURE_DIR) + "/recorder.so", R"({"out":")" + out + R"("})"), queue,
-                       done, metrics.domain("orders"));
+    Pool p(settings(1, /*timeout_ms=*/600000),
+           load(std::string(KANBAN_FIXTURE_DIR) + "/recorder.so", R"({"out":")" + out + R"("})"));
+    p.state.payloads = {"until-cancelled"};
+    DomainWorkers& pool = p.workers;
     pool.setTarget(1);
     ASSERT_TRUE(eventually([&] { return pool.stalled(0ms) == 1; })) << "the handler never started";
     const auto asked = std::chrono::steady_clock::now();
@@ -241,8 +239,8 @@ TEST(DomainWorkers, AShutdownCancelsTheRunningHandlerAndHandsItsItemBack) {
     pool.join();
     const auto took = std::chrono::steady_clock::now() - asked;
     EXPECT_LT(took, 60s) << "the handler was not cancelled (its timeout is 10 minutes)";
-    ASSERT_EQ(queue.settled.size(), 1u);
-    EXPECT_EQ(queue.settled[0], "release");
+    ASSERT_EQ(p.queue.settled.size(), 1u);
+    EXPECT_EQ(p.queue.settled[0], "release");
     EXPECT_EQ(pool.circuit(), CircuitBreaker::State::closed);
 }
 
