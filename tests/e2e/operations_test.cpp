@@ -8,9 +8,16 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <thread>
+#include <iostream>
 #include <map>
 
 namespace kanban::test {
@@ -211,6 +218,54 @@ TEST_F(Operations, MutatingRequestsNeedTheBearerTokenWhenOneIsSet) {
 
 // POST /drain and kanbanctl drain --wait: keeps working until every queue
 // and every worker is empty, /readyz 503 meanwhile.
+// Probes and scrapes do not depend on every client being well-behaved: with
+// 50 connections that send nothing and 8 that send a request one byte at a
+// time, /healthz, /readyz and /metrics still answer at once.
+TEST_F(Operations, IdleAndSlowClientsDoNotStarveTheProbes) {
+    Kanband& kd = start({{"orders", kFixtures + "/recorder.so", recorderSettings(out)}});
+    ASSERT_TRUE(kd.waitReady()) << kd.log();
+    auto connectAdmin = [&] {
+        const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_port = htons(static_cast<std::uint16_t>(kd.port()));
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+        return fd;
+    };
+    std::vector<int> idle;
+    for (int i = 0; i < 50; ++i) idle.push_back(connectAdmin());
+    std::atomic<bool> done{false};
+    std::vector<std::thread> slow;
+    for (int i = 0; i < 8; ++i)
+        slow.emplace_back([&] {
+            const std::string request = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+            while (!done.load()) {  // a new slow client whenever the server drops one
+                const int fd = connectAdmin();
+                for (std::size_t at = 0; at < request.size() && !done.load(); ++at) {
+                    if (::send(fd, request.data() + at, 1, MSG_NOSIGNAL) != 1) break;
+                    std::this_thread::sleep_for(300ms);
+                }
+                ::close(fd);
+            }
+        });
+    std::this_thread::sleep_for(500ms);  // every one of them connected and holding on
+    std::chrono::milliseconds slowest{0};
+    for (int round = 0; round < 5; ++round)
+        for (const char* path : {"/healthz", "/readyz", "/metrics"}) {
+            const auto t0 = std::chrono::steady_clock::now();
+            const auto r = kd.http("GET", path);
+            const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+            slowest = std::max(slowest, took);
+            EXPECT_EQ(r.status, 200) << path;
+            EXPECT_LT(took, 1000ms) << path << " waited behind other clients";
+        }
+    std::cout << "[ measured ] slowest probe with 50 idle and 8 slow clients: " << slowest.count() << " ms\n";
+    done = true;
+    for (auto& t : slow) t.join();
+    for (int fd : idle) ::close(fd);
+}
+
 TEST_F(Operations, DrainWaitsUntilTheQueuesAreEmpty) {
     HostOptions o;
     o.health_interval_ms = 200;

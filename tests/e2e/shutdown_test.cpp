@@ -69,5 +69,19 @@ TEST_F(Shutdown, SigtermCancelsRunningHandlersAndTheirItemsStay) {
     ASSERT_EQ(calls.size(), 1u);
 }
 
+// A plugin that calls exit(0) ends the process, but that is no orderly
+// stop: the status is non-zero (70), so systemd's Restart=on-failure brings
+// the service back, and the log says what happened.
+TEST_F(Shutdown, AnExitCalledByAPluginIsAFailure) {
+    Kanband& kd = start({{"orders", kFixtures + "/recorder.so", recorderSettings(out)}});
+    ASSERT_TRUE(kd.waitReady()) << kd.log();
+    NatsProbe probe(nats.url());
+    ASSERT_TRUE(probe.publish("kanban.normal.orders", "exit:0", {{"Nats-Msg-Id", "leaver"}}));
+    const auto status = kd.proc().wait(30s);
+    ASSERT_TRUE(status) << "kanband did not end\n" << kd.log();
+    EXPECT_EQ(*status, 70) << kd.log();
+    EXPECT_THAT(kd.log(), HasSubstr("exit() was called outside an orderly stop"));
+}
+
 }  // namespace
 }  // namespace kanban::test

@@ -4,6 +4,7 @@
 #include "worker/domain_workers.hpp"
 
 #include <gtest/gtest.h>
+#include <spdlog/spdlog.h>
 
 #include <condition_variable>
 #include <mutex>
@@ -14,6 +15,11 @@ namespace kanban::host::worker {
 namespace {
 
 using namespace std::chrono_literals;
+
+// spdlog's registry is created on first use; kanband creates it before any
+// thread starts, and so does this binary (else TSan sees the pool's first
+// log line race the test's).
+const auto kLogger = spdlog::default_logger();
 
 // What the fake queue's consumers share with the test.
 struct QueueState {

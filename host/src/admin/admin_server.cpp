@@ -11,6 +11,16 @@ namespace {
 
 constexpr const char* kJson = "application/json";
 
+// Probes (/healthz, /readyz) and scrapes must not wait behind other
+// clients. httplib gives every open connection a pool thread for as long
+// as it stays open (8 by default), so eight slow or idle clients used to
+// starve the port. Many threads (they sleep while their client is idle),
+// and idle or slow connections are dropped after a few seconds.
+constexpr std::size_t kThreads = 64;
+constexpr time_t kReadTimeoutS = 2;       // a request that does not come in this long
+constexpr time_t kWriteTimeoutS = 5;      // a client that does not read its answer
+constexpr time_t kKeepAliveTimeoutS = 2;  // an idle kept-alive connection
+
 void send(httplib::Response& res, const Reply& r) {
     res.status = r.status;
     // Replace invalid UTF-8 (a plugin's reason, a binary payload) instead of throwing.
@@ -47,6 +57,10 @@ AdminServer::AdminServer(AdminApi& api, std::string token)
     : api_(api), token_(std::move(token)), server_(std::make_unique<httplib::Server>()) {
     auto& srv = *server_;
     srv.set_payload_max_length(kMaxBodyBytes);  // larger bodies: 413 before any handler runs
+    srv.new_task_queue = [] { return new httplib::ThreadPool(kThreads); };
+    srv.set_read_timeout(kReadTimeoutS, 0);
+    srv.set_write_timeout(kWriteTimeoutS, 0);
+    srv.set_keep_alive_timeout(kKeepAliveTimeoutS);
 
     // Mutating requests need the token, checked before routing.
     srv.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {

@@ -4,8 +4,11 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <systemd/sd-daemon.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
 #include <csignal>
 #include <iostream>
 #include <memory>
@@ -53,6 +56,27 @@ void setupLogging(const std::string& level) {
     spdlog::set_default_logger(logger);
     setLogLevel(level);
 }
+
+// An exit that is not kanband's own (a plugin calling exit(), even with
+// status 0) must not look like an orderly stop: systemd's
+// Restart=on-failure would leave the service down.
+constexpr int kExitUnexpected = 70;  // EX_SOFTWARE
+std::atomic<bool> g_orderly_exit{false};
+
+void exitUnlessOrderly() {
+    if (g_orderly_exit.load()) return;
+    // No spdlog here: its registry may be gone already.
+    static constexpr char kMessage[] =
+        "kanband: exit() was called outside an orderly stop (by a plugin?); exiting with status 70\n";
+    (void)!::write(STDERR_FILENO, kMessage, sizeof kMessage - 1);
+    std::_Exit(kExitUnexpected);
+}
+
+// exit() runs the atexit handlers in reverse order of registration: the
+// guard must come before the destructors of what was set up since (the
+// logger, the plugins loaded at start or by a reload), so it is registered
+// again after each of those.
+void guardExit() { std::atexit(&exitUnlessOrderly); }
 
 double nowSeconds() {
     return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -263,6 +287,7 @@ void Host::reload() {
     if (plan.log_level_changed) setLogLevel(plan.next.log_level);
     for (const auto& section : plan.restart_only) spdlog::warn("reload: {} needs a restart to take effect", section);
     metrics_.reloaded(true, nowSeconds());
+    guardExit();  // after the new plugins' static objects
     spdlog::info("reload done: {} plugin generation(s) swapped, {} domain(s) added, {} removed", swapped, added,
                  removed);
     sd_notify(0, "READY=1\nSTATUS=running");
@@ -326,6 +351,9 @@ void blockSignals() {
 }
 
 int run(const std::string& path) {
+    struct Orderly {  // every return from here on is kanband's own
+        ~Orderly() { g_orderly_exit = true; }
+    } orderly;
     auto loaded = config::loadConfigFile(path);
     if (!loaded) {
         std::cerr << loaded.message() << "\n";
@@ -333,6 +361,7 @@ int run(const std::string& path) {
     }
     const config::Config cfg = std::move(*loaded);
     setupLogging(cfg.log_level);
+    guardExit();
     spdlog::info("kanband starting version={} config={} domains={}", KANBAN_VERSION, path, cfg.domains.size());
 
     std::string token;
@@ -365,6 +394,7 @@ int run(const std::string& path) {
             spdlog::error("{}", s.message());
             rc = 1;
         } else {
+            guardExit();  // after the plugins' static objects
             host.serve();
         }
         host.stop();
