@@ -32,7 +32,6 @@ TEST(ReloadPlan, AnUnchangedFileChangesNothing) {
     EXPECT_THAT(p.new_settings, IsEmpty());
     EXPECT_THAT(p.restart_only, IsEmpty());
     EXPECT_FALSE(p.log_level_changed);
-    EXPECT_FALSE(p.schedules_changed);
 }
 
 TEST(ReloadPlan, DomainsAddedRemovedAndChanged) {
@@ -51,9 +50,6 @@ TEST(ReloadPlan, PoolSettingsApplyToEveryRunningDomain) {
     next = base();
     next.log_level = "debug";
     EXPECT_TRUE(makePlan(base(), next).log_level_changed);
-    next = base();
-    next.scheduler.backpressure_depth = 7;
-    EXPECT_TRUE(makePlan(base(), next).schedules_changed);
 }
 
 // A changed [nats], [rabbitmq] or [admin] is not applied: the plan keeps

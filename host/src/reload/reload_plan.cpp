@@ -30,9 +30,6 @@ Plan makePlan(const config::Config& running, const config::Config& loaded) {
     for (const auto& d : running.domains)
         if (next.findDomain(d.name) == nullptr) plan.removed.push_back(d.name);
     plan.log_level_changed = running.log_level != next.log_level;
-    plan.schedules_changed = !(running.schedules == next.schedules) ||
-                             !(running.scheduler.backpressure_depth == next.scheduler.backpressure_depth) ||
-                             running.scheduler.canary_timeout_ms != next.scheduler.canary_timeout_ms;
     return plan;
 }
 

@@ -25,7 +25,6 @@ struct Plan {
     std::vector<std::string> new_settings;  // running domains whose worker settings change
     std::vector<std::string> restart_only;  // sections that differ but need a restart: "[nats]", ...
     bool log_level_changed = false;
-    bool schedules_changed = false;
 };
 
 // `running`: the configuration in force (as a previous plan left it);
