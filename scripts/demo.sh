@@ -47,7 +47,7 @@ sed -e "s#nats://127.0.0.1:4222#${nats_url}#" \
 build/bin/kanband --check-config "$work/kanban.toml"
 
 echo "== starting kanband"
-build/bin/kanband --config "$work/kanban.toml" 2>"$work/kanband.log" &
+STATE_DIRECTORY="$work/state" build/bin/kanband --config "$work/kanban.toml" 2>"$work/kanband.log" &
 kanband_pid=$!
 wait_for 10 grep -q "admin: listening on" "$work/kanband.log"
 admin=$(grep -o 'listening on [0-9.:]*' "$work/kanband.log" | head -n1 | cut -d' ' -f3)

@@ -56,8 +56,11 @@ std::string recorderSettings(const std::string& out, int sleep_ms) {
     return "out = \"" + out + "\", sleep_ms = " + std::to_string(sleep_ms);
 }
 
-Kanband::Kanband(const TempDir& dir, const std::string& config_path, const std::string& name)
-    : log_(dir.file(name + ".log")), proc_({kKanband, "--config", config_path}, dir.file(name + ".out"), log_) {
+Kanband::Kanband(const TempDir& dir, const std::string& config_path, const std::string& name, const std::string& state)
+    : log_(dir.file(name + ".log")),
+      proc_({"/usr/bin/env", "STATE_DIRECTORY=" + (state.empty() ? dir.file(name + ".state") : state), kKanband,
+             "--config", config_path},
+            dir.file(name + ".out"), log_) {
     const std::regex re("admin: listening on 127\\.0\\.0\\.1:([0-9]+)");
     waitFor(
         [&] {

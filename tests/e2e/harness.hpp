@@ -72,7 +72,10 @@ std::string recorderSettings(const std::string& out, int sleep_ms = 0);
 // A running kanband; learns its admin port from its log.
 class Kanband {
 public:
-    Kanband(const TempDir& dir, const std::string& config_path, const std::string& name = "kanband");
+    // Its state directory (STATE_DIRECTORY) is `state`, or <name>.state in
+    // `dir`: a host started again under the same name finds its journal.
+    Kanband(const TempDir& dir, const std::string& config_path, const std::string& name = "kanband",
+            const std::string& state = "");
     int port() const { return port_; }
     int httpStatus(const std::string& path);
     struct Http {

@@ -107,6 +107,11 @@ public:
     }
     void record(std::string_view) override {}
     std::size_t flush() override { return 0; }
+    Result<std::vector<std::optional<broker::AttemptRecord>>> attempts(const std::vector<std::string_view>& ids) override {
+        return std::vector<std::optional<broker::AttemptRecord>>(ids.size());
+    }
+    Status recordAttempt(std::string_view, const broker::AttemptRecord&) override { return Ok{}; }
+    void forgetAttempts(std::string_view) override {}
 };
 
 class FakeQueue final : public broker::WorkQueue {
@@ -153,10 +158,11 @@ std::shared_ptr<const plugin::Instance> noop() { return load(std::string(KANBAN_
 // A domain's pool on the fake queue.
 struct Pool {
     Pool(WorkerSettings s, std::shared_ptr<const plugin::Instance> handler)
-        : workers(std::move(s), std::move(handler), queue, done, metrics.domain("orders")) {}
+        : workers(std::move(s), std::move(handler), queue, done, ledger, metrics.domain("orders")) {}
     QueueState state;
     FakeQueue queue{state};
     LocalDoneRecord done;
+    AttemptLedger ledger;
     metrics::Metrics metrics{"test"};
     DomainWorkers workers;
 };

@@ -78,9 +78,9 @@ AdminServer::AdminServer(AdminApi& api, std::string token)
 
     srv.Get("/healthz", [](const httplib::Request&, httplib::Response& res) { res.set_content("ok\n", "text/plain"); });
     srv.Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
-        const bool ready = api_.ready();
-        res.status = ready ? 200 : 503;
-        res.set_content(ready ? "ready\n" : "not ready\n", "text/plain");
+        const std::string why = api_.notReady();
+        res.status = why.empty() ? 200 : 503;
+        res.set_content(why.empty() ? "ready\n" : "not ready: " + why + "\n", "text/plain");
     });
     srv.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
         res.set_content(api_.metrics(), "text/plain; version=0.0.4; charset=utf-8");

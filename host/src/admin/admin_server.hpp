@@ -31,7 +31,7 @@ inline Reply errorReply(int status, const std::string& message) { return {status
 class AdminApi {
 public:
     virtual ~AdminApi() = default;
-    virtual bool ready() = 0;                 // GET /readyz
+    virtual std::string notReady() = 0;       // GET /readyz: empty when ready, else why not
     virtual std::string metrics() = 0;        // GET /metrics (Prometheus text)
     virtual nlohmann::json health() = 0;      // GET /health
     virtual Reply drain() = 0;                // POST /drain

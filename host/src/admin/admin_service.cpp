@@ -35,6 +35,13 @@ nlohmann::json statusJson(const scheduler::JobStatus& st) {
 
 }  // namespace
 
+std::string AdminService::notReady() {
+    if (draining_.load()) return "draining";
+    if (!p_.brokers.healthy()) return "no broker connected with its topology declared";
+    if (p_.control_trouble) return p_.control_trouble();
+    return "";
+}
+
 nlohmann::json AdminService::health() {
     const bool connected = p_.brokers.healthy();
     const auto cfg = p_.cfg();

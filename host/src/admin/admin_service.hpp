@@ -30,13 +30,15 @@ public:
         scheduler::Scheduler& scheduler;
         scheduler::ScheduleStore& schedule_store;
         std::function<std::shared_ptr<const config::Config>()> cfg;  // the running configuration
+        // Why the control plane is not ready (a reload that takes too long), or empty.
+        std::function<std::string()> control_trouble;
     };
     explicit AdminService(Parts parts) : p_(std::move(parts)) {}
 
     // POST /drain was called: /readyz says 503, the scheduler publishes nothing.
     bool draining() const { return draining_.load(); }
 
-    bool ready() override { return p_.brokers.healthy() && !draining_.load(); }
+    std::string notReady() override;
     std::string metrics() override { return p_.metrics.scrape(); }
     nlohmann::json health() override;
     Reply drain() override;

@@ -177,6 +177,22 @@ public:
 
     std::size_t flush() override { return store_ && usable() ? store_->flush() : 0; }
 
+    // While NATS is down the host's local attempt ledger is all there is
+    // (the worker keeps one for this case and for crash charges).
+    Result<std::vector<std::optional<AttemptRecord>>> attempts(const std::vector<std::string_view>& ids) override {
+        if (usable()) return store_->attempts(ids);
+        return std::vector<std::optional<AttemptRecord>>(ids.size());
+    }
+
+    Status recordAttempt(std::string_view id, const AttemptRecord& record) override {
+        if (usable()) return store_->recordAttempt(id, record);
+        return Error{"attempt record: NATS unreachable"};
+    }
+
+    void forgetAttempts(std::string_view id) override {
+        if (usable()) store_->forgetAttempts(id);
+    }
+
 private:
     bool usable() {
         if (nats_ == nullptr || !nats_->connected()) {

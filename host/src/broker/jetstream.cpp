@@ -161,9 +161,9 @@ Status JetStream::ensureConsumer(const ConsumerSpec& spec, Priority priority) {
     cc.AckPolicy = js_AckExplicit;
     cc.DeliverPolicy = js_DeliverAll;
     cc.AckWait = ackWaitFor(spec.timeout_ms).count() * nats::kNsPerMs;
-    // The host counts attempts and dead-letters at max_attempts; the server's
-    // limit is only a safety net above that.
-    cc.MaxDeliver = spec.max_attempts + 2;
+    // The host counts attempts (handler calls) and dead-letters at
+    // max_attempts; the server's limit is only a safety net far above.
+    cc.MaxDeliver = deliveryLimit(spec.max_attempts);
     cc.MaxAckPending = spec.max_ack_pending;
     jsErrCode jerr = static_cast<jsErrCode>(0);
     natsStatus s = js_AddConsumer(nullptr, js_, options_.stream.c_str(), &cc, nullptr, &jerr);

@@ -349,7 +349,10 @@ private:
         }
         d.stream_sequence = md->Sequence.Stream;
         d.pending_after = md->NumPending;
-        d.attempt = static_cast<std::uint32_t>(std::max<std::uint64_t>(1, md->NumDelivered));
+        // Deliveries are not attempts: the worker counts handler calls
+        // from the attempt records (AttemptRecord).
+        d.deliveries = static_cast<std::uint32_t>(std::clamp<std::uint64_t>(md->NumDelivered, 1, UINT32_MAX));
+        d.maybe_tried = d.deliveries > 1;
         if (md->Timestamp > 0) d.published_unix_ns = md->Timestamp;
         jsMsgMetaData_Destroy(md);
 

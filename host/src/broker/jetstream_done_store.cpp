@@ -51,56 +51,49 @@ public:
     }
 
     Result<std::vector<bool>> lookup(const std::vector<std::string_view>& ids) override {
+        std::vector<std::string> keys;
+        keys.reserve(ids.size());
+        for (std::string_view id : ids) keys.push_back(doneKey(id));
+        auto values = getMany(keys, "idempotency lookup");
+        if (!values) return values.error();
         std::vector<bool> done(ids.size(), false);
-        if (ids.empty()) return done;
-        const std::string round = std::to_string(++round_);
-        const std::string reply_prefix = std::string(inbox_) + "." + round + "-";
-        for (std::size_t i = 0; i < ids.size(); ++i) {
-            const std::string body = R"({"last_by_subj":")" + key_prefix_ + doneKey(ids[i]) + R"("})";
-            const std::string reply = reply_prefix + std::to_string(i);
-            if (natsStatus s = natsConnection_PublishRequest(owner_.connection(), direct_get_subject_.c_str(),
-                                                             reply.c_str(), body.data(), static_cast<int>(body.size()));
-                s != NATS_OK)
-                return Error{"idempotency lookup: " + nats::error(s)};
-        }
-        std::vector<bool> answered(ids.size(), false);
-        std::size_t remaining = ids.size();
-        const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kWaitMs);
-        while (remaining > 0) {
-            const auto left =
-                std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now())
-                    .count();
-            natsMsg* m = nullptr;
-            natsStatus s = left > 0 ? natsSubscription_NextMsg(&m, sub_, left) : NATS_TIMEOUT;
-            if (s == NATS_TIMEOUT)
-                return Error{"idempotency lookup: " + std::to_string(remaining) + " of " + std::to_string(ids.size()) +
-                             " answers missing from the " + owner_.doneBucket() + " bucket after " +
-                             std::to_string(kWaitMs) + " ms"};
-            if (s != NATS_OK) return Error{"idempotency lookup: " + nats::error(s)};
-            const std::string_view subject = natsMsg_GetSubject(m);
-            std::optional<std::size_t> index;
-            if (subject.substr(0, reply_prefix.size()) == reply_prefix) {
-                std::size_t i = 0;
-                const std::string_view tail = subject.substr(reply_prefix.size());
-                if (auto [p, ec] = std::from_chars(tail.data(), tail.data() + tail.size(), i);
-                    ec == std::errc() && p == tail.data() + tail.size() && i < ids.size())
-                    index = i;
-            }
-            const char* status = nats::header(m, "Status");
-            const std::string status_text = status != nullptr ? status : "";
-            const char* description = nats::header(m, "Description");
-            const std::string description_text = description != nullptr ? description : "";
-            natsMsg_Destroy(m);
-            if (!index || answered[*index]) continue;  // a late answer to an earlier round
-            if (status_text.empty())
-                done[*index] = true;  // the record itself came back
-            else if (status_text != "404")
-                return Error{"idempotency lookup: the server answered " + status_text + " " + description_text +
-                             (status_text == "503" ? " (is the " + owner_.doneBucket() + " bucket missing?)" : "")};
-            answered[*index] = true;
-            --remaining;
-        }
+        for (std::size_t i = 0; i < ids.size(); ++i) done[i] = (*values)[i].has_value();
         return done;
+    }
+
+    Result<std::vector<std::optional<AttemptRecord>>> attempts(const std::vector<std::string_view>& ids) override {
+        std::vector<std::string> keys;
+        keys.reserve(ids.size());
+        for (std::string_view id : ids) keys.push_back(attemptKey(id));
+        auto values = getMany(keys, "attempt lookup");
+        if (!values) return values.error();
+        std::vector<std::optional<AttemptRecord>> out(ids.size());
+        for (std::size_t i = 0; i < ids.size(); ++i)
+            if ((*values)[i]) out[i] = decodeAttemptRecord(*(*values)[i]);  // a deleted key reads as empty: none
+        return out;
+    }
+
+    Status recordAttempt(std::string_view id, const AttemptRecord& record) override {
+        const std::string subject = key_prefix_ + attemptKey(id);
+        const std::string value = encodeAttemptRecord(record);
+        jsPubAck* pa = nullptr;
+        jsErrCode jerr = static_cast<jsErrCode>(0);
+        jsPubOptions po;
+        jsPubOptions_Init(&po);
+        po.MaxWait = kWaitMs;
+        natsStatus s = js_Publish(&pa, js_, subject.c_str(), value.data(), static_cast<int>(value.size()), &po, &jerr);
+        jsPubAck_Destroy(pa);
+        if (s != NATS_OK) return Error{"attempt record: " + nats::error(s, jerr)};
+        return Ok{};
+    }
+
+    void forgetAttempts(std::string_view id) override {
+        const std::string subject = key_prefix_ + attemptKey(id);
+        natsMsg* m = nullptr;
+        natsStatus s = natsMsg_Create(&m, subject.c_str(), nullptr, nullptr, 0);
+        if (s == NATS_OK) s = natsMsgHeader_Set(m, "KV-Operation", "DEL");
+        if (s == NATS_OK) s = js_PublishMsgAsync(js_, &m, nullptr);
+        natsMsg_Destroy(m);  // no-op when the library took it; a failure leaves a record that expires
     }
 
     void record(std::string_view id) override {
@@ -133,6 +126,66 @@ public:
     }
 
 private:
+    // The values of `keys` (nullopt: no such key), by pipelined direct gets
+    // answered on this store's inbox: one round trip for all of them.
+    Result<std::vector<std::optional<std::string>>> getMany(const std::vector<std::string>& keys, const char* what) {
+        std::vector<std::optional<std::string>> values(keys.size());
+        if (keys.empty()) return values;
+        const std::string round = std::to_string(++round_);
+        const std::string reply_prefix = std::string(inbox_) + "." + round + "-";
+        for (std::size_t i = 0; i < keys.size(); ++i) {
+            const std::string body = R"({"last_by_subj":")" + key_prefix_ + keys[i] + R"("})";
+            const std::string reply = reply_prefix + std::to_string(i);
+            if (natsStatus s = natsConnection_PublishRequest(owner_.connection(), direct_get_subject_.c_str(),
+                                                             reply.c_str(), body.data(), static_cast<int>(body.size()));
+                s != NATS_OK)
+                return Error{std::string(what) + ": " + nats::error(s)};
+        }
+        std::vector<bool> answered(keys.size(), false);
+        std::size_t remaining = keys.size();
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kWaitMs);
+        while (remaining > 0) {
+            const auto left =
+                std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now())
+                    .count();
+            natsMsg* m = nullptr;
+            natsStatus s = left > 0 ? natsSubscription_NextMsg(&m, sub_, left) : NATS_TIMEOUT;
+            if (s == NATS_TIMEOUT)
+                return Error{std::string(what) + ": " + std::to_string(remaining) + " of " + std::to_string(keys.size()) +
+                             " answers missing from the " + owner_.doneBucket() + " bucket after " +
+                             std::to_string(kWaitMs) + " ms"};
+            if (s != NATS_OK) return Error{std::string(what) + ": " + nats::error(s)};
+            const std::string_view subject = natsMsg_GetSubject(m);
+            std::optional<std::size_t> index;
+            if (subject.substr(0, reply_prefix.size()) == reply_prefix) {
+                std::size_t i = 0;
+                const std::string_view tail = subject.substr(reply_prefix.size());
+                if (auto [p, ec] = std::from_chars(tail.data(), tail.data() + tail.size(), i);
+                    ec == std::errc() && p == tail.data() + tail.size() && i < keys.size())
+                    index = i;
+            }
+            const char* status = nats::header(m, "Status");
+            const std::string status_text = status != nullptr ? status : "";
+            const char* description = nats::header(m, "Description");
+            const std::string description_text = description != nullptr ? description : "";
+            const char* operation = nats::header(m, "KV-Operation");
+            const bool deleted = operation != nullptr && *operation != '\0';  // DEL or PURGE: a tombstone
+            std::string data(natsMsg_GetData(m) != nullptr ? natsMsg_GetData(m) : "",
+                             static_cast<std::size_t>(natsMsg_GetDataLength(m)));
+            natsMsg_Destroy(m);
+            if (!index || answered[*index]) continue;  // a late answer to an earlier round
+            if (status_text.empty()) {
+                if (!deleted) values[*index] = std::move(data);  // the record itself came back
+            } else if (status_text != "404") {
+                return Error{std::string(what) + ": the server answered " + status_text + " " + description_text +
+                             (status_text == "503" ? " (is the " + owner_.doneBucket() + " bucket missing?)" : "")};
+            }
+            answered[*index] = true;
+            --remaining;
+        }
+        return values;
+    }
+
     static constexpr std::int64_t kWaitMs = 2000;
     static constexpr char kValue[] = "done";
 

@@ -136,6 +136,8 @@ RabbitDelivery::RabbitDelivery(RabbitConsumer& owner, amqp::Envelope envelope)
     payload = env_.body;
     priority = priorityFromAmqp(env_.routing_key, env_.priority);
     attempt = static_cast<std::uint32_t>(std::clamp<std::int64_t>(env_.integer("kanban-attempts").value_or(1), 1, 1 << 30));
+    deliveries = attempt;  // RabbitMQ has no delivery count; the safety net is JetStream's
+    maybe_tried = env_.redelivered || attempt > 1;
     if (const amqp::Header* h = env_.header("kanban-deadline")) {
         if (auto v = env_.integer("kanban-deadline"))
             deadline_unix_ms = *v;

@@ -7,6 +7,7 @@
 // the broker after its ack wait (nothing is lost, only delayed).
 #pragma once
 
+#include "broker/attempt_record.hpp"
 #include "common/priority.hpp"
 #include "common/result.hpp"
 
@@ -34,6 +35,16 @@ inline std::chrono::milliseconds ackWaitFor(std::int64_t timeout_ms) {
     return std::chrono::milliseconds(timeout_ms + std::clamp<std::int64_t>(timeout_ms / 2, 1000, 10000));
 }
 
+// Attempts are handler calls, counted by the host (AttemptRecord). The
+// broker's own delivery limit (JetStream's MaxDeliver) is only a safety net
+// this far above max_attempts: deliveries that reach no handler (waiting in
+// a batch, a breaker's or a drain's hand-back, a dead letter waiting for
+// room) are not attempts, but a bug that settled an item never must not
+// loop on it forever. The worker dead-letters an item on the last delivery
+// the broker will make (max_deliveries_exceeded), so none is stranded.
+inline constexpr std::int64_t kDeliveriesBeyondAttempts = 10000;
+inline std::int64_t deliveryLimit(std::int64_t max_attempts) { return max_attempts + kDeliveriesBeyondAttempts; }
+
 struct PublishRequest {
     std::string domain;
     Priority priority = Priority::normal;
@@ -55,7 +66,13 @@ public:
     std::string domain;
     Priority priority = Priority::normal;
     std::string_view payload;  // valid while the Delivery lives
-    std::uint32_t attempt = 1; // from the broker's delivery count: survives crashes
+    // The handler call this delivery would be: 1 + the calls known from the
+    // message itself (RabbitMQ carries them in a header; JetStream knows
+    // none). The worker adds what the attempt records say before it runs.
+    std::uint32_t attempt = 1;
+    std::uint32_t deliveries = 1;  // the broker's delivery count (the safety net)
+    // The broker delivered it before: it may have attempt records.
+    bool maybe_tried = false;
     std::optional<std::int64_t> deadline_unix_ms;
     std::optional<std::int64_t> published_unix_ns;  // when the broker stored it
 
@@ -131,6 +148,15 @@ public:
     // Waits for every record() since the last flush; returns how many of
     // them could not be confirmed stored.
     virtual std::size_t flush() = 0;
+    // The attempt records of `ids` (nullopt: none), in one round trip. An
+    // error means the store cannot answer now.
+    virtual Result<std::vector<std::optional<AttemptRecord>>> attempts(const std::vector<std::string_view>& ids) = 0;
+    // Writes an item's attempt record and waits until the store has it.
+    virtual Status recordAttempt(std::string_view id, const AttemptRecord& record) = 0;
+    // Drops an item's attempt record (it was acked or dead-lettered):
+    // asynchronous and best effort; a leftover expires with the bucket's
+    // TTL, and only items delivered again are ever looked up.
+    virtual void forgetAttempts(std::string_view id) = 0;
 };
 
 class WorkQueue {

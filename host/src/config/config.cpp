@@ -400,6 +400,11 @@ Result<Config> parseConfig(std::string_view toml_text, const std::string& path) 
         s.finish();
     }
     {
+        Section s(subTable(top, "state", diag), "state", diag);
+        if (s.string("dir", cfg.state_dir) && !cfg.state_dir.empty()) cfg.state_dir = resolvePath(base_dir, cfg.state_dir);
+        s.finish();
+    }
+    {
         Section s(subTable(top, "log", diag), "log", diag);
         if (s.string("level", cfg.log_level)) {
             static const std::set<std::string> kLevels{"trace", "debug", "info", "warning", "error"};

@@ -113,6 +113,10 @@ struct Config {
     AdminConfig admin;
     std::string plugins_dir = "/usr/lib/tps-kanban/plugins";
     std::string log_level = "info";
+    // Where kanband keeps what must outlive its process (the in-flight
+    // journal). Empty: $STATE_DIRECTORY (systemd's StateDirectory=), else
+    // /var/lib/tps-kanban.
+    std::string state_dir;
     WorkersConfig workers;
     RetryConfig retry;
     CircuitBreakerConfig circuit_breaker;

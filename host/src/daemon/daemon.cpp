@@ -11,7 +11,9 @@
 #include <cstdlib>
 #include <csignal>
 #include <iostream>
+#include <condition_variable>
 #include <memory>
+#include <thread>
 
 #include "admin/admin_server.hpp"
 #include "admin/admin_service.hpp"
@@ -36,6 +38,23 @@ namespace {
 // Added to the longest handler timeout in the EXTEND_TIMEOUT_USEC sent with
 // STOPPING=1: time to hand unstarted items back and close the connections.
 constexpr std::int64_t kStopMarginMs = 15000;
+// A handler still running this long after its domain's timeout_ms, once a
+// stop or a reload asked its worker to stop, is abandoned (within the margin).
+constexpr std::int64_t kAbandonGraceMs = 5000;
+// A reload running longer than this makes /readyz answer 503 (a plugin's
+// constructor that hangs, say).
+constexpr auto kReloadStuckAfter = std::chrono::seconds(5);
+// How often the watchdog looks for handlers past their deadline.
+constexpr auto kWatchEvery = std::chrono::milliseconds(200);
+
+// Pools with an abandoned handler thread: never destroyed (the thread may
+// still return into them); the process ends with them.
+void keepForever(std::shared_ptr<worker::DomainWorkers> pool) {
+    static auto* kept = new std::vector<std::shared_ptr<worker::DomainWorkers>>;  // never freed, on purpose
+    static std::mutex mu;
+    std::lock_guard lock(mu);
+    kept->push_back(std::move(pool));
+}
 
 sigset_t handledSignals() {
     sigset_t set;
@@ -93,8 +112,9 @@ bool contains(const C& c, const T& v) {
 class Host {
 public:
     Host(const std::string& path, const config::Config& cfg, metrics::Metrics& metrics, broker::Failover& brokers,
-         broker::JetStream& nats, const std::string& token)
+         broker::JetStream& nats, const std::string& token, worker::StateDir* state_dir)
         : path_(path),
+          state_dir_(state_dir),
           cfg_(std::make_shared<const config::Config>(cfg)),
           metrics_(metrics),
           brokers_(brokers),
@@ -103,13 +123,16 @@ public:
           stored_jobs_(schedule_store_, scheduler_, [this] { return config(); }),
           coordinator_(
               cfg, brokers, metrics, [this] { return coordinated(); }, [this] { stored_jobs_.sync(); }),
-          service_(
-              {brokers, metrics, domains_, coordinator_, scheduler_, schedule_store_, [this] { return config(); }}),
+          service_({brokers, metrics, domains_, coordinator_, scheduler_, schedule_store_, [this] { return config(); },
+                    [this] { return controlTrouble(); }}),
           admin_(service_, token) {}
 
     Status start();
     void serve();  // the signal loop, until SIGTERM or SIGINT
     void stop();
+    // A handler thread was abandoned (stop or reload): the process must end
+    // without destructors, which the thread may still run into.
+    bool abandonedAny() const { return abandoned_any_.load(); }
 
 private:
     scheduler::Scheduler::Hooks schedulerHooks();
@@ -122,13 +145,21 @@ private:
     }
     void reload();
     void refuseReload(const std::string& why);
+    // Charges the items the previous process left in handlers (its journal).
+    void recoverInflight();
+    // Stops a pool of a removed domain off the control thread, bounded.
+    void retire(std::shared_ptr<worker::DomainWorkers> pool, std::int64_t timeout_ms);
+    void watchdog(std::stop_token stop);
+    std::string controlTrouble() const;
 
     const std::string path_;
+    worker::StateDir* state_dir_;  // null: no in-flight journal
     mutable std::mutex cfg_mu_;
     std::shared_ptr<const config::Config> cfg_;  // cfg_mu_; replaced by a reload on the control thread
     metrics::Metrics& metrics_;
     broker::Failover& brokers_;
     worker::LocalDoneRecord done_;                    // this process's record of completed ids
+    worker::AttemptLedger ledger_;                    // this process's attempt records
     std::unique_ptr<broker::DoneStore> sched_store_;  // the canaries' lookups, on the scheduler's thread
     broker::JetStreamScheduleStore schedule_store_;
     scheduler::Scheduler scheduler_;
@@ -138,6 +169,11 @@ private:
     coordinator::Coordinator coordinator_;
     admin::AdminService service_;
     admin::AdminServer admin_;
+    std::atomic<std::int64_t> reload_started_ns_{0};  // steady clock; 0 = no reload running
+    std::atomic<bool> abandoned_any_{false};
+    std::mutex retiring_mu_;
+    std::vector<std::thread> retiring_;  // retiring_mu_
+    std::jthread watchdog_;
 };
 
 // The scheduler publishes through the same failover path as everything
@@ -191,16 +227,83 @@ void Host::startDomain(const config::DomainConfig& d, const config::Config& c, p
     spdlog::info("plugin loaded domain={} plugin={} version={} path={}", d.name, lib.name(), lib.version(),
                  d.plugin_path);
     metrics_.setPluginInfo(d.name, lib.name(), lib.version());
-    auto pool = std::make_shared<worker::DomainWorkers>(workerSettings(d, c), g.instance, brokers_, done_,
-                                                        metrics_.domain(d.name));
+    std::unique_ptr<worker::InflightJournal> journal;
+    if (state_dir_ != nullptr) {
+        auto opened = worker::InflightJournal::open(*state_dir_, d.name, static_cast<std::size_t>(c.workers.max));
+        if (opened)
+            journal = std::move(*opened);
+        else
+            spdlog::warn("domain={}: {}; a crash in its handlers will not be charged to the item", d.name, opened.message());
+    }
+    auto pool = std::make_shared<worker::DomainWorkers>(workerSettings(d, c), g.instance, brokers_, done_, ledger_,
+                                                        metrics_.domain(d.name), std::move(journal));
     pool->start(static_cast<std::size_t>(c.workers.min));
     domains_.put({d.name, pool, lib.name(), lib.version(), ""});
     registry_.set(d.name, std::move(g));
 }
 
+void Host::recoverInflight() {
+    if (state_dir_ == nullptr) return;
+    const auto found = state_dir_->recover();
+    if (found.empty()) return;
+    std::unique_ptr<broker::DoneStore> store;
+    if (auto opened = brokers_.openDoneStore()) store = std::move(*opened);
+    for (const auto& item : found) {
+        broker::AttemptRecord record{item.attempt, false, item.abandoned ? "retries_exhausted" : "handler_crashed",
+                                     item.abandoned ? "timeout: the handler was still running past its timeout when "
+                                                      "kanband stopped, and was abandoned"
+                                                    : "handler_crashed: kanband ended while the handler ran"};
+        ledger_.put(item.id, record);
+        Status shared = store ? store->recordAttempt(item.id, record) : Status(Error{"no store"});
+        spdlog::warn("domain={} id={}: it was in a handler (attempt {}) when the previous kanband process {}; "
+                     "charged that attempt{}",
+                     item.domain, item.id, item.attempt, item.abandoned ? "abandoned it" : "ended",
+                     shared ? "" : " (this host only: " + shared.message() + ")");
+    }
+}
+
+void Host::watchdog(std::stop_token stop) {
+    std::mutex mu;
+    std::condition_variable_any cv;
+    std::unique_lock lock(mu);
+    while (!cv.wait_for(lock, stop, kWatchEvery, [&] { return stop.stop_requested(); })) {
+        const auto now = std::chrono::steady_clock::now();
+        for (const auto& e : domains_.snapshot())
+            if (e.pool) e.pool->watch(now);
+    }
+}
+
+std::string Host::controlTrouble() const {
+    const std::int64_t started = reload_started_ns_.load();
+    if (started == 0) return "";
+    const auto running = std::chrono::steady_clock::now() - std::chrono::steady_clock::time_point(
+                                                                std::chrono::steady_clock::duration(started));
+    if (running < kReloadStuckAfter) return "";
+    return "a reload has been running for " +
+           std::to_string(std::chrono::duration_cast<std::chrono::seconds>(running).count()) +
+           " s (a plugin's constructor or destructor that does not return?)";
+}
+
+void Host::retire(std::shared_ptr<worker::DomainWorkers> pool, std::int64_t timeout_ms) {
+    pool->requestStop();  // unstarted items go back to the broker; the ones in a handler finish
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms + kAbandonGraceMs);
+    std::lock_guard lock(retiring_mu_);
+    retiring_.emplace_back([this, pool = std::move(pool), deadline]() mutable {
+        if (pool->joinUntil(deadline)) {
+            spdlog::info("domain removed domain={}: its workers finished; its queue stays in the broker", pool->name());
+            return;
+        }
+        abandoned_any_ = true;
+        spdlog::error("domain removed domain={}: a handler did not return within timeout_ms + {} ms; abandoned",
+                      pool->name(), kAbandonGraceMs);
+        keepForever(std::move(pool));
+    });
+}
+
 Status Host::start() {
     const auto cfg = config();
     if (Status s = admin_.start(cfg->admin.host, cfg->admin.port); !s) return s;
+    recoverInflight();
     // Jidoka: a domain whose plugin cannot be loaded or created does not
     // start (its items wait in the queue); the other domains run.
     for (const auto& d : cfg->domains) {
@@ -218,6 +321,7 @@ Status Host::start() {
     metrics_.configLoaded(nowSeconds());
     scheduler_.start();
     coordinator_.start();
+    watchdog_ = std::jthread([this](std::stop_token st) { watchdog(st); });
     return Ok{};
 }
 
@@ -276,12 +380,11 @@ void Host::reload() {
     coordinator_.reconfigure(plan.next);
     for (const auto& name : plan.removed) {
         auto pool = domains_.pool(name);
+        const config::DomainConfig* was = running->findDomain(name);
         domains_.erase(name);
         registry_.erase(name);
         if (!pool) continue;
-        pool->requestStop();  // unstarted items go back to the broker; the ones in a handler finish
-        pool->join();
-        spdlog::info("domain removed domain={}: its workers finished; its queue stays in the broker", name);
+        retire(std::move(pool), was != nullptr ? was->timeout_ms : 0);  // never waits here
         ++removed;
     }
     if (plan.log_level_changed) setLogLevel(plan.next.log_level);
@@ -295,18 +398,60 @@ void Host::reload() {
 
 void Host::serve() {
     const sigset_t set = handledSignals();
+    // Reloads run on their own thread, one at a time, so that a reload
+    // stuck in plugin code never keeps SIGTERM from being handled. A
+    // SIGHUP during a reload runs one more reload after it.
+    std::mutex mu;
+    std::condition_variable cv;
+    bool wanted = false, quit = false;
+    std::thread reloader([&] {
+        std::unique_lock lock(mu);
+        for (;;) {
+            cv.wait(lock, [&] { return wanted || quit; });
+            if (quit) return;
+            wanted = false;
+            lock.unlock();
+            reload_started_ns_ = std::chrono::steady_clock::now().time_since_epoch().count();
+            reload();
+            reload_started_ns_ = 0;
+            lock.lock();
+        }
+    });
     for (;;) {
         const int sig = sigwaitinfo(&set, nullptr);
         if (sig < 0) continue;  // EINTR
         if (sig == SIGHUP) {
-            // One reload at a time, on this thread; SIGHUPs that arrive
-            // meanwhile stay pending as one, and run one more reload after.
-            reload();
+            {
+                std::lock_guard lock(mu);
+                wanted = true;
+            }
+            cv.notify_one();
             continue;
         }
         spdlog::info("{} received: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        break;
+    }
+    {
+        std::lock_guard lock(mu);
+        quit = true;
+    }
+    cv.notify_one();
+    if (reload_started_ns_.load() == 0) {
+        reloader.join();
         return;
     }
+    // A reload is running: wait for it a while, then leave it (the stop
+    // then ends the process without destructors).
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(kAbandonGraceMs);
+    while (reload_started_ns_.load() != 0 && std::chrono::steady_clock::now() < until)
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (reload_started_ns_.load() == 0) {
+        reloader.join();
+        return;
+    }
+    spdlog::error("the running reload did not finish within {} ms of the stop; abandoned", kAbandonGraceMs);
+    abandoned_any_ = true;
+    reloader.detach();
 }
 
 void Host::stop() {
@@ -321,13 +466,26 @@ void Host::stop() {
         static_cast<unsigned long long>(longest_ms + kStopMarginMs) * 1000ULL);
     coordinator_.stop();  // no more scaling, no more schedule syncs
     scheduler_.stop();    // no new work
+    watchdog_ = {};
     sched_store_.reset();
     const auto entries = domains_.snapshot();
+    const auto stop_start = std::chrono::steady_clock::now();
     for (const auto& e : entries)  // all domains stop pulling at once; their handlers are asked to stop
         if (e.pool) e.pool->requestStop(/*cancel_running=*/true);
+    {
+        std::lock_guard lock(retiring_mu_);  // removed domains' pools: bounded too
+        for (auto& t : retiring_) t.join();
+        retiring_.clear();
+    }
+    const auto cfg = config();
     for (const auto& e : entries) {
         if (!e.pool) continue;
-        e.pool->join();
+        const config::DomainConfig* d = cfg->findDomain(e.name);
+        const auto deadline = stop_start + std::chrono::milliseconds((d != nullptr ? d->timeout_ms : 0) + kAbandonGraceMs);
+        if (!e.pool->joinUntil(deadline)) {
+            abandoned_any_ = true;
+            keepForever(e.pool);
+        }
         const auto& m = e.pool->metrics();
         double pulled = 0, dead = 0;
         for (auto* c : m.pulled) pulled += c->Value();
@@ -374,6 +532,22 @@ int run(const std::string& path) {
         token = std::move(*t);
     }
 
+    std::unique_ptr<worker::StateDir> state_dir;
+    {
+        std::string dir = cfg.state_dir;
+        if (dir.empty()) {
+            const char* sd = std::getenv("STATE_DIRECTORY");
+            dir = sd != nullptr && *sd != '\0' ? std::string(sd).substr(0, std::string(sd).find(':')) : "/var/lib/tps-kanban";
+        }
+        auto opened = worker::StateDir::open(dir);
+        if (!opened) {
+            // Another kanband on the same directory would clear its journal.
+            spdlog::error("{}", opened.message());
+            return 1;
+        }
+        state_dir = std::move(*opened);
+    }
+
     metrics::Metrics metrics(KANBAN_VERSION);
     auto js = broker::JetStream::connect(broker::jetStreamOptions(cfg, "kanband", /*keep_trying=*/true));
     if (!js) {
@@ -389,7 +563,7 @@ int run(const std::string& path) {
             metrics.failoverInc();
             metrics.setActiveBackend(to);
         });
-        Host host(path, cfg, metrics, brokers, *nats, token);
+        Host host(path, cfg, metrics, brokers, *nats, token, state_dir.get());
         if (Status s = host.start(); !s) {
             spdlog::error("{}", s.message());
             rc = 1;
@@ -398,6 +572,14 @@ int run(const std::string& path) {
             host.serve();
         }
         host.stop();
+        if (host.abandonedAny()) {
+            // A handler thread still runs plugin code and may return into
+            // what destructors would free: end here, the items are back in
+            // the broker and the journal says which call was abandoned.
+            spdlog::warn("kanband stopped with abandoned handler threads; exiting without cleanup");
+            spdlog::default_logger()->flush();
+            std::_Exit(rc);
+        }
     }
     // Nothing uses the connections any more: close them, then the library.
     rabbit.reset();

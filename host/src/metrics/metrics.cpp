@@ -27,6 +27,13 @@ Metrics::Metrics(std::string_view version) : registry_(std::make_shared<promethe
                                 "Handler calls by outcome (ok, retry, fail, timeout).");
     dead_lettered_family_ = &family(prometheus::BuildCounter(), r, "kanban_items_dead_lettered_total",
                                     "Items moved to the dead-letter queue, by reason.");
+    dead_letter_failures_family_ =
+        &family(prometheus::BuildCounter(), r, "kanban_dead_letter_failures_total",
+                "Dead letters the dead-letter queue did not take (full, unreachable); each is retried without "
+                "running its handler again.");
+    dead_letters_pending_family_ =
+        &family(prometheus::BuildGauge(), r, "kanban_dead_letters_pending",
+                "Items this host settled as dead letters that the dead-letter queue has not taken yet.");
     acked_family_ = &family(prometheus::BuildCounter(), r, "kanban_items_acked_total", "Items acknowledged (done).");
     nacked_family_ = &family(prometheus::BuildCounter(), r, "kanban_items_nacked_total",
                              "Items handed back for redelivery (retry with backoff, or not started at shutdown).");
@@ -112,6 +119,8 @@ DomainMetrics& Metrics::domain(const std::string& name) {
         l.emplace("reason", std::string(kDeadLetterReasons[i]));
         m.dead_lettered[i] = &dead_lettered_family_->Add(l);
     }
+    m.dead_letter_failures = &dead_letter_failures_family_->Add(d);
+    m.dead_letters_pending = &dead_letters_pending_family_->Add(d);
     m.acked = &acked_family_->Add(d);
     m.nacked = &nacked_family_->Add(d);
     m.duplicates = &duplicates_family_->Add(d);

@@ -33,17 +33,28 @@ enum class DeadLetterReason {
     retries_exhausted,        // retry (or timeout) on the last attempt
     deadline_exceeded,        // expired before the handler ran
     invalid_id,               // work id over the limit
-    max_deliveries_exceeded,  // delivered too often without being settled (crashes)
+    max_deliveries_exceeded,  // the broker's delivery limit (a safety net far above max_attempts) was reached
+    handler_crashed,          // its last attempt was in a handler when the process died
 };
-inline constexpr std::array<std::string_view, 5> kDeadLetterReasons{
-    "handler_failed", "retries_exhausted", "deadline_exceeded", "invalid_id", "max_deliveries_exceeded"};
+inline constexpr std::array<std::string_view, 6> kDeadLetterReasons{
+    "handler_failed", "retries_exhausted", "deadline_exceeded", "invalid_id", "max_deliveries_exceeded",
+    "handler_crashed"};
+
+// The reason whose label is `label` (retries_exhausted for an unknown one).
+inline DeadLetterReason deadLetterReasonFrom(std::string_view label) {
+    for (std::size_t i = 0; i < kDeadLetterReasons.size(); ++i)
+        if (kDeadLetterReasons[i] == label) return static_cast<DeadLetterReason>(i);
+    return DeadLetterReason::retries_exhausted;
+}
 
 // The handles of one domain, created once (pointers stay valid for the
 // registry's life).
 struct DomainMetrics {
     std::array<prometheus::Counter*, 3> pulled{};       // by priority
     std::array<prometheus::Counter*, 4> processed{};    // by Outcome
-    std::array<prometheus::Counter*, 5> dead_lettered{};  // by DeadLetterReason
+    std::array<prometheus::Counter*, kDeadLetterReasons.size()> dead_lettered{};  // by DeadLetterReason
+    prometheus::Counter* dead_letter_failures = nullptr;  // dead letters the DLQ did not take (full, down)
+    prometheus::Gauge* dead_letters_pending = nullptr;    // items settled as dead letters, not yet stored
     prometheus::Counter* acked = nullptr;
     prometheus::Counter* nacked = nullptr;      // retried with a delay, or released at shutdown
     prometheus::Counter* duplicates = nullptr;  // already done: acked without the handler
@@ -109,6 +120,8 @@ private:
     prometheus::Family<prometheus::Counter>* pulled_family_;
     prometheus::Family<prometheus::Counter>* processed_family_;
     prometheus::Family<prometheus::Counter>* dead_lettered_family_;
+    prometheus::Family<prometheus::Counter>* dead_letter_failures_family_;
+    prometheus::Family<prometheus::Gauge>* dead_letters_pending_family_;
     prometheus::Family<prometheus::Counter>* acked_family_;
     prometheus::Family<prometheus::Counter>* nacked_family_;
     prometheus::Family<prometheus::Counter>* duplicates_family_;

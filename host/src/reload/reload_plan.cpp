@@ -18,6 +18,10 @@ Plan makePlan(const config::Config& running, const config::Config& loaded) {
         plan.restart_only.push_back("[admin]");
         next.admin = running.admin;
     }
+    if (running.state_dir != next.state_dir) {
+        plan.restart_only.push_back("[state]");
+        next.state_dir = running.state_dir;
+    }
     const bool pool_settings = !(running.workers == next.workers) || !(running.retry == next.retry) ||
                                !(running.circuit_breaker == next.circuit_breaker);
     for (const auto& d : next.domains) {

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <random>
 
 namespace kanban::host::worker {
 
@@ -18,6 +19,14 @@ inline std::chrono::milliseconds backoffDelay(std::uint32_t attempt, std::int64_
     base = std::min(base, max_ms);
     const double factor = 1.0 - std::clamp(jitter, 0.0, 0.99) * std::clamp(unit_random, 0.0, 1.0);
     return std::chrono::milliseconds(std::max<std::int64_t>(1, static_cast<std::int64_t>(static_cast<double>(base) * factor)));
+}
+
+inline constexpr double kBackoffJitter = 0.2;
+
+// Uniform in [0, 1), per thread.
+inline double unitRandom() {
+    thread_local std::mt19937_64 rng{std::random_device{}()};
+    return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
 }
 
 }  // namespace kanban::host::worker

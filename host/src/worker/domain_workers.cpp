@@ -7,32 +7,28 @@
 
 #include <spdlog/spdlog.h>
 
-#include <random>
+#include <thread>
 
 namespace kanban::host::worker {
-namespace {
-
-constexpr double kBackoffJitter = 0.2;
-constexpr std::size_t kReasonCapacity = 512;
-
-double unitRandom() {
-    thread_local std::mt19937_64 rng{std::random_device{}()};
-    return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
-}
-
-}  // namespace
 
 DomainWorkers::DomainWorkers(WorkerSettings settings, std::shared_ptr<const plugin::Instance> handler,
-                             broker::WorkQueue& queue, LocalDoneRecord& done, metrics::DomainMetrics& metrics)
+                             broker::WorkQueue& queue, LocalDoneRecord& done, AttemptLedger& ledger,
+                             metrics::DomainMetrics& metrics, std::unique_ptr<InflightJournal> journal)
     : settings_(std::move(settings)),
       live_(std::make_shared<const WorkerSettings>(settings_)),
       handler_(std::move(handler)),
       queue_(queue),
       done_(done),
+      ledger_(ledger),
       metrics_(metrics),
+      journal_(std::move(journal)),
       breaker_(settings_.breaker.failure_threshold, std::chrono::milliseconds(settings_.breaker.open_ms), kBackoffJitter,
                &unitRandom) {
-    for (std::int64_t i = 0; i < settings_.workers.max; ++i) slots_.push_back(std::make_unique<Slot>());
+    for (std::int64_t i = 0; i < settings_.workers.max; ++i) {
+        slots_.push_back(std::make_unique<Slot>());
+        slots_.back()->index = static_cast<std::size_t>(i);
+        slots_.back()->exited = true;
+    }
     metrics_.circuit_state->Set(0);
 }
 
@@ -60,6 +56,7 @@ void DomainWorkers::setTarget(std::size_t count) {
         if (slot.live.load()) continue;
         if (slot.thread.joinable()) slot.thread.join();  // it left: only its return remains
         slot.live = true;
+        slot.exited = false;
         ++running_;
         slot.thread = std::thread([this, i] { run(i); });
     }
@@ -94,6 +91,76 @@ void DomainWorkers::join() {
     for (auto& slot : slots_)
         if (slot->thread.joinable()) slot->thread.join();
     metrics_.workers->Set(static_cast<double>(running_.load()));
+}
+
+bool DomainWorkers::joinUntil(std::chrono::steady_clock::time_point deadline) {
+    std::lock_guard lock(slots_mu_);
+    bool all = true;
+    for (auto& slot : slots_) {
+        if (!slot->thread.joinable()) continue;
+        {
+            std::unique_lock wait(mu_);
+            exited_cv_.wait_until(wait, deadline, [&] { return slot->exited.load(); });
+        }
+        if (slot->exited.load()) {
+            slot->thread.join();
+            continue;
+        }
+        // Stuck in a handler that ignores cancellation: hand its item and
+        // the unstarted rest of its batch back, and leave the thread.
+        all = false;
+        slot->abandoned = true;
+        std::size_t handed = 0;
+        std::string id;
+        {
+            std::lock_guard b(slot->batch_mu);
+            if (slot->current != nullptr) {
+                id = slot->current->id;
+                slot->current->release();
+                ++handed;
+            }
+            if (slot->batch != nullptr && !slot->handed_back)
+                for (std::size_t j = slot->next; j < slot->batch->size(); ++j, ++handed) (*slot->batch)[j]->release();
+            slot->handed_back = true;
+        }
+        if (journal_) journal_->abandon(slot->index);
+        slot->thread.detach();
+        spdlog::error("domain={}: worker {} still in its handler past timeout_ms and the grace period (id={}); "
+                      "abandoned: {} item(s) handed back to the broker, the thread is left to the process",
+                      name(), slot->index, id, handed);
+    }
+    return all;
+}
+
+void DomainWorkers::watch(std::chrono::steady_clock::time_point now) {
+    const std::int64_t now_ns = now.time_since_epoch().count();
+    for (auto& slot : slots_) {
+        const std::int64_t deadline = slot->deadline_ns.load();
+        if (deadline == 0 || now_ns <= deadline) continue;
+        std::size_t handed = 0;
+        std::string id;
+        {
+            std::lock_guard b(slot->batch_mu);
+            if (slot->batch == nullptr || slot->handed_back || slot->current == nullptr) continue;
+            for (std::size_t j = slot->next; j < slot->batch->size(); ++j, ++handed) (*slot->batch)[j]->release();
+            slot->handed_back = true;
+            id = slot->current->id;
+        }
+        if (handed == 0) continue;
+        metrics_.nacked->Increment(static_cast<double>(handed));
+        spdlog::warn("domain={}: the handler of id={} is past its timeout; {} unstarted item(s) of its batch handed "
+                     "back to the broker (no attempt charged)",
+                     name(), id, handed);
+    }
+}
+
+std::size_t DomainWorkers::deadLettersPending() const {
+    std::lock_guard lock(pending_mu_);
+    return pending_dead_letters_.size();
+}
+
+void DomainWorkers::park() {
+    for (;;) std::this_thread::sleep_for(std::chrono::hours(24));
 }
 
 std::size_t DomainWorkers::stalled(std::chrono::milliseconds threshold) const {
@@ -221,7 +288,7 @@ void DomainWorkers::run(std::size_t index) {
             const auto now_ns = nowUnixNs();
             for (const auto& d : *batch) {
                 metrics_.pulled[static_cast<std::size_t>(d->priority)]->Increment();
-                if (d->attempt == 1 && d->published_unix_ns)
+                if (!d->maybe_tried && d->published_unix_ns)
                     metrics_.item_wait->Observe(static_cast<double>(std::max<std::int64_t>(0, now_ns - *d->published_unix_ns)) / 1e9);
             }
             metrics_.in_flight->Increment(static_cast<double>(batch->size()));
@@ -246,222 +313,13 @@ void DomainWorkers::run(std::size_t index) {
     metrics_.workers->Set(static_cast<double>(running_.load()));
     slot.live = false;
     if (!stop_.load()) spdlog::info("worker {} of domain={} retired (pool target {})", index, domain, target_.load());
+    {
+        std::lock_guard lock(mu_);
+        slot.exited = true;
+    }
+    exited_cv_.notify_all();
     return;
     }
-}
-
-bool DomainWorkers::handleBatch(broker::DeliveryBatch& batch, broker::DoneStore& store, Slot& slot, bool trial) {
-    const std::string& domain = settings_.domain.name;
-    const auto now_live = live();  // one snapshot for the batch
-    const auto& retry = now_live->retry;
-
-    // Which items were completed already (a lost ack, a crash after the
-    // record, a duplicate published after the broker's dedup window)? The
-    // local record first, then one round trip to the shared store.
-    std::vector<bool> done(batch.size(), false);
-    std::vector<std::string_view> ask;
-    std::vector<std::size_t> ask_index;
-    for (std::size_t i = 0; i < batch.size(); ++i) {
-        if (done_.contains(batch[i]->id)) {
-            done[i] = true;
-        } else {
-            ask.push_back(batch[i]->id);
-            ask_index.push_back(i);
-        }
-    }
-    if (auto known = store.lookup(ask); !known) {
-        // New or done cannot be told apart now: hand the unknown items back
-        // for a later delivery (the delay keeps this from spinning).
-        metrics_.store_failures->Increment();
-        spdlog::warn("domain={}: {}; handing back {} items", domain, known.message(), ask.size());
-        for (std::size_t i : ask_index) {
-            batch[i]->retryAfter(backoffDelay(1, retry.backoff_initial_ms, retry.backoff_max_ms, kBackoffJitter, unitRandom()));
-            metrics_.nacked->Increment();
-        }
-        for (std::size_t i = 0; i < batch.size(); ++i)
-            if (done[i]) ack(*batch[i]);
-        return false;
-    } else {
-        for (std::size_t j = 0; j < ask_index.size(); ++j) done[ask_index[j]] = (*known)[j];
-    }
-
-    // Items wait in the batch while earlier ones run. Every item in hand is
-    // refreshed (InProgress) once half the ack-wait margin has passed, so
-    // none expires while a handler keeps to its timeout. If even that was
-    // missed (a handler overran by far), the broker may have handed the
-    // rest to someone else already: leave them to it.
-    const auto ack_wait = broker::ackWaitFor(now_live->domain.timeout_ms);
-    const auto refresh_every = (ack_wait - std::chrono::milliseconds(now_live->domain.timeout_ms)) / 2;
-    auto last_refresh = std::chrono::steady_clock::now();
-    std::vector<broker::Delivery*> awaiting_ack;  // handled ok, record in flight
-    for (std::size_t i = 0; i < batch.size(); ++i) {
-        broker::Delivery& d = *batch[i];
-        if (stop_.load()) {
-            d.release();  // not started: back to the broker for prompt redelivery
-            metrics_.nacked->Increment();
-            continue;
-        }
-        if (done[i]) {
-            ackDuplicate(d);
-            continue;
-        }
-        // The breaker opened (this or another worker's failures): stop the
-        // line. Items not started go back to wait out the open period.
-        if (!trial && breaker_.state() == CircuitBreaker::State::open) {
-            const auto wait = std::chrono::milliseconds(now_live->breaker.open_ms);
-            for (std::size_t j = i; j < batch.size(); ++j) {
-                if (done[j]) {
-                    ackDuplicate(*batch[j]);  // already done: nothing to wait for
-                    continue;
-                }
-                batch[j]->retryAfter(wait);
-                metrics_.nacked->Increment();
-            }
-            spdlog::info("domain={}: circuit open, {} items handed back unstarted", domain, batch.size() - i);
-            break;
-        }
-        const auto now = std::chrono::steady_clock::now();
-        if (now - last_refresh >= ack_wait) {
-            const std::size_t left = batch.size() - i;
-            spdlog::warn("domain={}: {} items waited past their ack wait behind an overrunning handler; "
-                         "leaving them to the broker's redelivery",
-                         domain, left);
-            break;
-        }
-        if (now - last_refresh >= refresh_every) {
-            for (std::size_t j = i; j < batch.size(); ++j)
-                if (!done[j]) batch[j]->progress();
-            for (broker::Delivery* a : awaiting_ack) a->progress();
-            last_refresh = now;
-        }
-        switch (process(d, slot, *now_live)) {
-            case Outcome::ok:
-                store.record(d.id);
-                awaiting_ack.push_back(&d);
-                breakerResult(true);
-                break;
-            case Outcome::failed: breakerResult(false); break;
-            case Outcome::settled: break;
-        }
-    }
-    if (awaiting_ack.empty()) return true;
-
-    // The records are written before the acks: a lost ack then only costs a
-    // redelivery that is acked without running the handler again.
-    if (const std::size_t failed = store.flush(); failed > 0) {
-        metrics_.store_failures->Increment(static_cast<double>(failed));
-        spdlog::warn("domain={}: {} done records not confirmed by the store; the local record keeps them", domain, failed);
-    }
-    for (broker::Delivery* a : awaiting_ack) {
-        ack(*a);
-        notifyScheduled(*a, true);
-        spdlog::debug("item handled domain={} id={} attempt={}", domain, a->id, a->attempt);
-    }
-    return true;
-}
-
-DomainWorkers::Outcome DomainWorkers::process(broker::Delivery& d, Slot& slot, const WorkerSettings& s) {
-    const auto& dom = s.domain;
-    if (d.id.size() > broker::kMaxWorkIdBytes) {
-        deadLetter(d, metrics::DeadLetterReason::invalid_id, "invalid_id", s);
-        return Outcome::settled;
-    }
-    // Deliveries the host never settled (a crash, a lost lease) still count:
-    // the attempt is checked before the handler runs, so an item that kills
-    // the process cannot crash it forever.
-    if (static_cast<std::int64_t>(d.attempt) > s.retry.max_attempts) {
-        deadLetter(d, metrics::DeadLetterReason::max_deliveries_exceeded, "max_deliveries_exceeded", s);
-        return Outcome::settled;
-    }
-    const std::int64_t now_ms = nowUnixMs();
-    const std::int64_t deadline_ms = d.deadline_unix_ms.value_or(now_ms + dom.timeout_ms);
-    if (deadline_ms <= now_ms) {
-        deadLetter(d, metrics::DeadLetterReason::deadline_exceeded, "deadline_exceeded", s);
-        return Outcome::settled;
-    }
-
-    // Another worker of this host is running this id (a redelivery after a
-    // dropped connection or an expired lease): never run it twice at once;
-    // that run settles it (within its timeout).
-    switch (done_.begin(d.id)) {
-        case LocalDoneRecord::Claim::claimed: break;
-        case LocalDoneRecord::Claim::running:
-            d.defer(std::chrono::milliseconds(dom.timeout_ms));
-            spdlog::info("item is being handled by another worker of this host; left to that run domain={} id={} attempt={}",
-                         dom.name, d.id, d.attempt);
-            return Outcome::settled;
-        case LocalDoneRecord::Claim::done:
-            // Another copy (the other broker's, or a redelivery) finished
-            // while this one waited in its batch.
-            ackDuplicate(d);
-            return Outcome::settled;
-    }
-
-    kanban_context ctx;
-    ctx.domain = dom.name;
-    ctx.id = d.id;
-    ctx.attempt = d.attempt;
-    const auto start = std::chrono::steady_clock::now();
-    ctx.deadline = start + std::chrono::milliseconds(std::min(deadline_ms - now_ms, dom.timeout_ms));
-    ctx.on_progress = [](void* arg) { static_cast<broker::Delivery*>(arg)->progress(); };
-    ctx.progress_arg = &d;
-
-    kanban_work_item item{};
-    item.struct_size = sizeof item;
-    item.id = d.id.c_str();
-    item.id_len = d.id.size();
-    item.domain = dom.name.c_str();
-    item.domain_len = dom.name.size();
-    item.priority = static_cast<kanban_priority>(d.priority);
-    item.payload = d.payload.empty() ? nullptr : d.payload.data();
-    item.payload_len = d.payload.size();
-    item.attempt = d.attempt;
-    item.deadline_unix_ms = deadline_ms;
-
-    char reason[kReasonCapacity] = {};
-    kanban_result result{sizeof(kanban_result), KANBAN_STATUS_FAIL, reason, sizeof reason};
-    slot.busy_since_ns = start.time_since_epoch().count();
-    {
-        // A shutdown that began before this item started still cancels it.
-        std::lock_guard lock(slot.ctx_mu);
-        slot.ctx = &ctx;
-        if (cancel_running_.load()) ctx.cancelled = true;
-    }
-    const auto generation = handler();  // held until this item is done
-    generation->handle(item, &ctx, &result);
-    {
-        std::lock_guard lock(slot.ctx_mu);
-        slot.ctx = nullptr;
-    }
-    slot.busy_since_ns = 0;
-    done_.end(d.id, result.status == KANBAN_STATUS_OK);
-    const auto end = std::chrono::steady_clock::now();
-    reason[sizeof reason - 1] = '\0';
-    metrics_.handler_duration->Observe(std::chrono::duration<double>(end - start).count());
-
-    const Decision decision = decide({.status = static_cast<int>(result.status),
-                                      .reason = reason,
-                                      .overran = end > ctx.deadline,
-                                      .cancelled_by_stop = ctx.cancelled.load() && cancel_running_.load(),
-                                      .attempt = d.attempt,
-                                      .max_attempts = s.retry.max_attempts});
-    metrics_.processedInc(decision.outcome);
-    switch (decision.action) {
-        case Action::ack:
-            if (decision.outcome == metrics::Outcome::timeout)
-                spdlog::warn("handler finished after its deadline domain={} id={} attempt={}", dom.name, d.id, d.attempt);
-            break;
-        case Action::release:
-            d.release();
-            metrics_.nacked->Increment();
-            spdlog::info("item handed back: its handler stopped for the shutdown domain={} id={} attempt={}", dom.name,
-                         d.id, d.attempt);
-            break;
-        case Action::retry: retry(d, decision.reason, s); break;
-        case Action::dead_letter: deadLetter(d, decision.dead_letter_reason, decision.reason, s); break;
-    }
-    if (decision.action == Action::ack) return Outcome::ok;
-    return decision.breaker == BreakerEffect::failure ? Outcome::failed : Outcome::settled;
 }
 
 void DomainWorkers::swapHandler(std::shared_ptr<const plugin::Instance> handler) {
@@ -472,47 +330,6 @@ void DomainWorkers::swapHandler(std::shared_ptr<const plugin::Instance> handler)
 std::shared_ptr<const plugin::Instance> DomainWorkers::handler() const {
     std::lock_guard lock(handler_mu_);
     return handler_;
-}
-
-void DomainWorkers::notifyScheduled(const broker::Delivery& d, bool ok) {
-    if (settings_.on_scheduled_settled && d.id.rfind("sched:", 0) == 0) settings_.on_scheduled_settled(d.id, ok);
-}
-
-void DomainWorkers::ack(broker::Delivery& d) {
-    d.ack();
-    metrics_.acked->Increment();
-}
-
-void DomainWorkers::ackDuplicate(broker::Delivery& d) {
-    ack(d);
-    metrics_.duplicates->Increment();
-    spdlog::info("item already done, acked without calling the handler domain={} id={} attempt={}", settings_.domain.name,
-                 d.id, d.attempt);
-}
-
-void DomainWorkers::retry(broker::Delivery& d, const std::string& reason, const WorkerSettings& s) {
-    const auto& retry = s.retry;
-    const auto delay = backoffDelay(d.attempt, retry.backoff_initial_ms, retry.backoff_max_ms, kBackoffJitter, unitRandom());
-    d.retryAfter(delay);
-    metrics_.nacked->Increment();
-    spdlog::info("item will be retried domain={} id={} attempt={} delay_ms={} reason=\"{}\"", settings_.domain.name, d.id,
-                 d.attempt, delay.count(), reason);
-}
-
-void DomainWorkers::deadLetter(broker::Delivery& d, metrics::DeadLetterReason why, const std::string& reason,
-                               const WorkerSettings& s) {
-    const auto& retry = s.retry;
-    const std::string& domain = settings_.domain.name;
-    if (Status s = d.deadLetter(reason); !s) {
-        // The item stays with the broker; try again after a backoff.
-        spdlog::error("dead-lettering failed domain={} id={} attempt={}: {}", domain, d.id, d.attempt, s.message());
-        d.retryAfter(backoffDelay(1, retry.backoff_initial_ms, retry.backoff_max_ms, kBackoffJitter, unitRandom()));
-        metrics_.nacked->Increment();
-        return;
-    }
-    metrics_.deadLetteredInc(why);
-    notifyScheduled(d, false);
-    spdlog::warn("item dead-lettered domain={} id={} attempt={} reason=\"{}\"", domain, d.id, d.attempt, reason);
 }
 
 }  // namespace kanban::host::worker

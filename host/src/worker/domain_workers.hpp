@@ -10,7 +10,9 @@
 #include "config/config.hpp"
 #include "metrics/metrics.hpp"
 #include "plugin/plugin.hpp"
+#include "worker/attempt_ledger.hpp"
 #include "worker/circuit_breaker.hpp"
+#include "worker/inflight_journal.hpp"
 #include "worker/local_done_record.hpp"
 #include "worker/pool_control.hpp"
 
@@ -21,6 +23,7 @@
 #include <functional>
 #include <mutex>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
 namespace kanban::host::worker {
@@ -40,9 +43,12 @@ struct WorkerSettings {
 
 class DomainWorkers final : public PoolControl {
 public:
-    // `done` (the process-wide local idempotency record) and `metrics` must outlive this.
+    // `done` (the process-wide local idempotency record), `ledger` (its
+    // attempt records) and `metrics` must outlive this. `journal` (may be
+    // null) marks the items in handlers for the next process.
     DomainWorkers(WorkerSettings settings, std::shared_ptr<const plugin::Instance> handler, broker::WorkQueue& queue,
-                  LocalDoneRecord& done, metrics::DomainMetrics& metrics);
+                  LocalDoneRecord& done, AttemptLedger& ledger, metrics::DomainMetrics& metrics,
+                  std::unique_ptr<InflightJournal> journal = nullptr);
     ~DomainWorkers() override;  // stops and joins
     DomainWorkers(const DomainWorkers&) = delete;
     DomainWorkers& operator=(const DomainWorkers&) = delete;
@@ -58,6 +64,18 @@ public:
     // that then returns anything but ok is released, not failed.
     void requestStop(bool cancel_running = false);
     void join();
+    // join() that gives up at `deadline`: a worker still in a handler then
+    // is abandoned (its item and the unstarted rest of its batch go back to
+    // the broker, the journal marks the call abandoned, the thread is left
+    // to the process: it never touches anything again). False if any was;
+    // then this object must never be destroyed (the caller keeps it).
+    bool joinUntil(std::chrono::steady_clock::time_point deadline);
+    // From a watchdog, a few times a second: the unstarted items of a batch
+    // whose handler is past its deadline go back to the broker at once, so
+    // they neither wait behind it nor expire (which is no attempt, but late).
+    void watch(std::chrono::steady_clock::time_point now);
+    // Items this host settled as dead letters that the DLQ has not taken.
+    std::size_t deadLettersPending() const;
 
     const metrics::DomainMetrics& metrics() const { return metrics_; }
     std::size_t workers() const { return running_.load(); }  // any thread
@@ -81,6 +99,7 @@ public:
 
 private:
     struct Slot {
+        std::size_t index = 0;
         std::thread thread;
         std::atomic<bool> live{false};
         std::atomic<std::int64_t> busy_since_ns{0};  // steady clock; 0 = not in a handler
@@ -88,6 +107,16 @@ private:
         kanban_context* ctx = nullptr;  // the item in the handler, if any (ctx_mu): for cancellation
         std::mutex consumer_mu;
         broker::Consumer* consumer = nullptr;  // the worker's, while it has one (consumer_mu)
+        // While a handler runs: its deadline, its item and the items of the
+        // batch not started yet, for the watchdog and for abandonment.
+        std::atomic<std::int64_t> deadline_ns{0};  // steady clock; 0 = none
+        std::mutex batch_mu;
+        broker::Delivery* current = nullptr;      // batch_mu
+        broker::DeliveryBatch* batch = nullptr;   // batch_mu
+        std::size_t next = 0;                     // batch_mu: the first unstarted index
+        bool handed_back = false;                 // batch_mu: the unstarted rest went back
+        std::atomic<bool> exited{false};          // the thread left run() (or was never started)
+        std::atomic<bool> abandoned{false};
     };
     enum class Outcome { ok, failed, settled };  // failed: counts against the breaker
 
@@ -95,16 +124,27 @@ private:
     // Settles every item of the batch (or leaves it to the broker's
     // redelivery). Returns false when the idempotency store failed.
     bool handleBatch(broker::DeliveryBatch& batch, broker::DoneStore& store, Slot& slot, bool trial);
+    // The attempt records of the batch's items that may have been tried
+    // (this host's ledger, then the shared store): nullopt on a store error.
+    std::optional<std::vector<std::optional<broker::AttemptRecord>>> attemptRecords(
+        broker::DeliveryBatch& batch, const std::vector<bool>& done, broker::DoneStore& store);
     // Runs one item with the batch's settings `s`. ok: the caller records
     // and acks it; otherwise it was settled here.
-    Outcome process(broker::Delivery& d, Slot& slot, const WorkerSettings& s);
+    Outcome process(broker::Delivery& d, Slot& slot, const WorkerSettings& s, broker::DoneStore& store,
+                    const std::optional<broker::AttemptRecord>& record);
+    // Writes an attempt record (this host's ledger and the shared store)
+    // before the item goes back to the broker.
+    void charge(broker::Delivery& d, broker::DoneStore& store, const broker::AttemptRecord& record);
+    // A worker whose handler was abandoned never touches anything again.
+    [[noreturn]] static void park();
     void ack(broker::Delivery& d);
     // Acks an item found done already (no handler call) and counts it.
     void ackDuplicate(broker::Delivery& d);
     void notifyScheduled(const broker::Delivery& d, bool ok);
     // Retries with backoff.
     void retry(broker::Delivery& d, const std::string& reason, const WorkerSettings& s);
-    void deadLetter(broker::Delivery& d, metrics::DeadLetterReason why, const std::string& reason, const WorkerSettings& s);
+    void deadLetter(broker::Delivery& d, metrics::DeadLetterReason why, const std::string& reason,
+                    broker::DoneStore& store, bool had_record);
     void breakerResult(bool ok);
     bool sleepUnlessStopped(std::chrono::milliseconds d);
     // Ends the idle waits of the workers at index >= `from` (Consumer::interrupt).
@@ -119,12 +159,19 @@ private:
     std::shared_ptr<const plugin::Instance> handler_;  // the current generation (handler_mu_)
     broker::WorkQueue& queue_;
     LocalDoneRecord& done_;
+    AttemptLedger& ledger_;
     metrics::DomainMetrics& metrics_;
+    std::unique_ptr<InflightJournal> journal_;
+    // Dead letters the DLQ refused, by id (retried without the handler).
+    mutable std::mutex pending_mu_;
+    std::unordered_set<std::string> pending_dead_letters_;  // pending_mu_
+    std::atomic<std::uint32_t> dead_letter_failures_in_row_{0};  // the retry delay's backoff
     CircuitBreaker breaker_;
     std::atomic<bool> stop_{false};
     std::atomic<bool> cancel_running_{false};
     std::mutex mu_;
     std::condition_variable cv_;
+    std::condition_variable exited_cv_;  // a slot's thread left run() (mu_)
     std::mutex slots_mu_;                       // setTarget and join
     // A worker decides to retire and setTarget decides whether a slot
     // needs a new thread under this lock, so a target raised while a
