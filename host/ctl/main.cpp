@@ -258,19 +258,37 @@ int drain(AdminClient& admin, bool wait, int timeout_s) {
     }
 }
 
+// Pages through GET /dlq/<domain> (bounded by bytes as well as by count)
+// until `limit` items, waiting when the host says it is busy (429).
 int dlqList(AdminClient& admin, const std::string& domain, bool json, int limit) {
-    auto r = admin.call("GET", "/dlq/" + domain + "?limit=" + std::to_string(limit));
-    if (!r) return admin.unreachable();
-    if (r->status != 200 || !r->body.is_object()) return AdminClient::refused(*r);
+    nlohmann::json all{{"domain", domain}, {"items", nlohmann::json::array()}, {"more", false}};
+    std::uint64_t after = 0;
+    for (int busy = 0;;) {
+        const std::size_t left = static_cast<std::size_t>(limit) - all["items"].size();
+        auto r = admin.call("GET", "/dlq/" + domain + "?limit=" + std::to_string(left) + "&after=" + std::to_string(after));
+        if (!r) return admin.unreachable();
+        if (r->status == 429 && ++busy < 60) {
+            std::this_thread::sleep_for(std::chrono::seconds(1));
+            continue;
+        }
+        if (r->status != 200 || !r->body.is_object()) return AdminClient::refused(*r);
+        for (auto& item : r->body["items"]) all["items"].push_back(std::move(item));
+        if (r->body.contains("unavailable")) all["unavailable"] = r->body["unavailable"];
+        all["more"] = r->body.value("more", false);
+        if (!all["more"].get<bool>() || all["items"].size() >= static_cast<std::size_t>(limit)) break;
+        after = r->body.value("next_after", std::uint64_t{0});
+    }
+    all["count"] = all["items"].size();
     if (json) {
-        std::cout << dump(r->body) << "\n";
+        std::cout << dump(all) << "\n";
         return kExitOk;
     }
-    for (const auto& item : r->body["items"])
+    for (const auto& item : all["items"])
         std::printf("%llu\t%s\tattempts=%u\t%s\treason=%s\n", item.value("sequence", 0ULL), item.value("id", "").c_str(),
                     item.value("attempts", 0U), item.value("dead_lettered_at", "").c_str(), item.value("reason", "").c_str());
     std::fflush(stdout);
-    std::fprintf(stderr, "%zu dead-lettered item(s) in %s\n", r->body["items"].size(), domain.c_str());
+    std::fprintf(stderr, "%zu dead-lettered item(s) in %s%s\n", all["items"].size(), domain.c_str(),
+                 all["more"].get<bool>() ? " (more: raise --limit)" : "");
     return kExitOk;
 }
 
@@ -311,8 +329,10 @@ int scheduleCancel(AdminClient& admin, const std::string& name) {
     return kExitOk;
 }
 
-int dlqReplay(AdminClient& admin, const std::string& domain, const std::string& id) {
-    const std::string body = id.empty() ? "{}" : nlohmann::json{{"id", id}}.dump();
+int dlqReplay(AdminClient& admin, const std::string& domain, const std::string& id, const std::string& id_base64) {
+    const std::string body = !id_base64.empty() ? nlohmann::json{{"id_base64", id_base64}}.dump()
+                             : id.empty()       ? "{}"
+                                                : nlohmann::json{{"id", id}}.dump();
     auto r = admin.call("POST", "/dlq/" + domain + "/replay", body);
     if (!r) return admin.unreachable();
     if ((r->status != 200 && r->status != 409) || !r->body.is_object()) return AdminClient::refused(*r);
@@ -366,7 +386,7 @@ int main(int argc, char** argv) {
     drain_cmd->add_option("--timeout", timeout_s, "with --wait: give up after this many seconds (0 = never)")
         ->check(CLI::NonNegativeNumber);
 
-    std::string dlq_domain, dlq_id;
+    std::string dlq_domain, dlq_id, dlq_id_base64;
     int dlq_limit = 100;
     auto* dlq_cmd = app.add_subcommand("dlq", "dead-letter queue commands");
     dlq_cmd->require_subcommand(1);
@@ -376,7 +396,10 @@ int main(int argc, char** argv) {
     dlq_list->add_option("--limit", dlq_limit, "at most this many")->check(CLI::Range(1, 10000));
     auto* dlq_replay = dlq_cmd->add_subcommand("replay", "publish dead-lettered items again (all, or --id)");
     dlq_replay->add_option("DOMAIN", dlq_domain, "domain")->required();
-    dlq_replay->add_option("--id", dlq_id, "only this work id");
+    auto* id_opt = dlq_replay->add_option("--id", dlq_id, "only this work id");
+    dlq_replay->add_option("--id-base64", dlq_id_base64, "only this work id, given in base64 (an id that is not UTF-8, "
+                                                         "as id_base64 in dlq list --json)")
+        ->excludes(id_opt);
 
     std::string sched_name, sched_domain, sched_priority = "normal", sched_cron, sched_payload = "{}";
     std::int64_t sched_every = 0, sched_deadline = 0;
@@ -425,7 +448,7 @@ int main(int argc, char** argv) {
             if (*health_cmd) rc = health(admin, json);
             if (*drain_cmd) rc = drain(admin, wait, timeout_s);
             if (*dlq_list) rc = dlqList(admin, dlq_domain, json, dlq_limit);
-            if (*dlq_replay) rc = dlqReplay(admin, dlq_domain, dlq_id);
+            if (*dlq_replay) rc = dlqReplay(admin, dlq_domain, dlq_id, dlq_id_base64);
             if (*sched_add) {
                 nlohmann::json job{{"name", sched_name}, {"domain", sched_domain}, {"priority", sched_priority},
                                    {"payload", sched_payload}};

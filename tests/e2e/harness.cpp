@@ -25,6 +25,7 @@ std::string makeConfig(const std::vector<DomainSpec>& domains, const HostOptions
     for (const auto& u : o.nats_servers.empty() ? std::vector<std::string>{o.nats_url} : o.nats_servers)
         servers += (servers.empty() ? "\"" : ", \"") + u + "\"";
     std::string t = "[nats]\nservers = [" + servers + "]\nreplicas = " + std::to_string(o.replicas) + "\n" +
+                    (o.max_msgs > 0 ? "max_msgs = " + std::to_string(o.max_msgs) + "\n" : std::string()) +
                     (o.rabbitmq_url.empty() ? "[rabbitmq]\nenabled = false\n"
                                             : "[rabbitmq]\nenabled = true\nurl = \"" + o.rabbitmq_url +
                                                   "\"\nconfirm_timeout_ms = " +

@@ -56,6 +56,7 @@ struct HostOptions {
     std::string nats_url;      // instead of the test's nats-server (e.g. one where nothing listens)
     std::vector<std::string> nats_servers;  // instead of both: a cluster's nodes
     int replicas = 1;                       // nats.replicas
+    std::int64_t max_msgs = 0;              // nats.max_msgs (0: the default)
     std::string extra_toml;    // appended as is ([scheduler], [[schedule]] tables)
 };
 

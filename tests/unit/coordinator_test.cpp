@@ -48,7 +48,7 @@ public:
         }
         return r;
     }
-    broker::DeadLetterListing deadLetters(std::string_view, std::size_t) override { return {}; }
+    broker::DeadLetterListing deadLetters(std::string_view, const broker::DeadLetterQuery&) override { return {}; }
     broker::ReplayReport replay(std::string_view, const std::optional<std::string>&) override { return {}; }
 
     std::map<std::string, std::uint64_t> depth, dead, rabbit_dead;

@@ -5,6 +5,11 @@
 
 #include <sys/socket.h>
 
+#include <atomic>
+#include <tuple>
+
+#include "common/base64.hpp"
+
 
 namespace kanban::host::admin {
 namespace {
@@ -20,6 +25,31 @@ constexpr std::size_t kThreads = 64;
 constexpr time_t kReadTimeoutS = 2;       // a request that does not come in this long
 constexpr time_t kWriteTimeoutS = 5;      // a client that does not read its answer
 constexpr time_t kKeepAliveTimeoutS = 2;  // an idle kept-alive connection
+// Requests that read the dead-letter queue (listings, replays): at most this
+// many at once, each page at most kMaxPageBytes of payload (1 MiB unless
+// asked), so that clients listing a large DLQ cannot take the host's memory.
+constexpr int kHeavyRequests = 2;
+constexpr std::size_t kMaxPageBytes = 16u << 20;
+
+// One of the kHeavyRequests places, if one is free.
+class Heavy {
+public:
+    explicit Heavy(std::atomic<int>& in_use) : in_use_(in_use) {
+        taken_ = in_use_.fetch_add(1) < kHeavyRequests;
+        if (!taken_) in_use_.fetch_sub(1);
+    }
+    ~Heavy() {
+        if (taken_) in_use_.fetch_sub(1);
+    }
+    Heavy(const Heavy&) = delete;
+    Heavy& operator=(const Heavy&) = delete;
+    explicit operator bool() const { return taken_; }
+
+private:
+    std::atomic<int>& in_use_;
+    bool taken_ = false;
+};
+
 
 void send(httplib::Response& res, const Reply& r) {
     res.status = r.status;
@@ -41,6 +71,12 @@ std::optional<nlohmann::json> jsonObject(const httplib::Request& req, httplib::R
         return std::nullopt;
     }
     return body;
+}
+
+void busy(httplib::Response& res) {
+    res.set_header("Retry-After", "1");
+    send(res, errorReply(429, "the dead-letter queue is being read by " + std::to_string(kHeavyRequests) +
+                                  " other requests; retry in a moment"));
 }
 
 // Constant-time comparison: the token must not leak through timing.
@@ -94,17 +130,31 @@ AdminServer::AdminServer(AdminApi& api, std::string token)
     srv.Delete(R"(/schedules/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
         send(res, api_.cancelSchedule(req.matches[1]));
     });
+    // Dead-letter listings and replays read the DLQ: at most kHeavyRequests
+    // run at once (each bounded by its page), the others are told to come back.
     srv.Get(R"(/dlq/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
-        std::size_t limit = 100;
-        if (req.has_param("limit")) {
+        broker::DeadLetterQuery query;
+        for (auto [name, field, most] : {std::tuple{"limit", &query.limit, std::size_t{10000}},
+                                         std::tuple{"max_bytes", &query.max_bytes, kMaxPageBytes}}) {
+            if (!req.has_param(name)) continue;
             try {
-                limit = std::stoul(req.get_param_value("limit"));
+                *field = std::clamp<std::size_t>(std::stoul(req.get_param_value(name)), 1, most);
             } catch (const std::exception&) {
-                send(res, errorReply(400, "limit must be a positive number"));
+                send(res, errorReply(400, std::string(name) + " must be a positive number"));
                 return;
             }
         }
-        send(res, api_.deadLetters(req.matches[1], std::clamp<std::size_t>(limit, 1, 10000)));
+        if (req.has_param("after")) {
+            try {
+                query.after = std::stoull(req.get_param_value("after"));
+            } catch (const std::exception&) {
+                send(res, errorReply(400, "after must be a sequence number (a page's next_after)"));
+                return;
+            }
+        }
+        Heavy heavy(heavy_);
+        if (!heavy) return busy(res);
+        send(res, api_.deadLetters(req.matches[1], query));
     });
     srv.Post(R"(/dlq/([^/]+)/replay)", [this](const httplib::Request& req, httplib::Response& res) {
         std::optional<std::string> id;
@@ -116,7 +166,19 @@ AdminServer::AdminServer(AdminApi& api, std::string token)
                 return;
             }
             if (body->contains("id")) id = (*body)["id"].get<std::string>();
+            // An id that is not UTF-8, as GET /dlq gives it.
+            if (body->contains("id_base64")) {
+                std::optional<std::string> raw;
+                if ((*body)["id_base64"].is_string()) raw = fromBase64((*body)["id_base64"].get<std::string>());
+                if (!raw) {
+                    send(res, errorReply(400, "\"id_base64\" must be a base64 string"));
+                    return;
+                }
+                id = std::move(raw);
+            }
         }
+        Heavy heavy(heavy_);
+        if (!heavy) return busy(res);
         send(res, api_.replay(req.matches[1], id));
     });
 

@@ -6,10 +6,12 @@
 #pragma once
 
 #include "admin/token.hpp"
+#include "broker/inspection.hpp"
 #include "common/result.hpp"
 
 #include <nlohmann/json.hpp>
 
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <string>
@@ -38,7 +40,7 @@ public:
     virtual Reply schedules() = 0;            // GET /schedules
     virtual Reply addSchedule(const nlohmann::json& body) = 0;  // POST /schedules
     virtual Reply cancelSchedule(const std::string& name) = 0;  // DELETE /schedules/<name>
-    virtual Reply deadLetters(const std::string& domain, std::size_t limit) = 0;  // GET /dlq/<domain>
+    virtual Reply deadLetters(const std::string& domain, const broker::DeadLetterQuery& query) = 0;  // GET /dlq/<domain>
     virtual Reply replay(const std::string& domain, const std::optional<std::string>& id) = 0;  // POST /dlq/<domain>/replay
 };
 
@@ -61,6 +63,7 @@ public:
 private:
     AdminApi& api_;
     std::string token_;
+    std::atomic<int> heavy_{0};  // dead-letter requests running
     std::unique_ptr<httplib::Server> server_;
     std::thread thread_;
     int port_ = 0;

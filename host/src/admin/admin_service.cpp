@@ -56,6 +56,7 @@ nlohmann::json AdminService::health() {
     nlohmann::json domains = nlohmann::json::object();
     std::size_t workers = 0, target = 0, failed = 0;
     std::uint64_t busy = 0;  // running domains: waiting + in flight
+    std::size_t dead_letters_pending = 0;
     for (const auto& e : entries) {
         nlohmann::json d;
         const auto& m = p_.metrics.domain(e.name);
@@ -78,6 +79,11 @@ nlohmann::json AdminService::health() {
         const auto at_tick = tick->domains.find(e.name);
         d["oldest_item_age_seconds"] = at_tick != tick->domains.end() ? at_tick->second.oldest_item_age_s : 0.0;
         d["dead_letters"] = at_tick != tick->domains.end() ? at_tick->second.dead_letters : 0;
+        // Settled as dead letters, refused by the DLQ (full, unreachable):
+        // still in the work queue, offered to the DLQ again without a handler call.
+        const std::size_t pending = e.pool ? e.pool->deadLettersPending() : 0;
+        d["dead_letters_pending"] = pending;
+        if (pending > 0) d["warning"] = std::to_string(pending) + " dead letter(s) the dead-letter queue refused (full?)";
         d["circuit"] = e.pool ? std::string(worker::CircuitBreaker::name(e.pool->circuit())) : "closed";
         d["stalled"] = e.pool ? e.pool->stalled(stall) : 0;
         d["plugin"] =
@@ -88,6 +94,7 @@ nlohmann::json AdminService::health() {
                           {"timeout", m.processedValue(metrics::Outcome::timeout)}};
         workers += w;
         target += t;
+        dead_letters_pending += pending;
         if (!e.pool)
             ++failed;
         else
@@ -103,7 +110,7 @@ nlohmann::json AdminService::health() {
         status = "drained";
     else if (draining)
         status = "draining";
-    else if (failed > 0)
+    else if (failed > 0 || dead_letters_pending > 0)
         status = "degraded";
     const auto now = std::chrono::system_clock::now().time_since_epoch();
     return {{"status", status},
@@ -163,10 +170,10 @@ Reply AdminService::cancelSchedule(const std::string& name) {
     return {200, {{"cancelled", name}}};
 }
 
-Reply AdminService::deadLetters(const std::string& domain, std::size_t limit) {
+Reply AdminService::deadLetters(const std::string& domain, const broker::DeadLetterQuery& query) {
     if (p_.cfg()->findDomain(domain) == nullptr) return errorReply(404, "unknown domain \"" + domain + "\"");
     // Every broker's dead-letter queue; one that is unreachable is reported, not fatal.
-    const broker::DeadLetterListing listing = p_.brokers.deadLetters(domain, limit);
+    const broker::DeadLetterListing listing = p_.brokers.deadLetters(domain, query);
     if (!listing.answered) {
         nlohmann::json why = listing.unavailable;
         return errorReply(503, "no broker answered: " + why.dump());
@@ -174,19 +181,23 @@ Reply AdminService::deadLetters(const std::string& domain, std::size_t limit) {
     nlohmann::json items = nlohmann::json::array();
     for (const auto& dl : listing.items) {
         nlohmann::json j{{"sequence", dl.sequence},
-                         {"id", dl.id},
                          {"reason", dl.reason},
                          {"attempts", dl.attempts},
                          {"original_subject", dl.original_subject},
                          {"dead_lettered_at", dl.dead_lettered_at},
                          {"backend", dl.backend}};
+        // An id that is not UTF-8 cannot be a JSON string as it is: it is
+        // given in base64 too, and replay takes it back in that form.
+        j["id"] = dl.id;  // (shown with U+FFFD where it is not UTF-8)
+        if (!isValidUtf8(dl.id)) j["id_base64"] = base64(dl.id);
         if (isValidUtf8(dl.payload))
             j["payload"] = dl.payload;
         else
             j["payload_base64"] = base64(dl.payload);
         items.push_back(std::move(j));
     }
-    nlohmann::json reply{{"domain", domain}, {"count", items.size()}, {"items", items}};
+    nlohmann::json reply{{"domain", domain}, {"count", items.size()}, {"items", items}, {"more", listing.more}};
+    if (listing.more) reply["next_after"] = listing.next_after;
     if (!listing.unavailable.empty()) reply["unavailable"] = listing.unavailable;
     return {200, reply};
 }

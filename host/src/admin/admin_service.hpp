@@ -45,7 +45,7 @@ public:
     Reply schedules() override;
     Reply addSchedule(const nlohmann::json& body) override;
     Reply cancelSchedule(const std::string& name) override;
-    Reply deadLetters(const std::string& domain, std::size_t limit) override;
+    Reply deadLetters(const std::string& domain, const broker::DeadLetterQuery& query) override;
     Reply replay(const std::string& domain, const std::optional<std::string>& id) override;
 
 private:

@@ -336,22 +336,34 @@ QueueReport Failover::inspect(const std::vector<std::string>& domains, const Ins
     return report;
 }
 
-DeadLetterListing Failover::deadLetters(std::string_view domain, std::size_t limit) {
+DeadLetterListing Failover::deadLetters(std::string_view domain, const DeadLetterQuery& query) {
     DeadLetterListing out;
+    out.next_after = query.after;
+    std::size_t bytes = 0;
     for (BackendInspection* b : inspectable()) {
         const std::string name(b->backendName());
-        if (out.items.size() >= limit) break;
+        if (out.more || out.items.size() >= query.limit || bytes >= query.max_bytes) break;
         if (b == nats_ && !natsUsable()) {  // (RabbitMQ connects for the listing: its last probe may be stale)
             out.unavailable[name] = "not connected";
             continue;
         }
-        auto list = b->deadLetters(domain, limit - out.items.size());
-        if (!list) {
-            out.unavailable[name] = list.message();
+        DeadLetterQuery rest = query;
+        rest.limit = query.limit - out.items.size();
+        rest.max_bytes = query.max_bytes - bytes;
+        auto page = b->deadLetters(domain, rest);
+        if (!page) {
+            out.unavailable[name] = page.message();
             continue;
         }
         out.answered = true;
-        for (auto& dl : *list) out.items.push_back(std::move(dl));
+        if (b == nats_) {
+            out.more = page->more;
+            out.next_after = page->next_after;
+        }
+        for (auto& dl : page->items) {
+            bytes += dl.payload.size();
+            out.items.push_back(std::move(dl));
+        }
     }
     return out;
 }

@@ -52,7 +52,7 @@ public:
     // Inspector: every configured backend is asked, the answers merged.
     bool reachable(std::string_view backend) const override;
     QueueReport inspect(const std::vector<std::string>& domains, const InspectOptions& options) override;
-    DeadLetterListing deadLetters(std::string_view domain, std::size_t limit) override;
+    DeadLetterListing deadLetters(std::string_view domain, const DeadLetterQuery& query) override;
     ReplayReport replay(std::string_view domain, const std::optional<std::string>& id) override;
     // Which backend served the last successful publish.
     std::string_view lastPublishBackend() const;

@@ -74,6 +74,23 @@ using Republish = std::function<Status(const PublishRequest&)>;
 // Per item tried by a replay: its id and "" (replayed) or why not.
 using ReplayResults = std::vector<std::pair<std::string, std::string>>;
 
+// One page of a dead-letter listing, so that no request holds a whole DLQ
+// in memory: at most `limit` items and `max_bytes` of payload (a page has
+// at least one item, whatever its size).
+struct DeadLetterQuery {
+    std::size_t limit = 100;
+    std::size_t max_bytes = 1 << 20;
+    // JetStream: start after this dead-letter sequence (the last page's
+    // next_after). RabbitMQ's fallback queue is listed on the first page only.
+    std::uint64_t after = 0;
+};
+
+struct DeadLetterPage {
+    std::vector<DeadLetter> items;
+    bool more = false;             // the page is full: ask again with after = next_after
+    std::uint64_t next_after = 0;  // the last sequence listed
+};
+
 // What one backend answers. Called from the coordinator's and the admin
 // API's threads; implementations are thread-safe.
 class BackendInspection {
@@ -84,8 +101,8 @@ public:
     // disconnected server would wait for its timeout).
     virtual bool answering() const = 0;
     virtual Result<BackendReport> inspect(const std::vector<std::string>& domains, const InspectOptions& options) = 0;
-    // Oldest first, at most `limit`; each tagged with this backend.
-    virtual Result<std::vector<DeadLetter>> deadLetters(std::string_view domain, std::size_t limit) = 0;
+    // Oldest first, one page; each tagged with this backend.
+    virtual Result<DeadLetterPage> deadLetters(std::string_view domain, const DeadLetterQuery& query) = 0;
     // Publishes each dead letter of `domain` (only `id` when given) with
     // `republish`; a dead letter is removed only once that succeeded.
     virtual Result<ReplayResults> replayDeadLetters(std::string_view domain, const std::optional<std::string>& id,
@@ -95,6 +112,8 @@ public:
 // Dead letters of one domain across the backends.
 struct DeadLetterListing {
     std::vector<DeadLetter> items;
+    bool more = false;             // NATS has more after next_after
+    std::uint64_t next_after = 0;
     std::map<std::string, std::string> unavailable;  // backend -> why it did not answer
     bool answered = false;                           // at least one backend answered
 };
@@ -118,7 +137,7 @@ public:
     // Probes the backends that are down and re-evaluates the active one.
     virtual void refresh() = 0;
     virtual QueueReport inspect(const std::vector<std::string>& domains, const InspectOptions& options) = 0;
-    virtual DeadLetterListing deadLetters(std::string_view domain, std::size_t limit) = 0;
+    virtual DeadLetterListing deadLetters(std::string_view domain, const DeadLetterQuery& query) = 0;
     // Republishes through the failover path (NATS, else RabbitMQ).
     virtual ReplayReport replay(std::string_view domain, const std::optional<std::string>& id) = 0;
 };

@@ -70,7 +70,7 @@ public:
     // BackendInspection (jetstream_inspection.cpp)
     bool answering() const override { return connected(); }
     Result<BackendReport> inspect(const std::vector<std::string>& domains, const InspectOptions& options) override;
-    Result<std::vector<DeadLetter>> deadLetters(std::string_view domain, std::size_t limit) override;
+    Result<DeadLetterPage> deadLetters(std::string_view domain, const DeadLetterQuery& query) override;
     Result<ReplayResults> replayDeadLetters(std::string_view domain, const std::optional<std::string>& id,
                                             const Republish& republish) override;
 

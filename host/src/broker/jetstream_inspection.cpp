@@ -30,11 +30,13 @@ Result<std::array<std::uint64_t, 3>> JetStream::queueDepth(std::string_view doma
     return depth;
 }
 
-Result<std::vector<DeadLetter>> JetStream::deadLetters(std::string_view domain, std::size_t limit) {
-    std::vector<DeadLetter> out;
+Result<DeadLetterPage> JetStream::deadLetters(std::string_view domain, const DeadLetterQuery& query) {
+    DeadLetterPage page;
+    page.next_after = query.after;
     const std::string stream = deadLetterStream();
     const std::string subject = deadLetterSubject(domain);
-    for (std::uint64_t next = 1; out.size() < limit;) {
+    std::size_t bytes = 0;
+    for (std::uint64_t next = query.after + 1;;) {
         jsDirectGetMsgOptions o;
         jsDirectGetMsgOptions_Init(&o);
         o.Sequence = next;
@@ -43,6 +45,12 @@ Result<std::vector<DeadLetter>> JetStream::deadLetters(std::string_view domain, 
         natsStatus s = js_DirectGetMsg(&m, js_, stream.c_str(), nullptr, &o);
         if (s == NATS_NOT_FOUND) break;  // no more on this subject
         if (s != NATS_OK) return Error{"read dead letters of " + std::string(domain) + ": " + nats::error(s)};
+        const auto size = static_cast<std::size_t>(natsMsg_GetDataLength(m));
+        if (!page.items.empty() && (page.items.size() >= query.limit || bytes + size > query.max_bytes)) {
+            natsMsg_Destroy(m);  // the next page's first
+            page.more = true;
+            break;
+        }
         DeadLetter dl;
         const char* seq = nats::header(m, "Nats-Sequence");
         dl.sequence = seq != nullptr ? nats::parseInt64(seq).value_or(0) : 0;
@@ -52,15 +60,17 @@ Result<std::vector<DeadLetter>> JetStream::deadLetters(std::string_view domain, 
         if (const char* v = nats::header(m, "Kanban-Attempts"))
             dl.attempts = static_cast<std::uint32_t>(nats::parseInt64(v).value_or(0));
         if (const char* v = nats::header(m, "Nats-Time-Stamp")) dl.dead_lettered_at = v;  // RFC 3339, from the server
-        dl.payload.assign(natsMsg_GetData(m), static_cast<std::size_t>(natsMsg_GetDataLength(m)));
+        dl.payload.assign(natsMsg_GetData(m), size);
         dl.backend = "nats";
         natsMsg_Destroy(m);
         if (dl.sequence == 0)
             return Error{"read dead letters of " + std::string(domain) + ": reply without Nats-Sequence"};
         next = dl.sequence + 1;
-        out.push_back(std::move(dl));
+        bytes += size;
+        page.next_after = dl.sequence;
+        page.items.push_back(std::move(dl));
     }
-    return out;
+    return page;
 }
 
 Status JetStream::removeDeadLetter(std::uint64_t sequence) {
@@ -154,27 +164,41 @@ Result<BackendReport> JetStream::inspect(const std::vector<std::string>& domains
 
 Result<ReplayResults> JetStream::replayDeadLetters(std::string_view domain, const std::optional<std::string>& id,
                                                    const Republish& republish) {
-    // Only what is there now: a replayed item that fails again is dead-lettered anew and must not loop.
-    auto list = deadLetters(domain, kMaxReplay);
-    if (!list) return list.error();
+    // Only what is there now: a replayed item that fails again is
+    // dead-lettered anew (after `last`) and must not loop. Page by page, so
+    // a large DLQ is never held in memory at once.
+    jsStreamInfo* si = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    if (natsStatus s = js_GetStreamInfo(&si, js_, deadLetterStream().c_str(), nullptr, &jerr); s != NATS_OK)
+        return Error{"stream info " + deadLetterStream() + ": " + nats::error(s, jerr)};
+    const std::uint64_t last = si->State.LastSeq;
+    jsStreamInfo_Destroy(si);
     ReplayResults out;
-    for (const auto& dl : *list) {
-        if (id && dl.id != *id) continue;
-        Status s = Ok{};
-        if (dl.id.empty()) {
-            s = Error{"dead letter has no original id"};
-        } else {
-            PublishRequest req;
-            req.domain = std::string(domain);
-            req.priority = subjectPriority(dl.original_subject).value_or(Priority::normal);
-            req.payload = dl.payload;
-            req.id = dl.id;
-            s = republish(req);
-            if (s) s = removeDeadLetter(dl.sequence);
+    DeadLetterQuery query;
+    query.limit = 1000;
+    for (;;) {
+        auto page = deadLetters(domain, query);
+        if (!page) return page.error();
+        for (const auto& dl : page->items) {
+            if (dl.sequence > last || out.size() >= kMaxReplay) return out;
+            if (id && dl.id != *id) continue;
+            Status s = Ok{};
+            if (dl.id.empty()) {
+                s = Error{"dead letter has no original id"};
+            } else {
+                PublishRequest req;
+                req.domain = std::string(domain);
+                req.priority = subjectPriority(dl.original_subject).value_or(Priority::normal);
+                req.payload = dl.payload;
+                req.id = dl.id;
+                s = republish(req);
+                if (s) s = removeDeadLetter(dl.sequence);
+            }
+            out.emplace_back(dl.id, s ? "" : s.message());
         }
-        out.emplace_back(dl.id, s ? "" : s.message());
+        if (!page->more) return out;
+        query.after = page->next_after;
     }
-    return out;
 }
 
 }  // namespace kanban::host::broker

@@ -315,19 +315,26 @@ DeadLetter toDeadLetter(const amqp::Envelope& e) {
 }
 }  // namespace
 
-Result<std::vector<DeadLetter>> RabbitMq::deadLetters(std::string_view domain, std::size_t limit) {
+Result<DeadLetterPage> RabbitMq::deadLetters(std::string_view domain, const DeadLetterQuery& query) {
+    DeadLetterPage page;
+    if (query.after != 0) return page;  // a queue has no positions to resume from: first page only
     // A connection of its own: closing it hands every message it took back.
     auto c = connect("dead-letter reader");
     if (!c) return c.error();
-    std::vector<DeadLetter> out;
     if (Status s = declareDomain(**c, domain); !s) return s.error();
-    while (out.size() < limit) {
+    std::size_t bytes = 0;
+    for (;;) {
+        if (!page.items.empty() && (page.items.size() >= query.limit || bytes >= query.max_bytes)) {
+            page.more = true;
+            break;
+        }
         auto e = (*c)->get(amqpDeadLetterQueue(domain));
         if (!e) return e.error();
         if (!*e) break;
-        out.push_back(toDeadLetter(**e));
+        bytes += (*e)->body.size();
+        page.items.push_back(toDeadLetter(**e));
     }
-    return out;
+    return page;
 }
 
 Result<ReplayResults> RabbitMq::replayDeadLetters(std::string_view domain, const std::optional<std::string>& id,

@@ -62,7 +62,7 @@ public:
     Result<BackendReport> inspect(const std::vector<std::string>& domains, const InspectOptions& options) override;
     // Oldest first, at most `limit`. Reading takes the messages and hands
     // them back unacknowledged: the queue keeps them, in order.
-    Result<std::vector<DeadLetter>> deadLetters(std::string_view domain, std::size_t limit) override;
+    Result<DeadLetterPage> deadLetters(std::string_view domain, const DeadLetterQuery& query) override;
     Result<ReplayResults> replayDeadLetters(std::string_view domain, const std::optional<std::string>& id,
                                             const Republish& republish) override;
 

@@ -7,6 +7,8 @@
 #include <boost/archive/iterators/transform_width.hpp>
 
 #include <algorithm>
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -22,6 +24,31 @@ inline std::string base64(std::string_view in, bool url_safe = false) {
     }
     std::replace(out.begin(), out.end(), '+', '-');
     std::replace(out.begin(), out.end(), '/', '_');
+    return out;
+}
+
+// Standard base64 with or without padding; nullopt if `in` is not base64.
+inline std::optional<std::string> fromBase64(std::string_view in) {
+    while (!in.empty() && in.back() == '=') in.remove_suffix(1);
+    std::string out;
+    std::uint32_t acc = 0;
+    int bits = 0;
+    for (char c : in) {
+        int v;
+        if (c >= 'A' && c <= 'Z') v = c - 'A';
+        else if (c >= 'a' && c <= 'z') v = c - 'a' + 26;
+        else if (c >= '0' && c <= '9') v = c - '0' + 52;
+        else if (c == '+' || c == '-') v = 62;
+        else if (c == '/' || c == '_') v = 63;
+        else return std::nullopt;
+        acc = (acc << 6) | static_cast<std::uint32_t>(v);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out.push_back(static_cast<char>((acc >> bits) & 0xff));
+        }
+    }
+    if (bits >= 6) return std::nullopt;  // a lone trailing character
     return out;
 }
 

@@ -139,6 +139,11 @@ void Coordinator::tick() {
         total += depth;
         snap->domains[d.name] = {depth, w.oldest_item_age_s, w.dead_letters};
         if (!d.pool) continue;
+        if (const std::size_t pending = d.pool->deadLettersPending(); pending > 0)
+            spdlog::warn("domain={}: {} dead letter(s) refused by the dead-letter queue (full? see "
+                         "kanban_dead_letter_failures_total); they stay in the work queue and are offered again "
+                         "without running their handlers",
+                         d.name, pending);
         w.samples.push_back(depth);
         while (w.samples.size() > window) w.samples.pop_front();
         double avg = 0;

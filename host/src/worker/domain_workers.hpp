@@ -75,7 +75,7 @@ public:
     // they neither wait behind it nor expire (which is no attempt, but late).
     void watch(std::chrono::steady_clock::time_point now);
     // Items this host settled as dead letters that the DLQ has not taken.
-    std::size_t deadLettersPending() const;
+    std::size_t deadLettersPending() const override;
 
     const metrics::DomainMetrics& metrics() const { return metrics_; }
     std::size_t workers() const { return running_.load(); }  // any thread

@@ -20,6 +20,8 @@ public:
     virtual void setTarget(std::size_t count) = 0;
     // Workers whose current item has been in the handler longer than `threshold`.
     virtual std::size_t stalled(std::chrono::milliseconds threshold) const = 0;
+    // Items settled as dead letters that the DLQ refused (full, unreachable).
+    virtual std::size_t deadLettersPending() const { return 0; }
 };
 
 }  // namespace kanban::host::worker
