@@ -101,5 +101,19 @@ TEST_F(ControlPlane, ReadinessReportsAStuckReload) {
     EXPECT_EQ(kd.proc().wait(30s), std::optional<int>(0)) << kd.log();
 }
 
+// A NATS server that stops answering but keeps its connections (SIGSTOP)
+// is noticed: /readyz answers 503 while it is paused and 200 after.
+TEST_F(ControlPlane, ReadinessDropsWhileNatsDoesNotAnswer) {
+    Kanband& kd = start({{"orders", kFixtures + "/recorder.so", recorderSettings(out)}});
+    ASSERT_TRUE(kd.waitReady()) << kd.log();
+    nats.pause();
+    const bool noticed = waitFor([&] { return kd.httpStatus("/readyz") == 503; }, 20s);
+    nats.resume();
+    ASSERT_TRUE(noticed) << "/readyz stayed 200 with the server paused\n" << kd.log();
+    EXPECT_TRUE(waitFor([&] { return kd.httpStatus("/readyz") == 200; }, 30s)) << kd.log();
+    const auto ids = publish(cfg, "orders", "normal", 3);
+    EXPECT_TRUE(waitFor([&] { return allHandled(out, ids); }, 20s)) << kd.log();
+}
+
 }  // namespace
 }  // namespace kanban::test

@@ -38,6 +38,25 @@ protected:
     }
 };
 
+// A breaker opened by an item that then waits out a long backoff: the
+// trials find nothing, so after an open period of empty trials the breaker
+// closes; the gauge and /health do not sit at half_open on an idle domain.
+TEST_F(Coordinator, AnIdleDomainsBreakerDoesNotStayHalfOpen) {
+    HostOptions o;
+    o.failure_threshold = 1;
+    o.open_ms = 500;
+    o.backoff_initial_ms = 120000;  // the failed item is away for minutes
+    o.backoff_max_ms = 120000;
+    Kanband& kd = start({{"orders", kFixtures + "/recorder.so", recorderSettings(out)}}, o);
+    ASSERT_TRUE(kd.waitReady()) << kd.log();
+    publish(cfg, "orders", "normal", 1, "retry");
+    ASSERT_TRUE(waitFor([&] { return kd.logHas("circuit opened domain=orders"); }, 10s)) << kd.log();
+    ASSERT_TRUE(waitFor([&] { return kd.logHas("circuit half-open domain=orders"); }, 10s)) << kd.log();
+    EXPECT_TRUE(waitFor([&] { return scrape(kd, R"(kanban_circuit_state{domain="orders"})") == 0; }, 10s)) << kd.log();
+    EXPECT_EQ(domainHealth(kd)["circuit"], "closed");
+    EXPECT_THAT(kd.log(), HasSubstr("circuit closed domain=orders: nothing waits to be tried"));
+}
+
 // F14 / spec test 9: a downstream outage opens the breaker; while open the
 // domain pulls nothing but one trial per open period, the items wait in
 // the broker and none is dead-lettered; after recovery all are handled.

@@ -179,7 +179,8 @@ TEST_F(WorkSemantics, RetriesBackOffExponentiallyThenDeadLetterWithHeaders) {
 }
 
 // Deadlines on the wire (B22): past or negative → dead-lettered without
-// calling the handler; non-numeric → the domain default, with a warning;
+// calling the handler; non-numeric or out of range (20 digits) → the domain
+// default, with a warning that says which;
 // far future → accepted (the handler's time is still capped by timeout_ms).
 TEST_F(WorkSemantics, DeadlinesAreEnforcedBeforeTheHandlerRuns) {
     Kanband& kd = start({{"orders", kFixtures + "/recorder.so", recorderSettings(out)}});
@@ -190,9 +191,10 @@ TEST_F(WorkSemantics, DeadlinesAreEnforcedBeforeTheHandlerRuns) {
     ASSERT_TRUE(probe.publish(subject, "{}", {{"Nats-Msg-Id", "past"}, {"Kanban-Deadline", std::to_string(now - 1000)}}));
     ASSERT_TRUE(probe.publish(subject, "{}", {{"Nats-Msg-Id", "negative"}, {"Kanban-Deadline", "-5"}}));
     ASSERT_TRUE(probe.publish(subject, "{}", {{"Nats-Msg-Id", "garbage"}, {"Kanban-Deadline", "soon"}}));
+    ASSERT_TRUE(probe.publish(subject, "{}", {{"Nats-Msg-Id", "huge"}, {"Kanban-Deadline", "99999999999999999999"}}));
     ASSERT_TRUE(probe.publish(subject, "{}",
                               {{"Nats-Msg-Id", "future"}, {"Kanban-Deadline", std::to_string(now + 10LL * 365 * 86400000)}}));
-    ASSERT_TRUE(waitFor([&] { return allHandled(out, {"garbage", "future"}); }, 10s)) << kd.log();
+    ASSERT_TRUE(waitFor([&] { return allHandled(out, {"garbage", "huge", "future"}); }, 10s)) << kd.log();
     ASSERT_TRUE(waitFor([&] { return probe.deadLetters("orders").size() == 2; }, 10s)) << kd.log();
 
     for (const auto& m : probe.deadLetters("orders")) {
@@ -202,7 +204,8 @@ TEST_F(WorkSemantics, DeadlinesAreEnforcedBeforeTheHandlerRuns) {
     const auto calls = readCalls(out);
     EXPECT_TRUE(callsFor(calls, "past").empty()) << "the handler ran for an expired item";
     EXPECT_TRUE(callsFor(calls, "negative").empty());
-    EXPECT_THAT(kd.log(), HasSubstr("ignoring non-numeric Kanban-Deadline \"soon\""));
+    EXPECT_THAT(kd.log(), HasSubstr("ignoring Kanban-Deadline \"soon\" domain=orders id=garbage: not a number"));
+    EXPECT_THAT(kd.log(), HasSubstr("ignoring Kanban-Deadline \"99999999999999999999\" domain=orders id=huge: out of range"));
 }
 
 // F12 and cooperative cancellation: with timeout_ms 1000 the ack wait is

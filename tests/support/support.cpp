@@ -159,6 +159,16 @@ void NatsServer::stop() {
     proc_.reset();
 }
 
+std::string NatsServer::storeDir() const { return dir_.file("store"); }
+
+void NatsServer::pause() {
+    if (proc_) proc_->signal(SIGSTOP);
+}
+
+void NatsServer::resume() {
+    if (proc_) proc_->signal(SIGCONT);
+}
+
 void NatsServer::kill() {
     if (!proc_) return;
     proc_->signal(SIGKILL);

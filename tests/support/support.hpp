@@ -84,6 +84,11 @@ public:
     void start();
     // kill -9: no chance to flush anything (docs/reliability.md F1).
     void kill();
+    // SIGSTOP / SIGCONT: a server that keeps its connections but answers nothing.
+    void pause();
+    void resume();
+    // Its JetStream store directory (-sd).
+    std::string storeDir() const;
 
 private:
     TempDir dir_;

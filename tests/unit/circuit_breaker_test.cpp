@@ -64,6 +64,22 @@ TEST(CircuitBreaker, AnUnusedTrialGoesToTheNextWorker) {
     EXPECT_TRUE(f.breaker.acquire(f.t0 + 1s).trial);
 }
 
+// An idle domain does not sit half-open: trials that found nothing for a
+// whole open period close the breaker; within the period another may try.
+TEST(CircuitBreaker, TrialsThatFindNothingForAPeriodCloseIt) {
+    Fixture f;
+    for (int i = 0; i < 3; ++i) f.breaker.onFailure(f.t0);
+    ASSERT_TRUE(f.breaker.acquire(f.t0 + 1s).trial);
+    EXPECT_FALSE(f.breaker.trialFoundNothing(f.t0 + 1s + 10ms));
+    EXPECT_EQ(f.breaker.state(), State::half_open);
+    ASSERT_TRUE(f.breaker.acquire(f.t0 + 1s + 20ms).trial) << "the next worker may try";
+    EXPECT_TRUE(f.breaker.trialFoundNothing(f.t0 + 2s));
+    EXPECT_EQ(f.breaker.state(), State::closed);
+    const auto p = f.breaker.acquire(f.t0 + 2s);
+    EXPECT_TRUE(p.allowed);
+    EXPECT_FALSE(p.trial);
+}
+
 TEST(CircuitBreaker, JitterOnlyShortensTheOpenTime) {
     Fixture f;
     f.random = 0.999;

@@ -48,6 +48,11 @@ Result<std::unique_ptr<JetStream>> JetStream::connect(const JetStreamOptions& op
     if (s == NATS_OK) s = natsOptions_SetMaxReconnect(o, options.keep_trying ? -1 : 0);
     if (s == NATS_OK) s = natsOptions_SetReconnectWait(o, 250);
     if (s == NATS_OK) s = natsOptions_SetTimeout(o, 2000);
+    // A server that stops answering (paused, wedged) while the TCP
+    // connection stays up is given up after ~4 s, not the library's 4
+    // minutes: readiness drops and the RabbitMQ fallback takes over.
+    if (s == NATS_OK) s = natsOptions_SetPingInterval(o, 1000);
+    if (s == NATS_OK) s = natsOptions_SetMaxPingsOut(o, 3);
     if (s == NATS_OK) s = natsOptions_SetFailRequestsOnDisconnect(o, true);
     if (s == NATS_OK) s = natsOptions_SetErrorHandler(o, &nats::onAsyncError, nullptr);
     if (s == NATS_OK && options.keep_trying) {

@@ -366,7 +366,9 @@ private:
         if (const char* dl = nats::header(m, "Kanban-Deadline")) {
             d.deadline_unix_ms = nats::parseInt64(dl);
             if (!d.deadline_unix_ms)
-                spdlog::warn("ignoring non-numeric Kanban-Deadline \"{}\" domain={} id={}", dl, d.domain, d.id);
+                spdlog::warn("ignoring Kanban-Deadline \"{}\" domain={} id={}: {}", dl, d.domain, d.id,
+                             nats::allDigits(dl) ? "out of range (epoch milliseconds fit in 19 digits)"
+                                                 : "not a number (epoch milliseconds)");
         }
         return true;
     }

@@ -30,6 +30,15 @@ const char* header(natsMsg* m, const char* key) {
     return v;
 }
 
+bool allDigits(const char* s) {
+    if (s == nullptr) return false;
+    if (*s == '-') ++s;
+    if (*s == '\0') return false;
+    for (; *s != '\0'; ++s)
+        if (*s < '0' || *s > '9') return false;
+    return true;
+}
+
 std::optional<std::int64_t> parseInt64(const char* s) {
     if (s == nullptr) return std::nullopt;
     std::int64_t v = 0;

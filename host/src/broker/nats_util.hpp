@@ -20,6 +20,8 @@ std::string error(natsStatus s, jsErrCode jerr = static_cast<jsErrCode>(0));
 const char* header(natsMsg* m, const char* key);
 // A whole decimal number, or nullopt (also for nullptr).
 std::optional<std::int64_t> parseInt64(const char* s);
+// An optional '-' and one or more decimal digits, nothing else.
+bool allDigits(const char* s);
 // "2026-11-29T12:07:38.384768356Z" (RFC 3339, UTC, as the server stamps) in epoch ms.
 std::optional<std::int64_t> parseTimestampMs(const char* rfc3339);
 

@@ -43,6 +43,7 @@ public:
             case State::open:
                 if (now < reopen_at_) return {false, false, reopen_at_};
                 state_ = State::half_open;
+                half_open_since_ = now;
                 trial_taken_ = true;
                 return {true, true, {}};
             case State::half_open:
@@ -64,6 +65,24 @@ public:
     void trialUnused() {
         std::lock_guard lock(mu_);
         if (state_ == State::half_open) trial_taken_ = false;
+    }
+
+    // The trial found the queue empty. Once trials have found nothing for
+    // a whole open period, nothing waits to fail (items handed back at the
+    // opening come back within one): the line runs again, so an idle
+    // domain does not sit half-open. Items that fail later open it again.
+    // Before that, another trial may try. True when the state changed.
+    bool trialFoundNothing(Clock::time_point now) {
+        std::lock_guard lock(mu_);
+        if (state_ != State::half_open) return false;
+        if (now - half_open_since_ < open_for_) {
+            trial_taken_ = false;
+            return false;
+        }
+        state_ = State::closed;
+        failures_ = 0;
+        trial_taken_ = false;
+        return true;
     }
 
     // Returns true when this call changed the state (for logging and counting).
@@ -105,6 +124,7 @@ public:
 private:
     std::int64_t threshold_;               // mu_
     std::chrono::milliseconds open_for_;   // mu_
+    Clock::time_point half_open_since_{};  // mu_
     const double jitter_;
     std::function<double()> random_;
     mutable std::mutex mu_;

@@ -284,7 +284,11 @@ void DomainWorkers::run(std::size_t index) {
         if (!batch) {
             spdlog::warn("worker {} of domain={}: {}; reopening", index, domain, batch.message());
         } else {
-            if (permit.trial && batch->empty()) breaker_.trialUnused();
+            if (permit.trial && batch->empty() && breaker_.trialFoundNothing(std::chrono::steady_clock::now())) {
+                metrics_.circuit_state->Set(static_cast<double>(CircuitBreaker::State::closed));
+                metrics_.circuit_transitions[static_cast<std::size_t>(CircuitBreaker::State::closed)]->Increment();
+                spdlog::info("circuit closed domain={}: nothing waits to be tried", domain);
+            }
             const auto now_ns = nowUnixNs();
             for (const auto& d : *batch) {
                 metrics_.pulled[static_cast<std::size_t>(d->priority)]->Increment();
