@@ -22,6 +22,10 @@ namespace kanban::host::broker {
 struct InspectOptions {
     bool dead_letters = false;  // count each domain's dead letters too
     bool oldest = false;        // the publish time of each domain's oldest item (NATS only)
+    // Remove what a domain's consumer has acknowledged but the stream still
+    // holds (NATS only: a server killed before it flushed the removals keeps
+    // them below every ack floor, never delivered, counted against max_msgs).
+    bool sweep_acked = false;
 };
 
 // One domain on one backend.
@@ -34,6 +38,8 @@ struct DomainCounts {
     std::optional<std::uint64_t> dead_letters;  // with InspectOptions::dead_letters, when answered
     // With InspectOptions::oldest: set when known; nullopt inside means empty.
     std::optional<std::optional<std::int64_t>> oldest_unix_ms;
+    // With InspectOptions::sweep_acked: acknowledged items removed now.
+    std::uint64_t swept = 0;
 
     std::uint64_t total() const { return depth[0] + depth[1] + depth[2]; }
 };

@@ -75,8 +75,11 @@ public:
                                             const Republish& republish) override;
 
     // Items waiting plus delivered-unacked, per priority (consumers not yet
-    // declared count as empty).
-    Result<std::array<std::uint64_t, 3>> queueDepth(std::string_view domain);
+    // declared count as empty). With `stored` (messages per subject) and
+    // `swept`, a subject holding more than its consumer accounts for loses
+    // what lies below the consumer's ack floor; how many is added to `swept`.
+    Result<std::array<std::uint64_t, 3>> queueDepth(std::string_view domain, const SubjectCounts* stored = nullptr,
+                                                    std::uint64_t* swept = nullptr);
     // Messages per subject in the work stream (for orphan detection), or
     // with `dead_letters` in the dead-letter stream.
     Result<SubjectCounts> subjectCounts(bool dead_letters = false);
@@ -107,6 +110,8 @@ private:
     // The server may have lost the topology: declare everything again next time.
     void forgetTopology();
     Status removeDeadLetter(std::uint64_t sequence);
+    // Purges `subject` below `sequence`; how many messages went.
+    Result<std::uint64_t> purgeBelow(const std::string& subject, std::uint64_t sequence);
     // Publishes and waits for the stream's ack.
     Result<PublishAck> publishSync(const std::string& subject, std::string_view body, const Headers& headers);
 

@@ -1,6 +1,8 @@
 #include <nats/nats.h>
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <limits>
 #include <set>
 
@@ -15,7 +17,8 @@ constexpr std::size_t kMaxReplay = 100000;
 
 }  // namespace
 
-Result<std::array<std::uint64_t, 3>> JetStream::queueDepth(std::string_view domain) {
+Result<std::array<std::uint64_t, 3>> JetStream::queueDepth(std::string_view domain, const SubjectCounts* stored,
+                                                           std::uint64_t* swept) {
     std::array<std::uint64_t, 3> depth{};
     for (Priority p : kPriorities) {
         const std::string durable = durableName(domain, p);
@@ -24,10 +27,41 @@ Result<std::array<std::uint64_t, 3>> JetStream::queueDepth(std::string_view doma
         natsStatus s = js_GetConsumerInfo(&ci, js_, options_.stream.c_str(), durable.c_str(), nullptr, &jerr);
         if (s == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr) continue;
         if (s != NATS_OK) return Error{"consumer info " + durable + ": " + nats::error(s, jerr)};
-        depth[static_cast<std::size_t>(p)] = ci->NumPending + static_cast<std::uint64_t>(ci->NumAckPending);
+        const std::uint64_t live = ci->NumPending + static_cast<std::uint64_t>(ci->NumAckPending);
+        const std::uint64_t floor = ci->AckFloor.Stream;
         jsConsumerInfo_Destroy(ci);
+        depth[static_cast<std::size_t>(p)] = live;
+        if (stored == nullptr || swept == nullptr || floor == 0) continue;
+        // The subject holds more than the consumer will ever deliver: the
+        // rest is at or below its ack floor, so acknowledged (the one
+        // consumer of a work-queue subject), and its removal was lost.
+        // Counts read a moment apart can also differ by an item acked
+        // meanwhile; purging below the floor is right either way.
+        const std::string subject = workSubject(domain, p);
+        const auto it = std::find_if(stored->begin(), stored->end(), [&](const auto& c) { return c.first == subject; });
+        if (it == stored->end() || it->second <= live) continue;
+        if (auto n = purgeBelow(subject, floor + 1))
+            *swept += *n;
+        else
+            spdlog::warn("nats: removing acknowledged items left on {}: {}", subject, n.message());
     }
     return depth;
+}
+
+Result<std::uint64_t> JetStream::purgeBelow(const std::string& subject, std::uint64_t sequence) {
+    // The purge request itself: js_PurgeStream does not say how many went.
+    const std::string api = "$JS.API.STREAM.PURGE." + options_.stream;
+    const std::string body = nlohmann::json{{"filter", subject}, {"seq", sequence}}.dump();
+    natsMsg* reply = nullptr;
+    if (natsStatus s = natsConnection_Request(&reply, nc_, api.c_str(), body.data(), static_cast<int>(body.size()),
+                                              /*timeout ms, as the JS API calls*/ 5000);
+        s != NATS_OK)
+        return Error{nats::error(s)};
+    const std::string text(natsMsg_GetData(reply), static_cast<std::size_t>(natsMsg_GetDataLength(reply)));
+    natsMsg_Destroy(reply);
+    const auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded() || !j.value("success", false)) return Error{"purge refused: " + text};
+    return j.value("purged", std::uint64_t{0});
 }
 
 Result<DeadLetterPage> JetStream::deadLetters(std::string_view domain, const DeadLetterQuery& query) {
@@ -124,7 +158,8 @@ Result<BackendReport> JetStream::inspect(const std::vector<std::string>& domains
     // is empty without asking its consumers (an idle domain costs nothing),
     // and what no asked domain consumes is an orphan.
     std::optional<std::set<std::string, std::less<>>> nonempty;
-    if (auto stored = subjectCounts(); stored) {
+    auto stored = subjectCounts();
+    if (stored) {
         const std::set<std::string, std::less<>> asked(domains.begin(), domains.end());
         nonempty.emplace();
         report.unclaimed.emplace();
@@ -146,7 +181,7 @@ Result<BackendReport> JetStream::inspect(const std::vector<std::string>& domains
     for (const auto& name : domains) {
         DomainCounts c;
         if (!nonempty || nonempty->count(name) != 0) {
-            auto depth = queueDepth(name);
+            auto depth = options.sweep_acked && stored ? queueDepth(name, &*stored, &c.swept) : queueDepth(name);
             if (!depth) continue;  // unknown for this domain
             c.depth = *depth;
         }

@@ -91,7 +91,7 @@ void Coordinator::tick() {
     }
 
     // The broker I/O of the tick: no lock held.
-    const broker::QueueReport report = brokers_.inspect(names, {.dead_letters = true, .oldest = true});
+    const broker::QueueReport report = brokers_.inspect(names, {.dead_letters = true, .oldest = true, .sweep_acked = true});
 
     if (auto nats = report.backends.find("nats"); nats != report.backends.end() && nats->second.unclaimed)
         reportOrphans(*nats->second.unclaimed);
@@ -114,6 +114,12 @@ void Coordinator::tick() {
                 w.oldest_item_age_s =
                     oldest ? std::max<double>(0, static_cast<double>(nowUnixMs() - *oldest) / 1000.0) : 0.0;
                 m.oldest_item_age->Set(w.oldest_item_age_s);
+            }
+            if (nats->swept > 0) {
+                m.acked_swept->Increment(static_cast<double>(nats->swept));
+                spdlog::warn("domain={}: removed {} acknowledged item(s) nats-server still held in the work stream "
+                             "(left by a server crash; never deliverable, they only took stream space)",
+                             d.name, nats->swept);
             }
         }
         if (rabbit != nullptr) {

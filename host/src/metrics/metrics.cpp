@@ -34,6 +34,9 @@ Metrics::Metrics(std::string_view version) : registry_(std::make_shared<promethe
     dead_letters_pending_family_ =
         &family(prometheus::BuildGauge(), r, "kanban_dead_letters_pending",
                 "Items this host settled as dead letters that the dead-letter queue has not taken yet.");
+    acked_swept_family_ =
+        &family(prometheus::BuildCounter(), r, "kanban_acked_items_swept_total",
+                "Acknowledged items a crashed nats-server had left in the work stream, removed by the coordinator.");
     acked_family_ = &family(prometheus::BuildCounter(), r, "kanban_items_acked_total", "Items acknowledged (done).");
     nacked_family_ = &family(prometheus::BuildCounter(), r, "kanban_items_nacked_total",
                              "Items handed back for redelivery (retry with backoff, or not started at shutdown).");
@@ -121,6 +124,7 @@ DomainMetrics& Metrics::domain(const std::string& name) {
     }
     m.dead_letter_failures = &dead_letter_failures_family_->Add(d);
     m.dead_letters_pending = &dead_letters_pending_family_->Add(d);
+    m.acked_swept = &acked_swept_family_->Add(d);
     m.acked = &acked_family_->Add(d);
     m.nacked = &nacked_family_->Add(d);
     m.duplicates = &duplicates_family_->Add(d);

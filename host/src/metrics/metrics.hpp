@@ -55,6 +55,7 @@ struct DomainMetrics {
     std::array<prometheus::Counter*, kDeadLetterReasons.size()> dead_lettered{};  // by DeadLetterReason
     prometheus::Counter* dead_letter_failures = nullptr;  // dead letters the DLQ did not take (full, down)
     prometheus::Gauge* dead_letters_pending = nullptr;    // items settled as dead letters, not yet stored
+    prometheus::Counter* acked_swept = nullptr;           // acknowledged items a server crash left stored
     prometheus::Counter* acked = nullptr;
     prometheus::Counter* nacked = nullptr;      // retried with a delay, or released at shutdown
     prometheus::Counter* duplicates = nullptr;  // already done: acked without the handler
@@ -122,6 +123,7 @@ private:
     prometheus::Family<prometheus::Counter>* dead_lettered_family_;
     prometheus::Family<prometheus::Counter>* dead_letter_failures_family_;
     prometheus::Family<prometheus::Gauge>* dead_letters_pending_family_;
+    prometheus::Family<prometheus::Counter>* acked_swept_family_;
     prometheus::Family<prometheus::Counter>* acked_family_;
     prometheus::Family<prometheus::Counter>* nacked_family_;
     prometheus::Family<prometheus::Counter>* duplicates_family_;
