@@ -56,7 +56,7 @@ struct WorkItem {
     std::string_view domain;
     Priority priority = Priority::normal;
     std::string_view payload;  // opaque bytes (JSON by convention)
-    std::uint32_t attempt = 1; // 1 on the first delivery
+    std::uint32_t attempt = 1; // 1 on the first call: handler calls, not deliveries
     std::chrono::system_clock::time_point deadline;
 };
 

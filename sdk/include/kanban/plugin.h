@@ -32,8 +32,11 @@
  *
  * Errors
  *   Nothing may unwind across this boundary (no C++ exceptions, no longjmp).
- *   A crash in a plugin (SIGSEGV, abort) takes the host process down; the
- *   service manager restarts it and the broker redelivers the item.
+ *   A crash in a plugin (SIGSEGV, abort, exit) takes the host process down
+ *   (an exit() reports status 70); the service manager restarts it and the
+ *   broker redelivers the item. The item in the handler is charged one
+ *   attempt, its batch-mates none; after max_attempts it is dead-lettered
+ *   with reason handler_crashed.
  */
 #ifndef KANBAN_PLUGIN_H
 #define KANBAN_PLUGIN_H
@@ -107,7 +110,9 @@ typedef struct kanban_work_item {
     kanban_priority priority;
     const char* payload;      /* message body; NULL only when payload_len == 0 */
     size_t payload_len;
-    uint32_t attempt;         /* 1 on the first delivery */
+    uint32_t attempt;         /* 1 on the first call; counts calls of this handler for
+                                 the item, not deliveries (a delivery that never
+                                 reached a handler is not an attempt) */
     int64_t deadline_unix_ms; /* absolute deadline, Unix epoch milliseconds */
 } kanban_work_item;
 
