@@ -199,12 +199,16 @@ void DomainWorkers::updateSettings(const WorkerSettings& settings) {
     interruptWaits(0);  // idle workers take the new settings now
 }
 
+void DomainWorkers::recordBreakerState(CircuitBreaker::State state) {
+    metrics_.circuit_state->Set(static_cast<double>(state));
+    metrics_.circuit_transitions[static_cast<std::size_t>(state)]->Increment();
+}
+
 void DomainWorkers::breakerResult(bool ok) {
     const bool changed = ok ? breaker_.onSuccess() : breaker_.onFailure(std::chrono::steady_clock::now());
     if (!changed) return;
     const auto state = breaker_.state();
-    metrics_.circuit_state->Set(static_cast<double>(state));
-    metrics_.circuit_transitions[static_cast<std::size_t>(state)]->Increment();
+    recordBreakerState(state);
     if (state == CircuitBreaker::State::open) {
         const auto now_live = live();
         spdlog::warn("circuit opened domain={}: {} consecutive failures; pulling stops for up to {} ms", settings_.domain.name,
@@ -285,8 +289,7 @@ void DomainWorkers::run(std::size_t index) {
             spdlog::warn("worker {} of domain={}: {}; reopening", index, domain, batch.message());
         } else {
             if (permit.trial && batch->empty() && breaker_.trialFoundNothing(std::chrono::steady_clock::now())) {
-                metrics_.circuit_state->Set(static_cast<double>(CircuitBreaker::State::closed));
-                metrics_.circuit_transitions[static_cast<std::size_t>(CircuitBreaker::State::closed)]->Increment();
+                recordBreakerState(CircuitBreaker::State::closed);
                 spdlog::info("circuit closed domain={}: nothing waits to be tried", domain);
             }
             const auto now_ns = nowUnixNs();

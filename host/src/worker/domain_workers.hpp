@@ -145,6 +145,8 @@ private:
     void retry(broker::Delivery& d, const std::string& reason, const WorkerSettings& s);
     void deadLetter(broker::Delivery& d, metrics::DeadLetterReason why, const std::string& reason,
                     broker::DoneStore& store, bool had_record);
+    // The gauge and the transition counter follow a breaker state change.
+    void recordBreakerState(CircuitBreaker::State state);
     void breakerResult(bool ok);
     bool sleepUnlessStopped(std::chrono::milliseconds d);
     // Ends the idle waits of the workers at index >= `from` (Consumer::interrupt).
