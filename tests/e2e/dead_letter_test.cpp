@@ -64,7 +64,9 @@ long statusKiB(pid_t pid, const std::string& field) {
 
 // Eight clients page through a 135 MB dead-letter queue at once: kanband's
 // peak RSS stays within 128 MiB of what it was before, /healthz answers in
-// under a second throughout, and every client sees every dead letter.
+// under a second throughout (a kubelet probe's default time-out; 5 s under a
+// sanitizer, which ran it at 1.03 s on a loaded CI), and every client sees
+// every dead letter.
 TEST_F(DeadLetters, ListingALargeQueueKeepsTheHostsMemoryAndProbes) {
     const int kItems = KANBAN_SANITIZED ? 8 : 150;  // (sanitized: JSON of 900 KB pages is slow there)
     constexpr std::size_t kBytes = 900 * 1024;
@@ -124,7 +126,7 @@ TEST_F(DeadLetters, ListingALargeQueueKeepsTheHostsMemoryAndProbes) {
               << kItems * kBytes / (1 << 20) << " MiB of dead letters: " << peak_kib / 1024 << " MiB; slowest of "
               << probes.load() << " /healthz: " << slowest_probe_ms.load() << " ms\n";
     for (int c = 0; c < 8; ++c) EXPECT_EQ(seen[c], kItems) << "client " << c << " (429s: " << busy[c] << ")";
-    EXPECT_LT(slowest_probe_ms.load(), 1000);
+    EXPECT_LT(slowest_probe_ms.load(), KANBAN_SANITIZED ? 5000 : 1000);
     if (!KANBAN_SANITIZED) {  // (a sanitizer's shadow memory says nothing about ours)
         EXPECT_LT(peak_kib - idle_kib, 128 * 1024) << "peak RSS " << peak_kib << " KiB, idle " << idle_kib << " KiB";
     }
