@@ -1,6 +1,8 @@
 // kanband: argv → daemon. No logic here.
 #include "daemon/daemon.hpp"
 #include "plugin/check_config.hpp"
+#include "runner/channel.hpp"
+#include "runner/runner_main.hpp"
 #include "version.hpp"
 
 #include <CLI/CLI.hpp>
@@ -8,6 +10,8 @@
 #include <iostream>
 
 int main(int argc, char** argv) {
+    // A runner process (isolation = "process"), started by kanband itself.
+    if (argc == 2 && argv[1] == kanban::host::runner::kRunnerFlag) return kanban::host::runner::runnerMain();
     kanban::host::daemon::blockSignals();
 
     CLI::App app{"kanband: TPS Kanban work-queue host"};

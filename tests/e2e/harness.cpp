@@ -49,6 +49,7 @@ std::string makeConfig(const std::vector<DomainSpec>& domains, const HostOptions
         t += "[[domain]]\nname = \"" + d.name + "\"\nplugin = \"" + d.plugin + "\"\ntimeout_ms = " +
              std::to_string(d.timeout_ms) + "\n";
         if (!d.settings.empty()) t += "settings = { " + d.settings + " }\n";
+        t += d.extra;
     }
     return t + o.extra_toml;
 }

@@ -33,6 +33,7 @@ struct DomainSpec {
     std::string plugin;    // path
     std::string settings;  // TOML inline table body, e.g. out = "/x"
     std::int64_t timeout_ms = 10000;
+    std::string extra = "";  // more lines of the [[domain]] table, e.g. isolation = "process"\n
 };
 
 struct HostOptions {

@@ -158,7 +158,7 @@ std::shared_ptr<const plugin::Instance> noop() { return load(std::string(KANBAN_
 // A domain's pool on the fake queue.
 struct Pool {
     Pool(WorkerSettings s, std::shared_ptr<const plugin::Instance> handler)
-        : workers(std::move(s), std::move(handler), queue, done, ledger, metrics.domain("orders")) {}
+        : workers(std::move(s), plugin::inProcess(std::move(handler)), queue, done, ledger, metrics.domain("orders")) {}
     QueueState state;
     FakeQueue queue{state};
     LocalDoneRecord done;

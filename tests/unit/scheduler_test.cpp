@@ -47,7 +47,11 @@ TEST(SchedulerTicks, TickIdsNameTheJobAndTheInstant) { EXPECT_EQ(tickId("health"
 
 TEST(SchedulerJobs, FromJsonChecksEveryField) {
     config::Config cfg;
-    cfg.domains.push_back(config::DomainConfig{"orders", "orders", "/x/orders.so", 1000, "{}"});
+    config::DomainConfig orders;
+    orders.name = orders.plugin = "orders";
+    orders.plugin_path = "/x/orders.so";
+    orders.timeout_ms = 1000;
+    cfg.domains.push_back(orders);
     auto ok = jobFromJson({{"name", "n1"}, {"domain", "orders"}, {"every_ms", 200}, {"priority", "high"}, {"deadline_ms", 50}},
                           cfg);
     ASSERT_TRUE(ok) << ok.message();

@@ -85,6 +85,22 @@ nlohmann::json AdminService::health() {
         d["dead_letters_pending"] = pending;
         if (pending > 0) d["warning"] = std::to_string(pending) + " dead letter(s) the dead-letter queue refused (full?)";
         d["circuit"] = e.pool ? std::string(worker::CircuitBreaker::name(e.pool->circuit())) : "closed";
+        d["isolation"] = e.pool && e.pool->isolated() ? "process" : "thread";
+        if (e.pool && e.pool->isolated()) {
+            d["runners"] = e.pool->runners();
+            if (const auto crash = e.pool->lastCrash()) {
+                d["last_crash"] = {{"id", isValidUtf8(crash->id) ? crash->id : "base64:" + base64(crash->id)},
+                                   {"what", crash->what},
+                                   {"at_unix_ms", crash->at_unix_ms}};
+                // Held: the breaker stopped the line after runners crashing in a row.
+                const auto in_row = e.pool->crashesInRow();
+                if (in_row > 0 && e.pool->circuit() != worker::CircuitBreaker::State::closed)
+                    d["held"] = "its runners crashed or were killed " + std::to_string(in_row) +
+                                " time(s) in a row (last: " + crash->what +
+                                (crash->id.empty() || !isValidUtf8(crash->id) ? "" : " on id " + crash->id) +
+                                "); pulling waits for the circuit breaker";
+            }
+        }
         d["stalled"] = e.pool ? e.pool->stalled(stall) : 0;
         d["plugin"] =
             e.pool ? nlohmann::json{{"name", e.plugin_name}, {"version", e.plugin_version}} : nlohmann::json(nullptr);

@@ -280,6 +280,23 @@ void parseDomains(Section& root, Config& cfg, Diagnostics& diag, const fs::path&
                    d.name);
         s.string("plugin", d.plugin);
         s.integer("timeout_ms", d.timeout_ms, 1, 24LL * 3600 * 1000);
+        std::string isolation;
+        if (s.string("isolation", isolation)) {
+            if (isolation == "process")
+                d.isolation = Isolation::process;
+            else if (isolation != "thread")
+                s.error("isolation", prefix + ".isolation must be \"thread\" or \"process\", got \"" + isolation + "\"");
+        }
+        if (const toml::node* r = s.node("runner")) {
+            if (!r->is_table()) {
+                diag.at(r->source(), prefix + ".runner must be a table ([domain.runner]), got " + typeName(*r));
+            } else {
+                Section rs(r->as_table(), prefix + ".runner", diag);
+                rs.integer("memory_max_mb", d.runner.memory_max_mb, 0, 1 << 20);
+                rs.integer("recycle_after_items", d.runner.recycle_after_items, 0, kMaxI64);
+                rs.finish();
+            }
+        }
         if (const toml::node* st = s.node("settings")) {
             if (!st->is_table())
                 diag.at(st->source(), prefix + ".settings must be a table ([domain.settings]), got " + typeName(*st));

@@ -86,12 +86,27 @@ struct SchedulerConfig {
     std::int64_t canary_timeout_ms = 60000;
 };
 
+// Where a domain's handlers run.
+enum class Isolation {
+    thread,   // in kanband's worker threads: fastest; a crash in the plugin ends kanband
+    process,  // in supervised runner processes: a crash, a hang or a leak costs only the runner
+};
+
+// [domain.runner]: when a runner process (isolation = "process") is replaced.
+struct RunnerConfig {
+    std::int64_t memory_max_mb = 0;        // retired after the item that took its RSS past this; 0 = no limit
+    std::int64_t recycle_after_items = 0;  // retired after this many items; 0 = never
+    bool operator==(const RunnerConfig&) const = default;
+};
+
 struct DomainConfig {
     std::string name;
     std::string plugin;       // as written ("payment", or a path containing '/')
     std::string plugin_path;  // resolved absolute or config-relative path of the .so
     std::int64_t timeout_ms = 30000;
     std::string settings_json = "{}";  // [domain.settings] as a compact JSON object
+    Isolation isolation = Isolation::thread;
+    RunnerConfig runner;
     bool operator==(const DomainConfig&) const = default;
 };
 

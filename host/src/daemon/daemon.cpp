@@ -223,10 +223,10 @@ std::vector<coordinator::Domain> Host::coordinated() const {
 }
 
 void Host::startDomain(const config::DomainConfig& d, const config::Config& c, plugin::Registry::Generation g) {
-    const auto& lib = g.instance->library();
-    spdlog::info("plugin loaded domain={} plugin={} version={} path={}", d.name, lib.name(), lib.version(),
-                 d.plugin_path);
-    metrics_.setPluginInfo(d.name, lib.name(), lib.version());
+    const auto& lib = *g.handler;
+    spdlog::info("plugin loaded domain={} plugin={} version={} path={} isolation={}", d.name, lib.name, lib.version,
+                 d.plugin_path, lib.isolated() ? "process" : "thread");
+    metrics_.setPluginInfo(d.name, lib.name, lib.version);
     std::unique_ptr<worker::InflightJournal> journal;
     if (state_dir_ != nullptr) {
         auto opened = worker::InflightJournal::open(*state_dir_, d.name, static_cast<std::size_t>(c.workers.max));
@@ -235,10 +235,10 @@ void Host::startDomain(const config::DomainConfig& d, const config::Config& c, p
         else
             spdlog::warn("domain={}: {}; a crash in its handlers will not be charged to the item", d.name, opened.message());
     }
-    auto pool = std::make_shared<worker::DomainWorkers>(workerSettings(d, c), g.instance, brokers_, done_, ledger_,
+    auto pool = std::make_shared<worker::DomainWorkers>(workerSettings(d, c), g.handler, brokers_, done_, ledger_,
                                                         metrics_.domain(d.name), std::move(journal));
     pool->start(static_cast<std::size_t>(c.workers.min));
-    domains_.put({d.name, pool, lib.name(), lib.version(), ""});
+    domains_.put({d.name, pool, lib.name, lib.version, ""});
     registry_.set(d.name, std::move(g));
 }
 
@@ -308,7 +308,7 @@ Status Host::start() {
     // start (its items wait in the queue); the other domains run.
     for (const auto& d : cfg->domains) {
         auto file = plugin::PluginFile::of(d);  // before the load: a file replaced meanwhile is reloaded later
-        auto handler = plugin::loadHandler(d);
+        auto handler = plugin::loadDomainHandler(d, cfg->log_level);
         if (!handler) {
             spdlog::error("domain not started domain={}: {}", d.name, handler.message());
             domains_.put({d.name, nullptr, "", "", handler.message()});
@@ -362,15 +362,15 @@ void Host::reload() {
         if (contains(plan.new_settings, d.name)) pool->updateSettings(workerSettings(d, plan.next));
         if (f == fresh->end()) continue;
         const auto old = pool->handler();
-        const auto& lib = f->second.instance->library();
-        pool->swapHandler(f->second.instance);
-        domains_.setPlugin(d.name, lib.name(), lib.version());
-        metrics_.setPluginInfo(d.name, lib.name(), lib.version());
+        const auto& lib = *f->second.handler;
+        pool->swapHandler(f->second.handler);
+        domains_.setPlugin(d.name, lib.name, lib.version);
+        metrics_.setPluginInfo(d.name, lib.name, lib.version);
         registry_.set(d.name, std::move(f->second));
         scheduler_.recanary(d.name);
         ++swapped;
         spdlog::info("plugin swapped domain={} plugin={} version {} -> {}; items in a handler finish on the old one",
-                     d.name, lib.name(), old->library().version(), lib.version());
+                     d.name, lib.name, old->version, lib.version);
     }
     {
         std::lock_guard lock(cfg_mu_);

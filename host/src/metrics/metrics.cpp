@@ -37,6 +37,12 @@ Metrics::Metrics(std::string_view version) : registry_(std::make_shared<promethe
     acked_swept_family_ =
         &family(prometheus::BuildCounter(), r, "kanban_acked_items_swept_total",
                 "Acknowledged items a crashed nats-server had left in the work stream, removed by the coordinator.");
+    runner_restarts_family_ = &family(prometheus::BuildCounter(), r, "kanban_runner_restarts_total",
+                                      "Runner processes (isolation = \"process\") replaced, by reason: crash, timeout "
+                                      "(killed past timeout_ms and the grace), memory (memory_max_mb), recycle "
+                                      "(recycle_after_items).");
+    runner_processes_family_ = &family(prometheus::BuildGauge(), r, "kanban_runner_processes",
+                                       "Runner processes (isolation = \"process\") alive.");
     acked_family_ = &family(prometheus::BuildCounter(), r, "kanban_items_acked_total", "Items acknowledged (done).");
     nacked_family_ = &family(prometheus::BuildCounter(), r, "kanban_items_nacked_total",
                              "Items handed back for redelivery (retry with backoff, or not started at shutdown).");
@@ -125,6 +131,12 @@ DomainMetrics& Metrics::domain(const std::string& name) {
     m.dead_letter_failures = &dead_letter_failures_family_->Add(d);
     m.dead_letters_pending = &dead_letters_pending_family_->Add(d);
     m.acked_swept = &acked_swept_family_->Add(d);
+    for (std::size_t i = 0; i < kRunnerRestarts.size(); ++i) {
+        prometheus::Labels l = d;
+        l.emplace("reason", std::string(kRunnerRestarts[i]));
+        m.runner_restarts[i] = &runner_restarts_family_->Add(l);
+    }
+    m.runner_processes = &runner_processes_family_->Add(d);
     m.acked = &acked_family_->Add(d);
     m.nacked = &nacked_family_->Add(d);
     m.duplicates = &duplicates_family_->Add(d);

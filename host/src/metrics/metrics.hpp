@@ -47,6 +47,11 @@ inline DeadLetterReason deadLetterReasonFrom(std::string_view label) {
     return DeadLetterReason::retries_exhausted;
 }
 
+// Why a runner process (isolation = "process") was replaced (label
+// `reason` of kanban_runner_restarts_total).
+enum class RunnerRestart { crash, timeout, memory, recycle };
+inline constexpr std::array<std::string_view, 4> kRunnerRestarts{"crash", "timeout", "memory", "recycle"};
+
 // The handles of one domain, created once (pointers stay valid for the
 // registry's life).
 struct DomainMetrics {
@@ -56,6 +61,8 @@ struct DomainMetrics {
     prometheus::Counter* dead_letter_failures = nullptr;  // dead letters the DLQ did not take (full, down)
     prometheus::Gauge* dead_letters_pending = nullptr;    // items settled as dead letters, not yet stored
     prometheus::Counter* acked_swept = nullptr;           // acknowledged items a server crash left stored
+    std::array<prometheus::Counter*, kRunnerRestarts.size()> runner_restarts{};  // by RunnerRestart
+    prometheus::Gauge* runner_processes = nullptr;        // live runner processes
     prometheus::Counter* acked = nullptr;
     prometheus::Counter* nacked = nullptr;      // retried with a delay, or released at shutdown
     prometheus::Counter* duplicates = nullptr;  // already done: acked without the handler
@@ -76,6 +83,7 @@ struct DomainMetrics {
     prometheus::Gauge* dead_letter_depth_rabbitmq = nullptr;
 
     void processedInc(Outcome o) { processed[static_cast<std::size_t>(o)]->Increment(); }
+    void runnerRestartInc(RunnerRestart r) { runner_restarts[static_cast<std::size_t>(r)]->Increment(); }
     void deadLetteredInc(DeadLetterReason r) { dead_lettered[static_cast<std::size_t>(r)]->Increment(); }
     double processedValue(Outcome o) const { return processed[static_cast<std::size_t>(o)]->Value(); }
 };
@@ -124,6 +132,8 @@ private:
     prometheus::Family<prometheus::Counter>* dead_letter_failures_family_;
     prometheus::Family<prometheus::Gauge>* dead_letters_pending_family_;
     prometheus::Family<prometheus::Counter>* acked_swept_family_;
+    prometheus::Family<prometheus::Counter>* runner_restarts_family_;
+    prometheus::Family<prometheus::Gauge>* runner_processes_family_;
     prometheus::Family<prometheus::Counter>* acked_family_;
     prometheus::Family<prometheus::Counter>* nacked_family_;
     prometheus::Family<prometheus::Counter>* duplicates_family_;

@@ -15,7 +15,9 @@ int64_t remainingMs(const kanban_context* ctx) {
 // cancelled() stops on time without a watchdog thread.
 int cancelled(const kanban_context* ctx) {
     if (ctx == nullptr) return 0;
-    return ctx->cancelled.load(std::memory_order_relaxed) || std::chrono::steady_clock::now() >= ctx->deadline;
+    return ctx->cancelled.load(std::memory_order_relaxed) ||
+           (ctx->external_cancel != nullptr && ctx->external_cancel->load(std::memory_order_relaxed) != 0) ||
+           std::chrono::steady_clock::now() >= ctx->deadline;
 }
 
 void progress(kanban_context* ctx) {

@@ -19,6 +19,9 @@ struct kanban_context {
     // Explicit cancellation, on top of the deadline: set by the worker pool
     // on shutdown (DomainWorkers::requestStop with cancel_running).
     std::atomic<bool> cancelled{false};
+    // In a runner process (isolation = "process"): the host's request to
+    // stop, in memory shared with kanband; non-zero = cancelled.
+    const std::atomic<std::uint32_t>* external_cancel = nullptr;
     void (*on_progress)(void* arg) = nullptr;        // tells the broker the item is alive
     void* progress_arg = nullptr;
 };

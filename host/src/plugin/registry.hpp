@@ -16,6 +16,7 @@
 #include <string>
 
 #include "config/config.hpp"
+#include "plugin/handler.hpp"
 #include "plugin/plugin.hpp"
 
 namespace kanban::host::plugin {
@@ -30,6 +31,7 @@ struct PluginFile {
     off_t size = 0;
     std::int64_t mtime_ns = 0;
     std::string path, settings_json;
+    config::Isolation isolation = config::Isolation::thread;
     bool operator==(const PluginFile&) const = default;
 
     static PluginFile of(const config::DomainConfig& d);  // stat()s the file now
@@ -38,12 +40,13 @@ struct PluginFile {
 class Registry {
 public:
     struct Generation {
-        std::shared_ptr<const Instance> instance;
+        std::shared_ptr<const Handler> handler;
         PluginFile file;
     };
 
     // New generations for the domains of `next` that are new or whose file
     // or settings changed; all or nothing (the error names the domain).
+    // (In process isolation, each is checked by a runner that loads it.)
     Result<std::map<std::string, Generation>> shadowBuild(const config::Config& next) const;
 
     void set(const std::string& domain, Generation g) { running_[domain] = std::move(g); }

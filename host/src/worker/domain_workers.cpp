@@ -11,7 +11,7 @@
 
 namespace kanban::host::worker {
 
-DomainWorkers::DomainWorkers(WorkerSettings settings, std::shared_ptr<const plugin::Instance> handler,
+DomainWorkers::DomainWorkers(WorkerSettings settings, std::shared_ptr<const plugin::Handler> handler,
                              broker::WorkQueue& queue, LocalDoneRecord& done, AttemptLedger& ledger,
                              metrics::DomainMetrics& metrics, std::unique_ptr<InflightJournal> journal)
     : settings_(std::move(settings)),
@@ -314,6 +314,7 @@ void DomainWorkers::run(std::size_t index) {
     }
     store.reset();
     useConsumer(nullptr);  // can take a while (leaving a quiet wait flushes)
+    dropRunner(slot, std::nullopt);
     std::lock_guard retire(retire_mu_);
     if (!stop_.load() && index < target_.load()) continue;  // the target was raised meanwhile: stay
     --running_;
@@ -329,12 +330,12 @@ void DomainWorkers::run(std::size_t index) {
     }
 }
 
-void DomainWorkers::swapHandler(std::shared_ptr<const plugin::Instance> handler) {
+void DomainWorkers::swapHandler(std::shared_ptr<const plugin::Handler> handler) {
     std::lock_guard lock(handler_mu_);
     handler_ = std::move(handler);
 }
 
-std::shared_ptr<const plugin::Instance> DomainWorkers::handler() const {
+std::shared_ptr<const plugin::Handler> DomainWorkers::handler() const {
     std::lock_guard lock(handler_mu_);
     return handler_;
 }

@@ -9,11 +9,13 @@
 #include "broker/work_queue.hpp"
 #include "config/config.hpp"
 #include "metrics/metrics.hpp"
-#include "plugin/plugin.hpp"
+#include "plugin/handler.hpp"
+#include "runner/runner_process.hpp"
 #include "worker/attempt_ledger.hpp"
 #include "worker/circuit_breaker.hpp"
 #include "worker/inflight_journal.hpp"
 #include "worker/local_done_record.hpp"
+#include "worker/outcome_policy.hpp"
 #include "worker/pool_control.hpp"
 
 #include <atomic>
@@ -41,12 +43,19 @@ struct WorkerSettings {
     std::function<void(const std::string& id, bool ok)> on_scheduled_settled;
 };
 
+// The last runner process of a domain that crashed or was killed (isolation = "process").
+struct RunnerCrash {
+    std::string id;    // the item in its handler ("" if none)
+    std::string what;  // "signal 11 (SIGSEGV)", "exit status 0", "killed: past timeout_ms"
+    std::int64_t at_unix_ms = 0;
+};
+
 class DomainWorkers final : public PoolControl {
 public:
     // `done` (the process-wide local idempotency record), `ledger` (its
     // attempt records) and `metrics` must outlive this. `journal` (may be
     // null) marks the items in handlers for the next process.
-    DomainWorkers(WorkerSettings settings, std::shared_ptr<const plugin::Instance> handler, broker::WorkQueue& queue,
+    DomainWorkers(WorkerSettings settings, std::shared_ptr<const plugin::Handler> handler, broker::WorkQueue& queue,
                   LocalDoneRecord& done, AttemptLedger& ledger, metrics::DomainMetrics& metrics,
                   std::unique_ptr<InflightJournal> journal = nullptr);
     ~DomainWorkers() override;  // stops and joins
@@ -84,6 +93,13 @@ public:
     std::size_t stalled(std::chrono::milliseconds threshold) const override;
     CircuitBreaker::State circuit() const { return breaker_.state(); }
     const std::string& name() const { return settings_.domain.name; }
+    // isolation = "process": the runner processes alive, the last crash,
+    // and how many runners in a row crashed or were killed (0 after a
+    // handler returned).
+    bool isolated() const { return handler()->isolated(); }
+    std::size_t runners() const { return static_cast<std::size_t>(metrics_.runner_processes->Value()); }
+    std::optional<RunnerCrash> lastCrash() const;
+    std::uint32_t crashesInRow() const { return crashes_in_row_.load(); }
 
     // New settings (hot reload): retry, breaker, pull_batch, starvation and
     // the domain's timeout apply from each worker's next batch (consumers
@@ -93,9 +109,11 @@ public:
 
     // A new plugin generation (hot reload): items not yet started run on
     // it; an item already in the old one's handle() finishes there, and the
-    // old library is released with its last reference.
-    void swapHandler(std::shared_ptr<const plugin::Instance> handler);
-    std::shared_ptr<const plugin::Instance> handler() const;
+    // old library is released with its last reference. In process
+    // isolation each worker replaces its runner after its batch: the old
+    // runner finishes what it holds, then exits.
+    void swapHandler(std::shared_ptr<const plugin::Handler> handler);
+    std::shared_ptr<const plugin::Handler> handler() const;
 
 private:
     struct Slot {
@@ -117,6 +135,10 @@ private:
         bool handed_back = false;                 // batch_mu: the unstarted rest went back
         std::atomic<bool> exited{false};          // the thread left run() (or was never started)
         std::atomic<bool> abandoned{false};
+        // isolation = "process": this worker's runner and the generation it
+        // loaded (the worker's thread only).
+        std::unique_ptr<runner::RunnerProcess> runner;
+        std::shared_ptr<const plugin::Handler> runner_of;
     };
     enum class Outcome { ok, failed, settled };  // failed: counts against the breaker
 
@@ -131,7 +153,33 @@ private:
     // Runs one item with the batch's settings `s`. ok: the caller records
     // and acks it; otherwise it was settled here.
     Outcome process(broker::Delivery& d, Slot& slot, const WorkerSettings& s, broker::DoneStore& store,
-                    const std::optional<broker::AttemptRecord>& record);
+                    const std::optional<broker::AttemptRecord>& record, const plugin::Handler& handler);
+    // Settles an item that must not reach a handler (an id over the limit,
+    // settled before, past the delivery limit or its deadline, running or
+    // done here) and returns nullopt; otherwise claims it and returns the
+    // deadline (Unix ms) of its call.
+    std::optional<std::int64_t> admit(broker::Delivery& d, const WorkerSettings& s, broker::DoneStore& store,
+                                      const std::optional<broker::AttemptRecord>& record);
+    // After a handler call on an admitted item: the decision, applied.
+    Outcome conclude(broker::Delivery& d, const WorkerSettings& s, broker::DoneStore& store, bool had_record,
+                     const HandlerReturn& r, std::chrono::nanoseconds took);
+    // An admitted item whose runner died in its handler: one attempt
+    // (handler_crashed after max_attempts).
+    void concludeCrash(broker::Delivery& d, const WorkerSettings& s, broker::DoneStore& store, bool had_record,
+                       const std::string& what);
+    // Hands back the items not known done (the store or the runner failed).
+    void handBack(broker::DeliveryBatch& batch, const std::vector<bool>& done, const WorkerSettings& s,
+                  const std::string& why, std::size_t count);
+    // isolation = "process": the batch goes to this worker's runner.
+    void handleIsolated(broker::DeliveryBatch& batch, const std::vector<bool>& done,
+                        const std::vector<std::optional<broker::AttemptRecord>>& records, broker::DoneStore& store,
+                        Slot& slot, bool trial, const WorkerSettings& s, const std::shared_ptr<const plugin::Handler>& gen);
+    // The worker's runner on `gen` (started after the crash backoff); false if it cannot start.
+    bool ensureRunner(Slot& slot, const std::shared_ptr<const plugin::Handler>& gen);
+    // Ends the worker's runner: asked to exit, or killed (`ended` says how it died).
+    void dropRunner(Slot& slot, std::optional<metrics::RunnerRestart> why);
+    // Acks the items handled ok once their records are written.
+    void ackHandled(std::vector<broker::Delivery*>& awaiting_ack, broker::DoneStore& store);
     // Writes an attempt record (this host's ledger and the shared store)
     // before the item goes back to the broker.
     void charge(broker::Delivery& d, broker::DoneStore& store, const broker::AttemptRecord& record);
@@ -158,7 +206,7 @@ private:
     mutable std::mutex live_mu_;
     std::shared_ptr<const WorkerSettings> live_;  // live_mu_
     mutable std::mutex handler_mu_;
-    std::shared_ptr<const plugin::Instance> handler_;  // the current generation (handler_mu_)
+    std::shared_ptr<const plugin::Handler> handler_;  // the current generation (handler_mu_)
     broker::WorkQueue& queue_;
     LocalDoneRecord& done_;
     AttemptLedger& ledger_;
@@ -169,6 +217,12 @@ private:
     std::unordered_set<std::string> pending_dead_letters_;  // pending_mu_
     std::atomic<std::uint32_t> dead_letter_failures_in_row_{0};  // the retry delay's backoff
     CircuitBreaker breaker_;
+    // Runners crashed or killed in a row, the earliest time to start the
+    // next one (steady ns: a capped backoff) and the last crash.
+    std::atomic<std::uint32_t> crashes_in_row_{0};
+    std::atomic<std::int64_t> next_spawn_ns_{0};
+    mutable std::mutex crash_mu_;
+    std::optional<RunnerCrash> last_crash_;  // crash_mu_
     std::atomic<bool> stop_{false};
     std::atomic<bool> cancel_running_{false};
     std::mutex mu_;

@@ -26,23 +26,6 @@ std::chrono::milliseconds deadLetterRetryDelay(std::uint32_t failures_in_row) {
 bool DomainWorkers::handleBatch(broker::DeliveryBatch& batch, broker::DoneStore& store, Slot& slot, bool trial) {
     const std::string& domain = settings_.domain.name;
     const auto now_live = live();  // one snapshot for the batch
-    const auto& retry = now_live->retry;
-
-    // Hands the items not known done back for a later delivery (the delay
-    // keeps this from spinning) when the store cannot answer now.
-    const auto handBack = [&](const std::vector<bool>& done, const std::string& why, std::size_t count) {
-        metrics_.store_failures->Increment();
-        spdlog::warn("domain={}: {}; handing back {} items", domain, why, count);
-        for (std::size_t i = 0; i < batch.size(); ++i) {
-            if (done[i]) {
-                ack(*batch[i]);
-                continue;
-            }
-            batch[i]->retryAfter(backoffDelay(1, retry.backoff_initial_ms, retry.backoff_max_ms, kBackoffJitter, unitRandom()));
-            metrics_.nacked->Increment();
-        }
-        return false;
-    };
 
     // Which items were completed already (a lost ack, a crash after the
     // record, a duplicate published after the broker's dedup window)? The
@@ -58,13 +41,26 @@ bool DomainWorkers::handleBatch(broker::DeliveryBatch& batch, broker::DoneStore&
             ask_index.push_back(i);
         }
     }
-    if (auto known = store.lookup(ask); !known)
-        return handBack(done, known.message(), ask.size());
+    if (auto known = store.lookup(ask); !known) {
+        metrics_.store_failures->Increment();
+        handBack(batch, done, *now_live, known.message(), ask.size());
+        return false;
+    }
     else
         for (std::size_t j = 0; j < ask_index.size(); ++j) done[ask_index[j]] = (*known)[j];
     // How many handler calls each item had (redeliveries only).
     auto records = attemptRecords(batch, done, store);
-    if (!records) return handBack(done, "attempt records cannot be read", ask.size());
+    if (!records) {
+        metrics_.store_failures->Increment();
+        handBack(batch, done, *now_live, "attempt records cannot be read", ask.size());
+        return false;
+    }
+    const auto generation = handler();  // the batch runs on one generation
+    if (generation->isolated()) {
+        handleIsolated(batch, done, *records, store, slot, trial, *now_live, generation);
+        return true;
+    }
+    dropRunner(slot, std::nullopt);  // a reload moved the domain back into kanband
 
     // Items wait in the batch while earlier ones run. Every item in hand is
     // refreshed (InProgress) once half the ack-wait margin has passed, so
@@ -120,7 +116,7 @@ bool DomainWorkers::handleBatch(broker::DeliveryBatch& batch, broker::DoneStore&
             for (broker::Delivery* a : awaiting_ack) a->progress();
             last_refresh = now;
         }
-        switch (process(d, slot, *now_live, store, (*records)[i])) {
+        switch (process(d, slot, *now_live, store, (*records)[i], *generation)) {
             case Outcome::ok:
                 store.record(d.id);
                 awaiting_ack.push_back(&d);
@@ -134,20 +130,39 @@ bool DomainWorkers::handleBatch(broker::DeliveryBatch& batch, broker::DoneStore&
         std::lock_guard b(slot.batch_mu);
         slot.batch = nullptr;
     }
-    if (awaiting_ack.empty()) return true;
+    ackHandled(awaiting_ack, store);
+    return true;
+}
 
+void DomainWorkers::handBack(broker::DeliveryBatch& batch, const std::vector<bool>& done, const WorkerSettings& s,
+                             const std::string& why, std::size_t count) {
+    spdlog::warn("domain={}: {}; handing back {} items", settings_.domain.name, why, count);
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+        if (done[i]) {
+            ack(*batch[i]);
+            continue;
+        }
+        // The delay keeps this from spinning.
+        batch[i]->retryAfter(backoffDelay(1, s.retry.backoff_initial_ms, s.retry.backoff_max_ms, kBackoffJitter, unitRandom()));
+        metrics_.nacked->Increment();
+    }
+}
+
+void DomainWorkers::ackHandled(std::vector<broker::Delivery*>& awaiting_ack, broker::DoneStore& store) {
+    if (awaiting_ack.empty()) return;
     // The records are written before the acks: a lost ack then only costs a
     // redelivery that is acked without running the handler again.
     if (const std::size_t failed = store.flush(); failed > 0) {
         metrics_.store_failures->Increment(static_cast<double>(failed));
-        spdlog::warn("domain={}: {} done records not confirmed by the store; the local record keeps them", domain, failed);
+        spdlog::warn("domain={}: {} done records not confirmed by the store; the local record keeps them",
+                     settings_.domain.name, failed);
     }
     for (broker::Delivery* a : awaiting_ack) {
         ack(*a);
         notifyScheduled(*a, true);
-        spdlog::debug("item handled domain={} id={} attempt={}", domain, a->id, a->attempt);
+        spdlog::debug("item handled domain={} id={} attempt={}", settings_.domain.name, a->id, a->attempt);
     }
-    return true;
+    awaiting_ack.clear();
 }
 
 std::optional<std::vector<std::optional<broker::AttemptRecord>>> DomainWorkers::attemptRecords(
@@ -183,13 +198,13 @@ std::optional<std::vector<std::optional<broker::AttemptRecord>>> DomainWorkers::
     return records;
 }
 
-DomainWorkers::Outcome DomainWorkers::process(broker::Delivery& d, Slot& slot, const WorkerSettings& s,
-                                              broker::DoneStore& store,
-                                              const std::optional<broker::AttemptRecord>& record) {
+std::optional<std::int64_t> DomainWorkers::admit(broker::Delivery& d, const WorkerSettings& s,
+                                                 broker::DoneStore& store,
+                                                 const std::optional<broker::AttemptRecord>& record) {
     const auto& dom = s.domain;
     if (d.id.size() > broker::kMaxWorkIdBytes) {
         deadLetter(d, metrics::DeadLetterReason::invalid_id, "invalid_id", store, false);
-        return Outcome::settled;
+        return std::nullopt;
     }
     // Settled before, by this host or another: its handler calls are used
     // up (crashes included), or its dead letter waits for room in the DLQ.
@@ -197,19 +212,19 @@ DomainWorkers::Outcome DomainWorkers::process(broker::Delivery& d, Slot& slot, c
     if (record && (record->dead_letter || static_cast<std::int64_t>(record->calls) >= s.retry.max_attempts)) {
         d.attempt = record->calls;
         deadLetter(d, metrics::deadLetterReasonFrom(record->label), record->reason, store, true);
-        return Outcome::settled;
+        return std::nullopt;
     }
     // The safety net: the last delivery the broker will make.
     if (static_cast<std::int64_t>(d.deliveries) >= broker::deliveryLimit(s.retry.max_attempts)) {
         deadLetter(d, metrics::DeadLetterReason::max_deliveries_exceeded,
                    "delivered " + std::to_string(d.deliveries) + " times without being settled", store, record.has_value());
-        return Outcome::settled;
+        return std::nullopt;
     }
     const std::int64_t now_ms = nowUnixMs();
     const std::int64_t deadline_ms = d.deadline_unix_ms.value_or(now_ms + dom.timeout_ms);
     if (deadline_ms <= now_ms) {
         deadLetter(d, metrics::DeadLetterReason::deadline_exceeded, "deadline_exceeded", store, record.has_value());
-        return Outcome::settled;
+        return std::nullopt;
     }
 
     // Another worker of this host is running this id (a redelivery after a
@@ -221,13 +236,25 @@ DomainWorkers::Outcome DomainWorkers::process(broker::Delivery& d, Slot& slot, c
             d.defer(std::chrono::milliseconds(dom.timeout_ms));
             spdlog::info("item is being handled by another worker of this host; left to that run domain={} id={} attempt={}",
                          dom.name, d.id, d.attempt);
-            return Outcome::settled;
+            return std::nullopt;
         case LocalDoneRecord::Claim::done:
             // Another copy (the other broker's, or a redelivery) finished
             // while this one waited in its batch.
             ackDuplicate(d);
-            return Outcome::settled;
+            return std::nullopt;
     }
+    return deadline_ms;
+}
+
+DomainWorkers::Outcome DomainWorkers::process(broker::Delivery& d, Slot& slot, const WorkerSettings& s,
+                                              broker::DoneStore& store,
+                                              const std::optional<broker::AttemptRecord>& record,
+                                              const plugin::Handler& handler) {
+    const auto& dom = s.domain;
+    const auto deadline = admit(d, s, store, record);
+    if (!deadline) return Outcome::settled;
+    const std::int64_t deadline_ms = *deadline;
+    const std::int64_t now_ms = nowUnixMs();
 
     kanban_context ctx;
     ctx.domain = dom.name;
@@ -265,8 +292,7 @@ DomainWorkers::Outcome DomainWorkers::process(broker::Delivery& d, Slot& slot, c
     }
     slot.deadline_ns = ctx.deadline.time_since_epoch().count();
     if (journal_) journal_->begin(slot.index, d.id, d.attempt);  // a crash from here on is charged to this item
-    const auto generation = handler();  // held until this item is done
-    generation->handle(item, &ctx, &result);
+    handler.instance->handle(item, &ctx, &result);
     if (slot.abandoned.load()) park();  // a stop or reload gave up on this call: its item went back
     if (journal_) journal_->end(slot.index);
     slot.deadline_ns = 0;
@@ -279,23 +305,30 @@ DomainWorkers::Outcome DomainWorkers::process(broker::Delivery& d, Slot& slot, c
         slot.ctx = nullptr;
     }
     slot.busy_since_ns = 0;
-    done_.end(d.id, result.status == KANBAN_STATUS_OK);
     const auto end = std::chrono::steady_clock::now();
     reason[sizeof reason - 1] = '\0';
-    metrics_.handler_duration->Observe(std::chrono::duration<double>(end - start).count());
+    return conclude(d, s, store, record.has_value(),
+                    {.status = static_cast<int>(result.status),
+                     .reason = reason,
+                     .overran = end > ctx.deadline,
+                     .cancelled_by_stop = ctx.cancelled.load() && cancel_running_.load(),
+                     .attempt = d.attempt,
+                     .max_attempts = s.retry.max_attempts},
+                    end - start);
+}
 
-    const Decision decision = decide({.status = static_cast<int>(result.status),
-                                      .reason = reason,
-                                      .overran = end > ctx.deadline,
-                                      .cancelled_by_stop = ctx.cancelled.load() && cancel_running_.load(),
-                                      .attempt = d.attempt,
-                                      .max_attempts = s.retry.max_attempts});
+DomainWorkers::Outcome DomainWorkers::conclude(broker::Delivery& d, const WorkerSettings& s, broker::DoneStore& store,
+                                               bool had_record, const HandlerReturn& r, std::chrono::nanoseconds took) {
+    const auto& dom = s.domain;
+    done_.end(d.id, r.status == KANBAN_STATUS_OK);
+    metrics_.handler_duration->Observe(std::chrono::duration<double>(took).count());
+    const Decision decision = decide(r);
     metrics_.processedInc(decision.outcome);
     switch (decision.action) {
         case Action::ack:
             if (decision.outcome == metrics::Outcome::timeout)
                 spdlog::warn("handler finished after its deadline domain={} id={} attempt={}", dom.name, d.id, d.attempt);
-            if (record) {  // its earlier calls' record is of no use any more
+            if (had_record) {  // its earlier calls' record is of no use any more
                 ledger_.erase(d.id);
                 store.forgetAttempts(d.id);
             }
@@ -311,11 +344,25 @@ DomainWorkers::Outcome DomainWorkers::process(broker::Delivery& d, Slot& slot, c
             retry(d, decision.reason, s);
             break;
         case Action::dead_letter:
-            deadLetter(d, decision.dead_letter_reason, decision.reason, store, record.has_value());
+            deadLetter(d, decision.dead_letter_reason, decision.reason, store, had_record);
             break;
     }
     if (decision.action == Action::ack) return Outcome::ok;
     return decision.breaker == BreakerEffect::failure ? Outcome::failed : Outcome::settled;
+}
+
+void DomainWorkers::concludeCrash(broker::Delivery& d, const WorkerSettings& s, broker::DoneStore& store,
+                                  bool had_record, const std::string& what) {
+    done_.end(d.id, false);
+    metrics_.processedInc(metrics::Outcome::retry);
+    const std::string reason = "handler_crashed: the runner process ended in the handler (" + what + ")";
+    if (static_cast<std::int64_t>(d.attempt) >= s.retry.max_attempts) {
+        deadLetter(d, metrics::DeadLetterReason::handler_crashed, reason, store, had_record);
+    } else {
+        charge(d, store, {d.attempt, false, "handler_crashed", reason});
+        retry(d, reason, s);
+    }
+    breakerResult(false);
 }
 
 void DomainWorkers::charge(broker::Delivery& d, broker::DoneStore& store, const broker::AttemptRecord& record) {
