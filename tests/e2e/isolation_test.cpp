@@ -319,5 +319,95 @@ TEST_F(Isolation, RunnersInheritNoSocketsSecretsOrNotifySocket) {
     }
 }
 
+// SIGHUP swaps the plugin (v1 -> v2 by rename) under load in process
+// isolation: new runners load v2, the old ones finish their batch and exit;
+// nothing is lost, nothing handled twice, v2 only after the swap.
+TEST_F(Isolation, APluginSwappedUnderLoadLosesNothing) {
+    const std::string plugin = dir.file("orders.so");
+    std::filesystem::copy_file(kFixtures + "/recorder.so", plugin);
+    HostOptions o;
+    o.workers = 2;
+    o.max_workers = 2;
+    Kanband& kd = start({{"orders", plugin, recorderSettings(out, 1), 10000, kProcess}}, o);
+    ASSERT_TRUE(kd.waitReady()) << kd.log();
+    Subprocess ctl({kKanbanctl, "--config", cfg, "publish", "--domain", "orders", "--priority", "normal", "--payload",
+                    "x", "--count", "3000"},
+                   dir.file("ctl.out"), dir.file("ctl.err"));
+    ASSERT_TRUE(waitFor([&] { return readCalls(out).size() >= 500; }, 60s)) << kd.log();
+    const auto old_runners = childrenOf(kd.proc().pid());
+    ASSERT_FALSE(old_runners.empty());
+
+    std::filesystem::copy_file(kFixtures + "/recorder_v2.so", plugin + ".new");
+    std::filesystem::rename(plugin + ".new", plugin);
+    const auto before_swap = readCalls(out).size();
+    kd.proc().signal(SIGHUP);
+    ASSERT_TRUE(waitFor([&] { return scrape(kd, R"(kanban_config_reloads_total{result="success"})") == 1; }, 30s))
+        << kd.log();
+    ASSERT_EQ(ctl.wait(60s), 0) << readFile(dir.file("ctl.err"));
+    const auto all = readLines(dir.file("ctl.out"));
+    ASSERT_EQ(all.size(), 3000u);
+    ASSERT_TRUE(waitFor([&] { return allHandled(out, all); }, 60s)) << kd.log();
+    const auto calls = readCalls(out);
+    for (const auto& [id, n] : okCounts(calls)) EXPECT_EQ(n, 1) << id;
+    std::map<std::string, int> by_version;
+    for (const auto& c : calls) ++by_version[c.version];
+    EXPECT_GT(by_version["2.0.0"], 0);
+    for (std::size_t i = 0; i < before_swap; ++i) ASSERT_EQ(calls[i].version, "1.0.0") << "v2 ran before the reload";
+    for (pid_t r : old_runners) EXPECT_TRUE(waitFor([&] { return !alive(r); }, 10s)) << "old runner " << r << " still runs";
+    EXPECT_TRUE(kd.logHas("retired for the new plugin generation"));
+    EXPECT_EQ(nlohmann::json::parse(kd.http("GET", "/health").body)["domains"]["orders"]["plugin"]["version"], "2.0.0");
+}
+
+// Runners that crash on every item: the domain is held by its breaker
+// (no hot restart loop), /health says why, and the other domain flows.
+TEST_F(Isolation, ADomainWhoseRunnersKeepCrashingIsHeld) {
+    HostOptions o;
+    o.workers = 1;
+    o.max_workers = 1;
+    o.pull_batch = 1;
+    o.max_attempts = 1000;
+    o.backoff_initial_ms = 10;
+    o.backoff_max_ms = 10;
+    o.failure_threshold = 3;
+    o.open_ms = 60000;
+    Kanband& kd = start({{"orders", kFixtures + "/recorder.so", recorderSettings(out), 5000, kProcess},
+                         {"other", kFixtures + "/recorder.so", recorderSettings(other_out), 5000}},
+                        o);
+    ASSERT_TRUE(kd.waitReady()) << kd.log();
+    NatsProbe probe(nats.url());
+    publishAll(probe, "orders", ids("c-", 20), "CRASH");
+    nlohmann::json orders;
+    ASSERT_TRUE(waitFor([&] {
+        orders = nlohmann::json::parse(kd.http("GET", "/health").body)["domains"]["orders"];
+        return orders["circuit"] == "open";
+    }, 60s)) << kd.log();
+    ASSERT_TRUE(orders.contains("held")) << orders.dump();
+    EXPECT_THAT(orders["held"].get<std::string>(), HasSubstr("crashed or were killed 3 time(s) in a row"));
+    const double restarts = scrape(kd, R"(kanban_runner_restarts_total{domain="orders",reason="crash"})");
+    EXPECT_EQ(restarts, 3);
+    const auto others = ids("o-", 50);
+    publishAll(probe, "other", others);
+    ASSERT_TRUE(waitFor([&] { return allHandled(other_out, others); }, 30s)) << kd.log();
+    // Still held: no runner was started for it while the others ran.
+    EXPECT_EQ(scrape(kd, R"(kanban_runner_restarts_total{domain="orders",reason="crash"})"), restarts);
+    EXPECT_EQ(readCalls(out).size(), 3u) << "handler calls of the crashing domain";
+}
+
+// A plugin a runner cannot load (another ABI major) is refused at start with
+// the loader's message naming both versions; the other domains run.
+TEST_F(Isolation, APluginARunnerCannotLoadIsRefusedAndOtherDomainsRun) {
+    Kanband& kd = start({{"legacy", kFixtures + "/abi_major_mismatch.so", "", 5000, kProcess},
+                         {"orders", kFixtures + "/recorder.so", recorderSettings(out), 5000, kProcess}},
+                        1);
+    ASSERT_TRUE(kd.waitReady()) << kd.log();
+    const auto legacy = nlohmann::json::parse(kd.http("GET", "/health").body)["domains"]["legacy"];
+    EXPECT_EQ(legacy["status"], "failed");
+    EXPECT_THAT(legacy["error"].get<std::string>(), HasSubstr("abi_major_mismatch.so"));
+    EXPECT_THAT(legacy["error"].get<std::string>(), HasSubstr("ABI"));
+    NatsProbe probe(nats.url());
+    ASSERT_TRUE(probe.publish("kanban.normal.orders", "{}", {{"Nats-Msg-Id", "one"}}));
+    ASSERT_TRUE(waitFor([&] { return allHandled(out, {"one"}); }, 30s)) << kd.log();
+}
+
 }  // namespace
 }  // namespace kanban::test

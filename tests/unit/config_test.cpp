@@ -89,6 +89,25 @@ TEST(Config, UnknownKeyIsRejectedWithItsLocation) {
     EXPECT_THAT(parseError("bogus = 1\n[[domain]]\nname = \"a\"\n"), HasSubstr("unknown key 'bogus'"));
 }
 
+TEST(Config, IsolationAndRunnerLimitsPerDomain) {
+    const Config c = parseOk(
+        "[[domain]]\nname = \"a\"\n"
+        "[[domain]]\nname = \"b\"\nisolation = \"process\"\n[domain.runner]\nmemory_max_mb = 512\nrecycle_after_items = 1000\n"
+        "[[domain]]\nname = \"c\"\nisolation = \"thread\"\n");
+    EXPECT_EQ(c.domains.at(0).isolation, Isolation::thread);  // the default
+    EXPECT_EQ(c.domains.at(0).runner, RunnerConfig{});
+    EXPECT_EQ(c.domains.at(1).isolation, Isolation::process);
+    EXPECT_EQ(c.domains.at(1).runner.memory_max_mb, 512);
+    EXPECT_EQ(c.domains.at(1).runner.recycle_after_items, 1000);
+    EXPECT_EQ(c.domains.at(2).isolation, Isolation::thread);
+    EXPECT_THAT(parseError("[[domain]]\nname = \"a\"\nisolation = \"fork\"\n", "c.toml"),
+                HasSubstr("c.toml:3:13: domain[0].isolation must be \"thread\" or \"process\", got \"fork\""));
+    EXPECT_THAT(parseError("[[domain]]\nname = \"a\"\n[domain.runner]\nmemory_max_mb = -1\n", "c.toml"),
+                HasSubstr("c.toml:4:17: domain[0].runner.memory_max_mb must be between 0 and"));
+    EXPECT_THAT(parseError("[[domain]]\nname = \"a\"\n[domain.runner]\nmax_memory = 1\n", "c.toml"),
+                HasSubstr("unknown key 'domain[0].runner.max_memory'"));
+}
+
 struct BadValue {
     const char* toml;
     const char* expected;
