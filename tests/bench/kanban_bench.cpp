@@ -5,7 +5,7 @@
 //
 //   kanban_bench [--items N] [--out FILE.md] [--plot FILE.png] [--smoke]
 //                [--idle-seconds S] [--latency-seconds S] [--celery-tasks N]
-//                [--only nats,rabbitmq,latency,idle,growth]
+//                [--only nats,rabbitmq,latency,idle,growth,isolation]
 //
 // Sections (items of 256 bytes; every kanband run uses the noop plugin with
 // every guarantee on: idempotency lookup and record, deadlines):
@@ -20,6 +20,8 @@
 //   4. Memory and idle cost: peak RSS in the backlog runs; CPU of an idle
 //      kanband with 100 domains.
 //   5. How cost grows: 1, 10 and 100 domains; 1 and 2 hosts.
+//   6. Handler isolation: the same backlog drained with isolation =
+//      "thread" and "process" (runner processes), and a runner's RSS.
 // Then the issue's targets with the figures of this run.
 #include "harness.hpp"
 #include "raw_loops.hpp"
@@ -96,6 +98,7 @@ struct Row {
     int batch = 0, workers = 0, domains = 1, hosts = 1;
     double rate = 0;      // items/s; 0 when the items did not all arrive
     double rss_mib = -1;  // kanband's peak RSS (per host), when measured
+    double runner_rss_mib = -1;  // isolation = "process": the largest runner's RSS at the end
 };
 
 struct Latency {
@@ -112,13 +115,16 @@ public:
 
 private:
     // kanband draining `n` items spread over `domains`; see Row.
-    Row kanbandNats(const std::string& what, int n, int batch, int workers, int domains, int hosts, bool concurrent);
+    // `extra`: more lines of each [[domain]] table (isolation).
+    Row kanbandNats(const std::string& what, int n, int batch, int workers, int domains, int hosts, bool concurrent,
+                    const std::string& extra = "");
     Row kanbandRabbit(int n, int batch, int workers);
     void natsThroughput(bool concurrent);
     void rabbitThroughput();
     void latency();
     void idle();
     void growth();
+    void isolation();
     void targets();
     void plot();
     bool waitDrained(NatsProbe& probe, const bool& published);
@@ -130,9 +136,10 @@ private:
         NatsProbe(nats_.url()).purge("KV_KANBAN_DONE");  // absent before the first run: nothing to do
     }
     std::string config(const std::vector<std::string>& domains, HostOptions o, const std::string& plugin = "",
-                       const std::string& settings = "") {
+                       const std::string& settings = "", const std::string& extra = "") {
         std::vector<DomainSpec> specs;
-        for (const auto& d : domains) specs.push_back({d, plugin.empty() ? kPlugins + "/noop.so" : plugin, settings});
+        for (const auto& d : domains)
+            specs.push_back({d, plugin.empty() ? kPlugins + "/noop.so" : plugin, settings, 10000, extra});
         const std::string path = dir_.file("bench-" + std::to_string(++run_) + ".toml");
         writeFile(path, o.nats_url.empty() && o.nats_servers.empty() ? makeConfig(nats_, specs, o) : makeConfig(specs, o));
         return path;
@@ -158,7 +165,7 @@ private:
     std::optional<RabbitServer> rabbit_;
     int run_ = 0;
     std::string md_;
-    std::vector<Row> backlog_, concurrent_, rabbit_rows_, growth_rows_;
+    std::vector<Row> backlog_, concurrent_, rabbit_rows_, growth_rows_, isolation_rows_;
     double celery_ = 0;
     std::vector<Latency> latency_;
     double idle_cpu_ = -1, idle_rss_ = -1;
@@ -186,10 +193,11 @@ bool Bench::waitDrained(NatsProbe& probe, const bool& published) {
     return waitFor([&] { return published && probe.streamMsgs("KANBAN") == std::optional<std::uint64_t>(0); }, 180s, 10ms);
 }
 
-Row Bench::kanbandNats(const std::string& what, int n, int batch, int workers, int domains, int hosts, bool concurrent) {
+Row Bench::kanbandNats(const std::string& what, int n, int batch, int workers, int domains, int hosts, bool concurrent,
+                       const std::string& extra) {
     std::vector<std::string> names;
     for (int i = 0; i < domains; ++i) names.push_back(newDomain());
-    const std::string cfg = config(names, hostOptions(batch, workers, hosts));
+    const std::string cfg = config(names, hostOptions(batch, workers, hosts), "", "", extra);
     freshBucket();
     // The stream exists once a kanbanctl publish declared it (one item).
     if (publish(cfg, names[0], "normal", 1).size() != 1) throw std::runtime_error("kanbanctl publish failed");
@@ -219,6 +227,7 @@ Row Bench::kanbandNats(const std::string& what, int n, int batch, int workers, i
     Row r{what, batch, workers, domains, hosts, done ? (n / domains) * domains / seconds : 0, 0};
     for (auto& kd : hosts_up) {
         r.rss_mib = std::max(r.rss_mib, statusMiB(kd->proc().pid(), "VmHWM"));
+        for (pid_t runner : childProcesses(kd->proc().pid())) r.runner_rss_mib = std::max(r.runner_rss_mib, statusMiB(runner, "VmRSS"));
         kd->proc().signal(SIGTERM);
         kd->proc().wait(20s);
     }
@@ -411,6 +420,28 @@ void Bench::growth() {
     growth_rows_ = rows;
 }
 
+void Bench::isolation() {
+    const int n = o_.items;
+    std::vector<Row> rows;
+    for (int workers : o_.smoke ? std::vector<int>{2} : std::vector<int>{1, 2})
+        for (const bool process : {false, true})
+            rows.push_back(kanbandNats(process ? "kanband, isolation = process" : "kanband, isolation = thread", n, 100,
+                                       workers, 1, 1, false, process ? "isolation = \"process\"\n" : ""));
+    std::ostringstream t;
+    t << "| isolation | batch | workers | items/s | process / thread | kanband peak RSS | RSS of a runner |\n"
+      << "| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n";
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+        const Row& r = rows[i];
+        const bool process = i % 2 == 1;
+        const double thread = rows[i - (process ? 1 : 0)].rate;
+        t << "| " << (process ? "process" : "thread") << " | " << r.batch << " | " << r.workers << " | " << fmt("%.0f", r.rate)
+          << " | " << (process ? fmt("%.2f", thread > 0 ? r.rate / thread : 0) : "1") << " | " << fmt("%.1f MiB", r.rss_mib)
+          << " | " << (process ? fmt("%.1f MiB", r.runner_rss_mib) : "-") << " |\n";
+    }
+    section("Handler isolation: drain a backlog of " + std::to_string(n) + " items, noop plugin", t.str());
+    isolation_rows_ = rows;
+}
+
 void Bench::targets() {
     const auto ratio = [](double a, double b) { return b > 0 ? a / b : 0; };
     const double same = find(backlog_, "raw same work", 100)->rate, bare = find(backlog_, "raw fetch+ack", 100)->rate;
@@ -450,7 +481,15 @@ void Bench::targets() {
     t += line("peak RSS ≤ 64 MiB with a " + std::to_string(o_.items) + "-item backlog", fmt("%.1f MiB", max_rss), max_rss <= 64);
     t += line("idle CPU < 1% of a core, 100 domains", fmt("%.2f %%", idle_cpu_), idle_cpu_ >= 0 && idle_cpu_ < 1);
     t += line("100 domains ≥ 0.7× the throughput of 1", fmt("%.2f", domains100), domains100 >= 0.7);
-    section("Targets (issue 10)", t);
+    double worst_isolation = 1e9;
+    std::string isolation_cells;
+    for (std::size_t i = 1; i < isolation_rows_.size(); i += 2) {
+        const double r = ratio(isolation_rows_[i].rate, isolation_rows_[i - 1].rate);
+        worst_isolation = std::min(worst_isolation, r);
+        isolation_cells += fmt("%.2f", r) + " (" + std::to_string(isolation_rows_[i].workers) + "w) ";
+    }
+    t += line("isolation = process ≥ 0.7× thread (noop, batch 100)", isolation_cells, worst_isolation >= 0.7);
+    section("Targets (issues 10 and 20)", t);
 }
 
 // A PNG (gnuplot): throughput per configuration, raw anchors beside.
@@ -467,6 +506,8 @@ void Bench::plot() {
             if (r.domains > 1 || r.what.find("per domain") != std::string::npos) label = "kanband " + std::to_string(r.domains) + " dom";
             if (r.what.find("per host") != std::string::npos) label = "kanband " + std::to_string(r.hosts) + " host";
             if (r.what.rfind("Celery", 0) == 0) label = "Celery";
+            if (r.what.find("isolation = ") != std::string::npos)
+                label = r.what.substr(r.what.find("= ") + 2) + " w" + std::to_string(r.workers);
             const int colour = r.what.rfind("kanband", 0) == 0 ? 1 : 2;
             d << '"' << label << "\" " << fmt("%.0f", r.rate) << " " << colour << "\n";
         }
@@ -477,12 +518,13 @@ void Bench::plot() {
     rows(concurrent_, "kanband");
     rows(rabbit_rows_, "kanband");
     rows(growth_rows_, "kanband");
+    rows(isolation_rows_, "kanband");
     d.close();
     const std::string script = dir_.file("plot.gp");
     writeFile(script,
-              "set terminal pngcairo size 1800,1000 font 'sans,10'\n"
+              "set terminal pngcairo size 2400,1000 font 'sans,10'\n"
               "set output '" + o_.plot + "'\n"
-              "set multiplot layout 2,2 title 'kanban\\_bench: " + std::to_string(o_.items) +
+              "set multiplot layout 2,3 title 'kanban\\_bench: " + std::to_string(o_.items) +
                   " items of 256 bytes, items/s (blue: kanband, grey: raw client loops and Celery)'\n"
               "set style fill solid 0.8\nset boxwidth 0.7\nset grid ytics\nset yrange [0:*]\nset xtics rotate by -35\n"
               "set linetype 1 lc rgb '#1f77b4'\nset linetype 2 lc rgb '#9a9a9a'\nunset key\n"
@@ -494,6 +536,8 @@ void Bench::plot() {
               "plot '" + data + "' index 2 using 0:2:3:xtic(1) with boxes lc variable, '' index 2 using 0:2:(sprintf('%.0f',$2)) with labels offset 0,0.7\n"
               "set title 'How cost grows: domains and hosts (batch 100)'\n"
               "plot '" + data + "' index 3 using 0:2:3:xtic(1) with boxes lc variable, '' index 3 using 0:2:(sprintf('%.0f',$2)) with labels offset 0,0.7\n"
+              "set title 'Handler isolation: thread and process (batch 100)'\n"
+              "plot '" + data + "' index 4 using 0:2:3:xtic(1) with boxes lc variable, '' index 4 using 0:2:(sprintf('%.0f',$2)) with labels offset 0,0.7\n"
               "unset multiplot\n");
     auto r = runCommand({"gnuplot", script}, 60s);
     if (r.exit_code != 0) failures_.push_back("gnuplot: " + r.err);
@@ -508,6 +552,7 @@ int Bench::run() {
     if (o_.runs("latency")) latency();
     if (o_.runs("idle")) idle();
     if (o_.runs("growth")) growth();
+    if (o_.runs("isolation")) isolation();
     if (o_.only.empty()) {
         targets();
         plot();
@@ -517,7 +562,7 @@ int Bench::run() {
                                (o_.smoke ? ", smoke sizes (not figures)" : "") + ".\n\n";
     std::cout << header << md_;
     if (!o_.out.empty()) std::ofstream(o_.out) << header << md_;
-    for (const auto* rows : {&backlog_, &concurrent_, &rabbit_rows_, &growth_rows_})
+    for (const auto* rows : {&backlog_, &concurrent_, &rabbit_rows_, &growth_rows_, &isolation_rows_})
         for (const Row& r : *rows)
             if (r.rate <= 0) failures_.push_back(r.what + " batch " + std::to_string(r.batch) + " workers " +
                                                  std::to_string(r.workers) + " did not finish its items");
@@ -547,7 +592,7 @@ int main(int argc, char** argv) {
             o.latency_seconds = 1;
         } else {
             std::cerr << "usage: kanban_bench [--items N] [--out FILE.md] [--plot FILE.png] [--smoke] [--idle-seconds S]"
-                         " [--latency-seconds S] [--celery-tasks N] [--only nats,rabbitmq,latency,idle,growth]\n";
+                         " [--latency-seconds S] [--celery-tasks N] [--only nats,rabbitmq,latency,idle,growth,isolation]\n";
             return 64;
         }
     }

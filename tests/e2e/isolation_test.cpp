@@ -23,25 +23,6 @@ using ::testing::HasSubstr;
 
 const std::string kProcess = "isolation = \"process\"\n";
 
-// The live child processes of `parent` (its runners).
-std::vector<pid_t> childrenOf(pid_t parent) {
-    std::vector<pid_t> out;
-    for (const auto& e : std::filesystem::directory_iterator("/proc")) {
-        const std::string name = e.path().filename();
-        if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-        std::ifstream st(e.path() / "stat");
-        std::string line;
-        if (!std::getline(st, line)) continue;
-        const auto close = line.rfind(')');
-        if (close == std::string::npos) continue;
-        char state = 0;
-        int ppid = 0;
-        if (std::sscanf(line.c_str() + close + 1, " %c %d", &state, &ppid) != 2) continue;
-        if (ppid == parent && state != 'Z') out.push_back(std::stoi(name));
-    }
-    return out;
-}
-
 bool alive(pid_t pid) { return ::kill(pid, 0) == 0 && std::filesystem::exists("/proc/" + std::to_string(pid)); }
 
 std::vector<std::string> ids(const std::string& prefix, int n) {
@@ -226,7 +207,7 @@ TEST_F(Isolation, RunnersKilledFromOutsideLoseNothing) {
     publishAll(probe, "orders", all);
     int kills = 0;
     while (kills < 5 && !allHandled(out, all)) {
-        const auto runners = childrenOf(kd.proc().pid());
+        const auto runners = childProcesses(kd.proc().pid());
         if (runners.empty() || readCalls(out).size() < static_cast<std::size_t>(60 * (kills + 1))) {
             std::this_thread::sleep_for(20ms);  // (polling for the next moment to strike, not synchronisation)
             continue;
@@ -253,7 +234,7 @@ TEST_F(Isolation, StopWithAHungHandlerEndsWithinTimeoutAndGrace) {
     NatsProbe probe(nats.url());
     ASSERT_TRUE(probe.publish("kanban.normal.orders", "HANG", {{"Nats-Msg-Id", "hanger"}}));
     ASSERT_TRUE(waitFor([&] { return !callsFor(readCalls(out), "hanger").empty(); }, 30s)) << kd.log();
-    const auto runners = childrenOf(kd.proc().pid());
+    const auto runners = childProcesses(kd.proc().pid());
     ASSERT_FALSE(runners.empty());
     const auto t0 = std::chrono::steady_clock::now();
     kd.proc().signal(SIGTERM);
@@ -279,7 +260,7 @@ TEST_F(Isolation, RunnersDoNotOutliveAKilledKanband) {
     ASSERT_TRUE(probe.publish("kanban.normal.orders", "{}", {{"Nats-Msg-Id", "fine"}}));
     ASSERT_TRUE(waitFor([&] { return !callsFor(readCalls(out), "hanger").empty() && allHandled(out, {"fine"}); }, 30s));
     std::vector<pid_t> runners;
-    ASSERT_TRUE(waitFor([&] { return (runners = childrenOf(kd.proc().pid())).size() == 2; }, 30s));
+    ASSERT_TRUE(waitFor([&] { return (runners = childProcesses(kd.proc().pid())).size() == 2; }, 30s));
     kd.proc().signal(SIGKILL);
     kd.proc().wait(10s);
     for (pid_t r : runners) EXPECT_TRUE(waitFor([&] { return !alive(r); }, 10s)) << "runner " << r << " is an orphan";
@@ -296,7 +277,7 @@ TEST_F(Isolation, RunnersInheritNoSocketsSecretsOrNotifySocket) {
     NatsProbe probe(nats.url());
     ASSERT_TRUE(probe.publish("kanban.normal.orders", "{}", {{"Nats-Msg-Id", "one"}}));
     ASSERT_TRUE(waitFor([&] { return allHandled(out, {"one"}); }, 30s)) << kd.log();
-    const auto runners = childrenOf(kd.proc().pid());
+    const auto runners = childProcesses(kd.proc().pid());
     ASSERT_FALSE(runners.empty());
     for (pid_t runner : runners) {
         const std::string proc = "/proc/" + std::to_string(runner);
@@ -334,7 +315,7 @@ TEST_F(Isolation, APluginSwappedUnderLoadLosesNothing) {
                     "x", "--count", "3000"},
                    dir.file("ctl.out"), dir.file("ctl.err"));
     ASSERT_TRUE(waitFor([&] { return readCalls(out).size() >= 500; }, 60s)) << kd.log();
-    const auto old_runners = childrenOf(kd.proc().pid());
+    const auto old_runners = childProcesses(kd.proc().pid());
     ASSERT_FALSE(old_runners.empty());
 
     std::filesystem::copy_file(kFixtures + "/recorder_v2.so", plugin + ".new");

@@ -58,6 +58,25 @@ void writeFile(const std::string& path, const std::string& text) {
     if (!out) throw std::runtime_error("cannot write " + path);
 }
 
+std::vector<pid_t> childProcesses(pid_t parent) {
+    std::vector<pid_t> out;
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator("/proc", ec)) {
+        const std::string name = e.path().filename();
+        if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+        std::ifstream st(e.path() / "stat");
+        std::string line;
+        if (!std::getline(st, line)) continue;
+        const auto close = line.rfind(')');  // the command may contain spaces and parentheses
+        if (close == std::string::npos) continue;
+        char state = 0;
+        int ppid = 0;
+        if (std::sscanf(line.c_str() + close + 1, " %c %d", &state, &ppid) != 2) continue;
+        if (ppid == parent && state != 'Z') out.push_back(std::stoi(name));
+    }
+    return out;
+}
+
 std::vector<std::string> readLines(const std::string& path) {
     std::vector<std::string> lines;
     std::istringstream in(readFile(path));

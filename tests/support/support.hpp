@@ -36,6 +36,8 @@ private:
 std::string readFile(const std::string& path);
 void writeFile(const std::string& path, const std::string& text);
 std::vector<std::string> readLines(const std::string& path);
+// The live (not zombie) child processes of `parent`, from /proc.
+std::vector<pid_t> childProcesses(pid_t parent);
 
 // A child process; stdout and stderr go to files. Killed (SIGKILL) and
 // reaped on destruction if still running. Only ever signals its own PID.
