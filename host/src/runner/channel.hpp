@@ -59,6 +59,7 @@ enum class Retire : std::uint32_t { no = 0, memory = 1, recycle = 2 };
 struct Shared {
     // runner -> host
     std::atomic<std::uint32_t> current;          // 1 + index of the item in its handler; 0 = none
+    std::atomic<std::int64_t> current_started_ns;   // written before `current`
     std::atomic<std::int64_t> current_deadline_ns;  // written before `current`
     std::atomic<std::uint32_t> completed;        // results[0, completed) are final
     std::atomic<std::uint32_t> progress;         // bumped by kanban_host_api.progress()

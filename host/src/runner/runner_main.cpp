@@ -121,6 +121,7 @@ private:
         kanban_result result{sizeof(kanban_result), KANBAN_STATUS_FAIL, r.reason, kReasonBytes};
         r.started_ns = start.time_since_epoch().count();
         r.deadline_ns = ctx.deadline.time_since_epoch().count();
+        shared_.current_started_ns.store(r.started_ns);
         shared_.current_deadline_ns.store(r.deadline_ns);
         shared_.current.store(static_cast<std::uint32_t>(k + 1), std::memory_order_release);
         instance_->handle(item, &ctx, &result);

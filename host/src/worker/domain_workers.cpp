@@ -242,6 +242,12 @@ void DomainWorkers::run(std::size_t index) {
     std::chrono::milliseconds retry_wait{250};
     for (;;) {
     while (!stop_.load() && index < target_.load()) {
+        // Runners that keep crashing are restarted with a backoff, before
+        // a pull: no batch waits for it.
+        if (const auto backoff = runnerBackoff(slot); backoff.count() > 0) {
+            sleepUnlessStopped(std::min(backoff, std::chrono::milliseconds(1000)));
+            continue;
+        }
         // Jidoka: while the breaker is open nobody pulls; items wait in the broker.
         const auto permit = breaker_.acquire(std::chrono::steady_clock::now());
         if (!permit.allowed) {

@@ -174,7 +174,10 @@ private:
     void handleIsolated(broker::DeliveryBatch& batch, const std::vector<bool>& done,
                         const std::vector<std::optional<broker::AttemptRecord>>& records, broker::DoneStore& store,
                         Slot& slot, bool trial, const WorkerSettings& s, const std::shared_ptr<const plugin::Handler>& gen);
-    // The worker's runner on `gen` (started after the crash backoff); false if it cannot start.
+    // How long this worker must wait before it may start a runner (the
+    // backoff after crashes); 0 when it has one or needs none.
+    std::chrono::milliseconds runnerBackoff(const Slot& slot) const;
+    // The worker's runner on `gen`; false if it cannot start.
     bool ensureRunner(Slot& slot, const std::shared_ptr<const plugin::Handler>& gen);
     // Ends the worker's runner: asked to exit, or killed (`ended` says how it died).
     void dropRunner(Slot& slot, std::optional<metrics::RunnerRestart> why);

@@ -30,6 +30,12 @@ std::int64_t steadyNs() { return std::chrono::steady_clock::now().time_since_epo
 
 }  // namespace
 
+std::chrono::milliseconds DomainWorkers::runnerBackoff(const Slot& slot) const {
+    if (slot.runner || !handler()->isolated()) return std::chrono::milliseconds(0);
+    const std::int64_t wait_ns = next_spawn_ns_.load() - steadyNs();
+    return std::chrono::ceil<std::chrono::milliseconds>(std::chrono::nanoseconds(std::max<std::int64_t>(0, wait_ns)));
+}
+
 std::optional<RunnerCrash> DomainWorkers::lastCrash() const {
     std::lock_guard lock(crash_mu_);
     return last_crash_;
@@ -42,9 +48,6 @@ bool DomainWorkers::ensureRunner(Slot& slot, const std::shared_ptr<const plugin:
         dropRunner(slot, std::nullopt);
     }
     if (slot.runner) return true;
-    const std::int64_t wait_ns = next_spawn_ns_.load() - steadyNs();
-    if (wait_ns > 0 && !sleepUnlessStopped(std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::nanoseconds(wait_ns))))
-        return false;
     auto started = runner::RunnerProcess::spawn(*gen->runner, kReadyWithin);
     if (!started) {
         spdlog::error("domain={}: cannot start a runner: {}", name(), started.message());
@@ -174,16 +177,18 @@ void DomainWorkers::handleIsolated(broker::DeliveryBatch& batch, const std::vect
         const auto now = std::chrono::steady_clock::now();
         const std::uint32_t cur = sh.current.load(std::memory_order_acquire);
         const std::int64_t cur_deadline = sh.current_deadline_ns.load();
-        slot.busy_since_ns = cur != 0 ? sh.results[cur - 1].started_ns : 0;
+        slot.busy_since_ns = cur != 0 ? sh.current_started_ns.load() : 0;
         if (stop_.load()) {
             sh.stop = 1;  // unstarted items come back
             if (cancel_running_.load()) sh.cancel = 1;
         }
         if (!trial && breaker_.state() == CircuitBreaker::State::open && sh.stop.exchange(1) == 0) breaker_stopped = true;
-        // In its handler past the deadline (cancelled() has said so since)
-        // and the grace: killed.
-        if (cur != 0 && cur == sh.current.load() &&
-            now.time_since_epoch().count() > cur_deadline + std::chrono::nanoseconds(kKillGrace).count()) {
+        // In its handler past the deadline (cancelled() has said so since):
+        // the items behind it are not started (they go back when it returns
+        // or is killed); past the grace too: killed.
+        const bool overran = cur != 0 && cur == sh.current.load() && now.time_since_epoch().count() > cur_deadline;
+        if (overran) sh.stop = 1;
+        if (overran && now.time_since_epoch().count() > cur_deadline + std::chrono::nanoseconds(kKillGrace).count()) {
             exit = rp.kill();
             ended = metrics::RunnerRestart::timeout;
             break;

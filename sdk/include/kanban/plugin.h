@@ -32,11 +32,19 @@
  *
  * Errors
  *   Nothing may unwind across this boundary (no C++ exceptions, no longjmp).
- *   A crash in a plugin (SIGSEGV, abort, exit) takes the host process down
- *   (an exit() reports status 70); the service manager restarts it and the
- *   broker redelivers the item. The item in the handler is charged one
- *   attempt, its batch-mates none; after max_attempts it is dead-lettered
- *   with reason handler_crashed.
+ *   What a crash (SIGSEGV, abort, exit) does depends on the domain's
+ *   `isolation`:
+ *   - "thread" (the default): the plugin runs in the host process, so a
+ *     crash takes the host down (an exit() reports status 70); the service
+ *     manager restarts it and the broker redelivers the item.
+ *   - "process": the plugin runs in runner processes of its own (one per
+ *     worker, each with its own create()); a crash ends only that runner,
+ *     which the host replaces. A handler still running 2 s past its
+ *     deadline is killed with its runner (a timeout). A leak grows only
+ *     the runner, which [domain.runner] memory_max_mb can replace.
+ *   Either way the item in the handler is charged one attempt, its
+ *   batch-mates none; after max_attempts it is dead-lettered with reason
+ *   handler_crashed.
  */
 #ifndef KANBAN_PLUGIN_H
 #define KANBAN_PLUGIN_H
