@@ -77,8 +77,8 @@ double secondsSince(std::chrono::steady_clock::time_point t0) {
 void progress(const std::string& what) { std::cerr << "kanban_bench: " << what << std::endl; }
 
 // A field of /proc/<pid>/status in MiB (VmHWM: peak RSS, VmRSS: now).
-double statusMiB(pid_t pid, const std::string& field) {
-    std::istringstream in(readFile("/proc/" + std::to_string(pid) + "/status"));
+double statusMiB(pid_t pid, const std::string& field, const std::string& file = "status") {
+    std::istringstream in(readFile("/proc/" + std::to_string(pid) + "/" + file));
     std::string line;
     while (std::getline(in, line))
         if (line.rfind(field + ":", 0) == 0) return std::stod(line.substr(field.size() + 1)) / 1024.0;  // kB
@@ -99,6 +99,7 @@ struct Row {
     double rate = 0;      // items/s; 0 when the items did not all arrive
     double rss_mib = -1;  // kanband's peak RSS (per host), when measured
     double runner_rss_mib = -1;  // isolation = "process": the largest runner's RSS at the end
+    double runner_pss_mib = -1;  // and its proportional set size (shared pages divided among their users)
 };
 
 struct Latency {
@@ -227,7 +228,10 @@ Row Bench::kanbandNats(const std::string& what, int n, int batch, int workers, i
     Row r{what, batch, workers, domains, hosts, done ? (n / domains) * domains / seconds : 0, 0};
     for (auto& kd : hosts_up) {
         r.rss_mib = std::max(r.rss_mib, statusMiB(kd->proc().pid(), "VmHWM"));
-        for (pid_t runner : childProcesses(kd->proc().pid())) r.runner_rss_mib = std::max(r.runner_rss_mib, statusMiB(runner, "VmRSS"));
+        for (pid_t runner : childProcesses(kd->proc().pid())) {
+            r.runner_rss_mib = std::max(r.runner_rss_mib, statusMiB(runner, "VmRSS"));
+            r.runner_pss_mib = std::max(r.runner_pss_mib, statusMiB(runner, "Pss", "smaps_rollup"));
+        }
         kd->proc().signal(SIGTERM);
         kd->proc().wait(20s);
     }
@@ -428,7 +432,7 @@ void Bench::isolation() {
             rows.push_back(kanbandNats(process ? "kanband, isolation = process" : "kanband, isolation = thread", n, 100,
                                        workers, 1, 1, false, process ? "isolation = \"process\"\n" : ""));
     std::ostringstream t;
-    t << "| isolation | batch | workers | items/s | process / thread | kanband peak RSS | RSS of a runner |\n"
+    t << "| isolation | batch | workers | items/s | process / thread | kanband peak RSS | a runner's RSS (PSS) |\n"
       << "| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n";
     for (std::size_t i = 0; i < rows.size(); ++i) {
         const Row& r = rows[i];
@@ -436,7 +440,8 @@ void Bench::isolation() {
         const double thread = rows[i - (process ? 1 : 0)].rate;
         t << "| " << (process ? "process" : "thread") << " | " << r.batch << " | " << r.workers << " | " << fmt("%.0f", r.rate)
           << " | " << (process ? fmt("%.2f", thread > 0 ? r.rate / thread : 0) : "1") << " | " << fmt("%.1f MiB", r.rss_mib)
-          << " | " << (process ? fmt("%.1f MiB", r.runner_rss_mib) : "-") << " |\n";
+          << " | " << (process ? fmt("%.1f MiB", r.runner_rss_mib) + " (" + fmt("%.1f MiB", r.runner_pss_mib) + ")" : "-")
+          << " |\n";
     }
     section("Handler isolation: drain a backlog of " + std::to_string(n) + " items, noop plugin", t.str());
     isolation_rows_ = rows;
