@@ -181,6 +181,9 @@ private:
     bool ensureRunner(Slot& slot, const std::shared_ptr<const plugin::Handler>& gen);
     // Ends the worker's runner: asked to exit, or killed (`ended` says how it died).
     void dropRunner(Slot& slot, std::optional<metrics::RunnerRestart> why);
+    // An item's outcome for the breaker; an ok one is recorded and waits for its ack.
+    void applyOutcome(Outcome outcome, broker::Delivery& d, broker::DoneStore& store,
+                      std::vector<broker::Delivery*>& awaiting_ack);
     // Acks the items handled ok once their records are written.
     void ackHandled(std::vector<broker::Delivery*>& awaiting_ack, broker::DoneStore& store);
     // Writes an attempt record (this host's ledger and the shared store)

@@ -116,15 +116,7 @@ bool DomainWorkers::handleBatch(broker::DeliveryBatch& batch, broker::DoneStore&
             for (broker::Delivery* a : awaiting_ack) a->progress();
             last_refresh = now;
         }
-        switch (process(d, slot, *now_live, store, (*records)[i], *generation)) {
-            case Outcome::ok:
-                store.record(d.id);
-                awaiting_ack.push_back(&d);
-                breakerResult(true);
-                break;
-            case Outcome::failed: breakerResult(false); break;
-            case Outcome::settled: break;
-        }
+        applyOutcome(process(d, slot, *now_live, store, (*records)[i], *generation), d, store, awaiting_ack);
     }
     {
         std::lock_guard b(slot.batch_mu);
@@ -145,6 +137,19 @@ void DomainWorkers::handBack(broker::DeliveryBatch& batch, const std::vector<boo
         // The delay keeps this from spinning.
         batch[i]->retryAfter(backoffDelay(1, s.retry.backoff_initial_ms, s.retry.backoff_max_ms, kBackoffJitter, unitRandom()));
         metrics_.nacked->Increment();
+    }
+}
+
+void DomainWorkers::applyOutcome(Outcome outcome, broker::Delivery& d, broker::DoneStore& store,
+                                 std::vector<broker::Delivery*>& awaiting_ack) {
+    switch (outcome) {
+        case Outcome::ok:
+            store.record(d.id);
+            awaiting_ack.push_back(&d);
+            breakerResult(true);
+            break;
+        case Outcome::failed: breakerResult(false); break;
+        case Outcome::settled: break;
     }
 }
 

@@ -151,15 +151,8 @@ void DomainWorkers::handleIsolated(broker::DeliveryBatch& batch, const std::vect
                                     .attempt = d.attempt,
                                     .max_attempts = s.retry.max_attempts};
             crashes_in_row_ = 0;
-            switch (conclude(d, s, store, had_record, ret, std::chrono::nanoseconds(r.ended_ns - r.started_ns))) {
-                case Outcome::ok:
-                    store.record(d.id);
-                    awaiting_ack.push_back(&d);
-                    breakerResult(true);
-                    break;
-                case Outcome::failed: breakerResult(false); break;
-                case Outcome::settled: break;
-            }
+            applyOutcome(conclude(d, s, store, had_record, ret, std::chrono::nanoseconds(r.ended_ns - r.started_ns)), d,
+                         store, awaiting_ack);
         }
     };
 
