@@ -221,17 +221,21 @@ int health(AdminClient& admin, bool json) {
                 h["backend"].is_string() ? h["backend"].get<std::string>().c_str() : "none",
                 h.value("current_workers", std::size_t{0}), h.value("target_workers", std::size_t{0}),
                 h.value("queue_draining", false) ? (h.value("drained", false) ? "drained" : "yes") : "no");
-    std::printf("%-20s %-8s %-8s %8s %8s %-8s %s\n", "domain", "status", "workers", "depth", "inflight", "circuit", "plugin");
+    std::printf("%-20s %-8s %-8s %8s %8s %-9s %-9s %s\n", "domain", "status", "workers", "depth", "inflight", "circuit",
+                "isolation", "plugin");
     for (const auto& [name, d] : h["domains"].items()) {
         const std::string plugin = d["plugin"].is_object()
                                        ? d["plugin"].value("name", "?") + " " + d["plugin"].value("version", "?")
                                        : "-";
         const std::string workers = std::to_string(d.value("workers", 0)) + "/" + std::to_string(d.value("target_workers", 0));
-        std::printf("%-20s %-8s %-8s %8llu %8llu %-8s %s\n", name.c_str(), d.value("status", "?").c_str(), workers.c_str(),
-                    static_cast<unsigned long long>(d.value("depth", 0ULL)),
+        std::printf("%-20s %-8s %-8s %8llu %8llu %-9s %-9s %s\n", name.c_str(), d.value("status", "?").c_str(),
+                    workers.c_str(), static_cast<unsigned long long>(d.value("depth", 0ULL)),
                     static_cast<unsigned long long>(d.value("in_flight", 0ULL)), d.value("circuit", "?").c_str(),
-                    plugin.c_str());
+                    d.value("isolation", "thread").c_str(), plugin.c_str());
         if (d.contains("error")) std::printf("    error: %s\n", d["error"].get<std::string>().c_str());
+        if (d.contains("held")) std::printf("    held: %s\n", d["held"].get<std::string>().c_str());
+        if (const auto crash = d.find("last_crash"); crash != d.end() && crash->is_object())
+            std::printf("    last runner crash: %s, id %s\n", crash->value("what", "?").c_str(), crash->value("id", "?").c_str());
     }
     return kExitOk;
 }

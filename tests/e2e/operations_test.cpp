@@ -148,7 +148,7 @@ TEST_F(Operations, HealthDescribesEveryDomainIncludingOneThatFailedToStart) {
     auto text = ctl(kd, {"health"});
     EXPECT_EQ(text.exit_code, 0) << text.err;
     EXPECT_THAT(text.out, HasSubstr("status: degraded"));
-    EXPECT_THAT(text.out, ::testing::ContainsRegex("orders +running +2/2 +0 +0 +closed +recorder 1.0.0"));
+    EXPECT_THAT(text.out, ::testing::ContainsRegex("orders +running +2/2 +0 +0 +closed +thread +recorder 1.0.0"));
     EXPECT_THAT(text.out, HasSubstr("error: "));
     auto json = ctl(kd, {"health", "--json"});
     EXPECT_EQ(json.exit_code, 0);
