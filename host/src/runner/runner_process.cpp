@@ -146,6 +146,7 @@ void RunnerProcess::begin(const BatchHeader& header, const std::vector<WireItem>
     Shared& s = *shared_;
     s.current.store(0);
     s.completed.store(0);
+    s.progress.store(0);
     s.retire.store(0);
     s.stop.store(0);
     s.cancel.store(0);

@@ -98,6 +98,9 @@ void DomainWorkers::handleIsolated(broker::DeliveryBatch& batch, const std::vect
     // What must not run is settled here; the rest goes in one message.
     std::vector<std::size_t> index;  // batch index of each item sent
     std::vector<runner::WireItem> wire;
+    // The breaker opened (another worker's failures) since this batch was
+    // pulled: the items wait out the open period unstarted.
+    const bool held = !trial && breaker_.state() == CircuitBreaker::State::open;
     for (std::size_t i = 0; i < batch.size(); ++i) {
         broker::Delivery& d = *batch[i];
         if (stop_.load()) {
@@ -107,6 +110,11 @@ void DomainWorkers::handleIsolated(broker::DeliveryBatch& batch, const std::vect
         }
         if (done[i]) {
             ackDuplicate(d);
+            continue;
+        }
+        if (held) {
+            d.retryAfter(std::chrono::milliseconds(s.breaker.open_ms));
+            metrics_.nacked->Increment();
             continue;
         }
         const auto deadline = admit(d, s, store, records[i]);
