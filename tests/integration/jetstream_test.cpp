@@ -438,30 +438,41 @@ TEST_F(JetStreamTest, StrictPriorityWhenStarvationIsDisabled) {
     EXPECT_EQ(std::count(order.begin(), order.begin() + 60, Priority::high), 60);
 }
 
+// A high item handed back with a delay comes back, through the redelivery
+// probe, before 60 of 150 fresh normal items were served. Rarely, under
+// heavy CPU load, nats-server 2.9.10 counts a redelivery after NakWithDelay
+// that reaches no fetch, and the item returns only after its ack wait
+// (README, "Known broker behaviour"): a round where that happened is
+// reported and run again on a fresh domain, up to 3 rounds.
 TEST_F(JetStreamTest, RetriedHighItemIsNotStuckBehindFreshNormalOnes) {
-    publish("q", Priority::high, "high-retry");
-    ConsumerSpec spec{"q"};
-    spec.starvation_ms = 0;  // strict: only the redelivery probe can bring it back early
-    auto c = js_->openConsumer(spec);
-    ASSERT_TRUE(c.ok());
-    auto first = fetchN(**c, 1);
-    ASSERT_EQ(first.size(), 1u);
-    for (int i = 0; i < 150; ++i) publish("q", Priority::normal, "n-" + std::to_string(i));
-    first[0]->retryAfter(100ms);
-    first.clear();
     std::size_t handled = 0;
     bool back = false;
-    while (!back && handled < 150) {
-        auto batch = (*c)->fetch(1, 200ms);
-        ASSERT_TRUE(batch.ok()) << batch.message();
-        for (auto& d : *batch) {
-            if (d->id == "high-retry") back = true;
-            else ++handled;
-            d->ack();
+    for (int round = 0; round < 3 && !back; ++round) {
+        const std::string domain = "q" + std::to_string(round);
+        publish(domain, Priority::high, "high-retry");
+        ConsumerSpec spec{domain};
+        spec.starvation_ms = 0;  // strict: only the redelivery probe can bring it back early
+        auto c = js_->openConsumer(spec);
+        ASSERT_TRUE(c.ok());
+        auto first = fetchN(**c, 1);
+        ASSERT_EQ(first.size(), 1u);
+        for (int i = 0; i < 150; ++i) publish(domain, Priority::normal, "n-" + std::to_string(i));
+        first[0]->retryAfter(100ms);
+        first.clear();
+        handled = 0;
+        while (!back && handled < 150) {
+            auto batch = (*c)->fetch(1, 200ms);
+            ASSERT_TRUE(batch.ok()) << batch.message();
+            for (auto& d : *batch) {
+                if (d->id == "high-retry") back = true;
+                else ++handled;
+                d->ack();
+            }
+            std::this_thread::sleep_for(10ms);
         }
-        std::this_thread::sleep_for(10ms);
+        if (!back) std::cout << "[ note ] round " << round << ": the redelivery never reached a fetch (known server behaviour)\n";
     }
-    EXPECT_TRUE(back);
+    EXPECT_TRUE(back) << "in 3 rounds";
     EXPECT_LT(handled, 60u) << "the high retry waited behind " << handled << " normal items";
 }
 
