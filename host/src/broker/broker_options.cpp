@@ -9,6 +9,7 @@ JetStreamOptions jetStreamOptions(const config::Config& cfg, const std::string& 
     o.replicas = static_cast<int>(cfg.nats.replicas);
     o.max_msgs = cfg.nats.max_msgs;
     o.max_bytes = cfg.nats.max_bytes;
+    o.done_index_max_ids = static_cast<std::size_t>(cfg.nats.done_index_max_ids);
     o.keep_trying = keep_trying;
     o.connection_name = role;
     return o;

@@ -1,6 +1,7 @@
 #include "broker/jetstream.hpp"
 
 #include "broker/jetstream_consumer.hpp"
+#include "broker/jetstream_done_mirror.hpp"
 #include "broker/jetstream_done_store.hpp"
 #include "broker/nats_util.hpp"
 #include "common/clock.hpp"
@@ -83,7 +84,10 @@ Result<std::unique_ptr<JetStream>> JetStream::connect(const JetStreamOptions& op
     return self;
 }
 
+JetStream::JetStream(JetStreamOptions options) : options_(std::move(options)) {}
+
 JetStream::~JetStream() {
+    mirror_.reset();  // its subscription calls back into it until then
     if (js_ != nullptr) jsCtx_Destroy(js_);
     if (nc_ != nullptr) {
         natsConnection_Close(nc_);
@@ -207,6 +211,13 @@ void JetStream::forgetTopology() {
 }
 
 Result<std::unique_ptr<DoneStore>> JetStream::openDoneStore() { return openJetStreamDoneStore(*this); }
+
+DoneMirror& JetStream::doneMirror() {
+    std::lock_guard lock(mirror_mu_);
+    if (!mirror_)
+        mirror_ = std::make_unique<DoneMirror>(nc_, js_, doneBucket(), options_.done_index_max_ids, options_.done_ttl_ms);
+    return *mirror_;
+}
 
 Result<PublishAck> JetStream::publishSync(const std::string& subject, std::string_view body, const Headers& headers) {
     // The server counts headers and body against its max_payload; say so

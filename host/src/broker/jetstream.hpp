@@ -8,8 +8,10 @@
 // duplicate window) and dead-letter stream `<stream>_DLQ` (kanban.dlq.*).
 // One durable pull consumer per (domain, priority), named
 // `<domain>_<priority>`, shared by every worker and every host.
-// Idempotency record: KV bucket `<stream>_DONE` (one key per completed work
-// id, base64url-encoded, expiring after `done_ttl_ms`). Names: subjects.hpp.
+// Idempotency record: KV bucket `<stream>_DONE`, expiring after
+// `done_ttl_ms`: one done-log message per handled batch listing its ids
+// (done_log.hpp), read back by every host into a local index
+// (jetstream_done_mirror.hpp), and per-id attempt records. Names: subjects.hpp.
 #pragma once
 
 #include "broker/inspection.hpp"
@@ -31,6 +33,8 @@ struct __natsMsg;
 
 namespace kanban::host::broker {
 
+class DoneMirror;
+
 // Messages stored per subject of a stream: (subject, count).
 using SubjectCounts = std::vector<std::pair<std::string, std::uint64_t>>;
 
@@ -44,6 +48,9 @@ struct JetStreamOptions {
     // (ack wait) and the 2-minute duplicate window, so a late duplicate of
     // a finished item is acked without running its handler again.
     std::int64_t done_ttl_ms = 24LL * 3600 * 1000;
+    // Completed ids the local index of that record holds at most (16 bytes
+    // a slot; see done_index.hpp). Beyond it the oldest are forgotten.
+    std::size_t done_index_max_ids = 1'000'000;
     // true (daemon): start while NATS is down and keep reconnecting forever.
     // false (CLI): fail at once when no server answers.
     bool keep_trying = true;
@@ -101,11 +108,13 @@ public:
     std::string deadLetterStream() const { return deadLetterStreamName(options_.stream); }
     __jsCtx* js() const { return js_; }
     __natsConnection* connection() const { return nc_; }
+    // The local index of the done record, shared by this connection's stores.
+    DoneMirror& doneMirror();
 
 private:
     using Headers = std::vector<std::pair<std::string, std::string>>;
 
-    explicit JetStream(JetStreamOptions options) : options_(std::move(options)) {}
+    explicit JetStream(JetStreamOptions options);
     Status ensureConsumer(const ConsumerSpec& spec, Priority priority);
     // The server may have lost the topology: declare everything again next time.
     void forgetTopology();
@@ -122,9 +131,9 @@ private:
     std::atomic<bool> streams_ready_{false};
     std::mutex consumers_mu_;
     std::map<std::string, std::string> declared_consumers_;  // durable -> its configuration as declared (consumers_mu_)
+    std::mutex mirror_mu_;
+    std::unique_ptr<DoneMirror> mirror_;  // made on first use (mirror_mu_)
 };
 
-// KV key for a work id: base64url without padding (any bytes are safe).
-std::string doneKey(std::string_view id);
 
 }  // namespace kanban::host::broker

@@ -2,25 +2,37 @@
 
 #include <nats/nats.h>
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
 #include <charconv>
+#include <deque>
 #include <mutex>
+#include <random>
 #include <utility>
 
+#include "broker/done_log.hpp"
+#include "broker/jetstream_done_mirror.hpp"
 #include "broker/nats_util.hpp"
 #include "common/base64.hpp"
 
 namespace kanban::host::broker {
 namespace {
 
-// The idempotency record in the KV bucket, written and read without the
-// kvStore API so that a whole batch costs one round trip each way: lookups
-// are pipelined direct-get requests (the bucket's stream allows direct
-// gets) answered on this store's own inbox; records are asynchronous
-// publishes to `$KV.<bucket>.<key>` awaited together by flush().
+// The idempotency record in the KV bucket, without the kvStore API. Done
+// ids: a handled batch is one done-log message (done_log.hpp) written by
+// flush() before the batch is acked; a lookup asks the host's local index
+// (DoneMirror: one request per batch, none per item) and reads only the
+// records it names. Attempt records (failures and redeliveries only) are
+// one key per id: pipelined direct gets answered on this store's own
+// inbox, one round trip for a batch.
 class JetStreamDoneStore final : public DoneStore {
 public:
     explicit JetStreamDoneStore(JetStream& owner)
         : owner_(owner),
+          mirror_(owner.doneMirror()),
+          writer_(writerName()),
           key_prefix_("$KV." + owner.doneBucket() + "."),
           direct_get_subject_("$JS.API.DIRECT.GET.KV_" + owner.doneBucket()) {}
 
@@ -51,13 +63,22 @@ public:
     }
 
     Result<std::vector<bool>> lookup(const std::vector<std::string_view>& ids) override {
-        std::vector<std::string> keys;
-        keys.reserve(ids.size());
-        for (std::string_view id : ids) keys.push_back(doneKey(id));
-        auto values = getMany(keys, "idempotency lookup");
-        if (!values) return values.error();
         std::vector<bool> done(ids.size(), false);
-        for (std::size_t i = 0; i < ids.size(); ++i) done[i] = (*values)[i].has_value();
+        if (ids.empty()) return done;
+        // One request for the batch: the local index then holds every
+        // record the bucket had. A miss is an answer; a hit is checked
+        // against the record it names (hashes collide).
+        if (Status s = mirror_.sync(std::chrono::milliseconds(kWaitMs)); !s) return s.error();
+        for (std::size_t i = 0; i < ids.size(); ++i) {
+            for (std::uint64_t seq : mirror_.index().candidates(DoneIndex::hash(ids[i]))) {
+                auto holds = recordHolds(seq, ids[i]);
+                if (!holds) return holds.error();
+                if (*holds) {
+                    done[i] = true;
+                    break;
+                }
+            }
+        }
         return done;
     }
 
@@ -97,28 +118,24 @@ public:
     }
 
     void record(std::string_view id) override {
-        const std::string subject = key_prefix_ + doneKey(id);
-        natsMsg* m = nullptr;
-        natsStatus s = natsMsg_Create(&m, subject.c_str(), nullptr, kValue, static_cast<int>(sizeof kValue - 1));
-        if (s == NATS_OK) s = js_PublishMsgAsync(js_, &m, nullptr);
-        if (s != NATS_OK) {
-            natsMsg_Destroy(m);  // no-op when the library took it
-            std::lock_guard lock(mu_);
-            ++failed_;
-        }
+        appendDoneId(pending_, id);
+        ++pending_ids_;
+        // A batch is one record, but a slow one is recorded as it goes: a
+        // crash then repeats at most the last kRecordEvery of handled work.
+        if (const auto now = std::chrono::steady_clock::now(); now - last_publish_ >= kRecordEvery) publishPending(now);
     }
 
     std::size_t flush() override {
+        publishPending(std::chrono::steady_clock::now());
         jsPubOptions po;
         jsPubOptions_Init(&po);
         po.MaxWait = kWaitMs;
         if (js_PublishAsyncComplete(js_, &po) != NATS_OK) {
             // Not confirmed in time: take them back (their late acks are dropped).
-            natsMsgList pending{};
-            if (js_PublishAsyncGetPendingList(&pending, js_) == NATS_OK) {
-                std::lock_guard lock(mu_);
-                failed_ += static_cast<std::size_t>(pending.Count);
-                natsMsgList_Destroy(&pending);
+            natsMsgList late{};
+            if (js_PublishAsyncGetPendingList(&late, js_) == NATS_OK) {
+                for (int i = 0; i < late.Count; ++i) countFailed(late.Msgs[i]);
+                natsMsgList_Destroy(&late);
             }
         }
         std::lock_guard lock(mu_);
@@ -126,6 +143,45 @@ public:
     }
 
 private:
+    // Whether record `seq` of the bucket holds `id` (false: it does not, or
+    // it expired). The last few log records read are kept: the repeats
+    // after a crash come from the same few batches.
+    Result<bool> recordHolds(std::uint64_t seq, std::string_view id) {
+        for (const auto& [cached_seq, ids] : cache_)
+            if (cached_seq == seq) return std::find(ids.begin(), ids.end(), id) != ids.end();
+        const std::string body = "{\"seq\":" + std::to_string(seq) + "}";
+        natsMsg* reply = nullptr;
+        if (natsStatus s = natsConnection_Request(&reply, owner_.connection(), direct_get_subject_.c_str(), body.data(),
+                                                  static_cast<int>(body.size()), kWaitMs);
+            s != NATS_OK)
+            return Error{"idempotency lookup: cannot read record " + std::to_string(seq) + " of the " +
+                         owner_.doneBucket() + " bucket: " + nats::error(s)};
+        std::vector<std::string> ids;
+        if (const char* status = nats::header(reply, "Status"); status == nullptr) {
+            const char* subject = nats::header(reply, "Nats-Subject");
+            const std::string_view key = subject != nullptr && std::string_view(subject).size() > key_prefix_.size()
+                                             ? std::string_view(subject).substr(key_prefix_.size())
+                                             : std::string_view();
+            const DoneSubject what = classifyDoneSubject(key);
+            const std::string_view data(natsMsg_GetData(reply) != nullptr ? natsMsg_GetData(reply) : "",
+                                        static_cast<std::size_t>(natsMsg_GetDataLength(reply)));
+            if (what.kind == DoneSubject::Kind::log)
+                forEachDoneId(data, [&](std::string_view one) { ids.emplace_back(one); });
+            else if (what.kind == DoneSubject::Kind::key && nats::header(reply, "KV-Operation") == nullptr)
+                ids.push_back(what.id);
+        } else if (std::string_view(status) != "404") {
+            const std::string text = status;
+            natsMsg_Destroy(reply);
+            return Error{"idempotency lookup: the server answered " + text + " reading record " + std::to_string(seq) +
+                         " of the " + owner_.doneBucket() + " bucket"};
+        }
+        natsMsg_Destroy(reply);
+        const bool holds = std::find(ids.begin(), ids.end(), id) != ids.end();
+        if (cache_.size() == kCachedRecords) cache_.pop_front();
+        cache_.emplace_back(seq, std::move(ids));
+        return holds;
+    }
+
     // The values of `keys` (nullopt: no such key), by pipelined direct gets
     // answered on this store's inbox: one round trip for all of them.
     Result<std::vector<std::optional<std::string>>> getMany(const std::vector<std::string>& keys, const char* what) {
@@ -187,26 +243,66 @@ private:
     }
 
     static constexpr std::int64_t kWaitMs = 2000;
-    static constexpr char kValue[] = "done";
+    static constexpr std::size_t kCachedRecords = 8;
+    static constexpr std::chrono::milliseconds kRecordEvery{10};
+
+    // This store's records go to subjects of its own (any unique name).
+    static std::string writerName() {
+        static std::atomic<std::uint64_t> stores{0};
+        std::random_device random;
+        return std::to_string(::getpid()) + "-" + std::to_string(random()) + "-" + std::to_string(++stores);
+    }
+
+    // Starts storing the done ids gathered since the last call (one message).
+    void publishPending(std::chrono::steady_clock::time_point now) {
+        last_publish_ = now;
+        if (pending_ids_ == 0) return;
+        const std::string subject = doneLogSubject(owner_.doneBucket(), writer_, ++written_);
+        natsMsg* m = nullptr;
+        natsStatus s = natsMsg_Create(&m, subject.c_str(), nullptr, pending_.data(), static_cast<int>(pending_.size()));
+        if (s == NATS_OK) s = js_PublishMsgAsync(js_, &m, nullptr);
+        if (s != NATS_OK) {
+            natsMsg_Destroy(m);  // no-op when the library took it
+            std::lock_guard lock(mu_);
+            failed_ += pending_ids_;
+        }
+        pending_.clear();
+        pending_ids_ = 0;
+    }
+
+    // A record the store did not confirm: its done ids count as failed.
+    void countFailed(natsMsg* msg) {
+        const DoneSubject what = classifyDoneSubject(std::string_view(natsMsg_GetSubject(msg)).substr(key_prefix_.size()));
+        if (what.kind != DoneSubject::Kind::log) return;  // an attempt record's deletion: best effort
+        std::size_t ids = 0;
+        forEachDoneId(std::string_view(natsMsg_GetData(msg) != nullptr ? natsMsg_GetData(msg) : "",
+                                       static_cast<std::size_t>(natsMsg_GetDataLength(msg))),
+                      [&](std::string_view) { ++ids; });
+        std::lock_guard lock(mu_);
+        failed_ += ids;
+    }
 
     static void onAck(jsCtx*, natsMsg* msg, jsPubAck*, jsPubAckErr* pae, void* closure) {
-        if (pae != nullptr) {
-            auto* self = static_cast<JetStreamDoneStore*>(closure);
-            std::lock_guard lock(self->mu_);
-            ++self->failed_;
-        }
+        if (pae != nullptr) static_cast<JetStreamDoneStore*>(closure)->countFailed(msg);
         natsMsg_Destroy(msg);
     }
 
     JetStream& owner_;
+    DoneMirror& mirror_;
+    const std::string writer_;
+    std::uint64_t written_ = 0;
+    std::string pending_;  // the batch's done record, being built
+    std::size_t pending_ids_ = 0;
+    std::chrono::steady_clock::time_point last_publish_{};
+    std::mutex mu_;  // failed_ is also counted from cnats' callback thread
+    std::size_t failed_ = 0;
+    std::deque<std::pair<std::uint64_t, std::vector<std::string>>> cache_;
     const std::string key_prefix_;
     const std::string direct_get_subject_;
     natsInbox* inbox_ = nullptr;
     natsSubscription* sub_ = nullptr;
     jsCtx* js_ = nullptr;
     std::uint64_t round_ = 0;
-    std::mutex mu_;  // failed_ is also counted from cnats' callback thread
-    std::size_t failed_ = 0;
 };
 
 }  // namespace
@@ -216,7 +312,5 @@ Result<std::unique_ptr<DoneStore>> openJetStreamDoneStore(JetStream& owner) {
     if (Status s = store->open(); !s) return s.error();
     return std::unique_ptr<DoneStore>(std::move(store));
 }
-
-std::string doneKey(std::string_view id) { return base64(id, /*url_safe=*/true); }
 
 }  // namespace kanban::host::broker

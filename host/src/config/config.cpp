@@ -389,6 +389,7 @@ Result<Config> parseConfig(std::string_view toml_text, const std::string& path) 
                                             "needs a majority); use 1, 3 or 5");
         s.integer("max_msgs", cfg.nats.max_msgs, 1, kMaxI64);
         s.integer("max_bytes", cfg.nats.max_bytes, 1, kMaxI64);
+        s.integer("done_index_max_ids", cfg.nats.done_index_max_ids, 1000, 1'000'000'000);
         s.finish();
     }
     {

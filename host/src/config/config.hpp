@@ -23,6 +23,9 @@ struct NatsConfig {
     // a full stream is a visible publish error, never a silent drop).
     std::int64_t max_msgs = 1'000'000;
     std::int64_t max_bytes = 1LL << 30;
+    // Completed ids each host's index of the idempotency record holds at
+    // most (about 23 bytes each when full); beyond it the oldest are forgotten.
+    std::int64_t done_index_max_ids = 1'000'000;
     bool operator==(const NatsConfig&) const = default;
 };
 

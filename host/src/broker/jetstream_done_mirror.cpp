@@ -1,0 +1,137 @@
+#include "broker/jetstream_done_mirror.hpp"
+
+#include "broker/done_log.hpp"
+#include "broker/nats_util.hpp"
+
+#include <nats/nats.h>
+#include <spdlog/spdlog.h>
+
+namespace kanban::host::broker {
+namespace {
+// The first sync waits for the whole bucket to be read (a day of records
+// at a high rate is many messages); later ones only for the last few.
+constexpr std::chrono::milliseconds kBuildWait{60000};
+}  // namespace
+
+DoneMirror::DoneMirror(natsConnection* nc, jsCtx* js, std::string bucket, std::size_t max_ids, std::int64_t ttl_ms)
+    : nc_(nc),
+      js_(js),
+      bucket_(std::move(bucket)),
+      stream_("KV_" + bucket_),
+      prefix_("$KV." + bucket_ + "."),
+      index_(max_ids, ttl_ms) {}
+
+DoneMirror::~DoneMirror() { stop(); }
+
+void DoneMirror::stop() {
+    natsSubscription* sub = nullptr;
+    {
+        std::lock_guard lock(sub_mu_);
+        sub = std::exchange(sub_, nullptr);
+    }
+    if (sub != nullptr) {
+        natsSubscription_Unsubscribe(sub);
+        natsSubscription_Destroy(sub);
+    }
+}
+
+Status DoneMirror::start(bool from_scratch) {
+    std::lock_guard starting(start_mu_);
+    stop();
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = stream_.c_str();
+    so.Ordered = true;
+    if (from_scratch) {
+        index_.clear();
+        built_ = false;
+        so.Config.DeliverPolicy = js_DeliverAll;
+    } else {
+        so.Config.DeliverPolicy = js_DeliverByStartSequence;
+        so.Config.OptStartSeq = index_.applied() + 1;
+    }
+    const std::string filter = prefix_ + ">";
+    natsSubscription* sub = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    if (natsStatus s = js_Subscribe(&sub, js_, filter.c_str(), &DoneMirror::onMessage, this, nullptr, &so, &jerr);
+        s != NATS_OK)
+        return Error{"idempotency index: cannot read the " + bucket_ + " bucket: " + nats::error(s, jerr)};
+    // Records arrive as fast as they are written: never drop one for a
+    // slow index (a gap would make cnats start over, which is correct but slow).
+    natsSubscription_SetPendingLimits(sub, -1, -1);
+    std::lock_guard lock(sub_mu_);
+    sub_ = sub;
+    return Ok{};
+}
+
+void DoneMirror::onMessage(natsConnection*, natsSubscription*, natsMsg* m, void* closure) {
+    static_cast<DoneMirror*>(closure)->apply(m);
+    natsMsg_Destroy(m);
+}
+
+void DoneMirror::apply(natsMsg* m) {
+    jsMsgMetaData* md = nullptr;
+    if (natsMsg_GetMetaData(&md, m) != NATS_OK) return;  // not a stream message (a status)
+    const std::uint64_t seq = md->Sequence.Stream;
+    const std::int64_t stored = md->Timestamp;
+    jsMsgMetaData_Destroy(md);
+    std::vector<std::uint64_t> hashes;
+    const std::string_view subject = natsMsg_GetSubject(m);
+    if (subject.substr(0, prefix_.size()) == prefix_ && nats::header(m, "KV-Operation") == nullptr) {
+        const DoneSubject what = classifyDoneSubject(subject.substr(prefix_.size()));
+        if (what.kind == DoneSubject::Kind::log) {
+            const std::string_view body(natsMsg_GetData(m) != nullptr ? natsMsg_GetData(m) : "",
+                                        static_cast<std::size_t>(natsMsg_GetDataLength(m)));
+            if (!forEachDoneId(body, [&](std::string_view id) { hashes.push_back(DoneIndex::hash(id)); }))
+                spdlog::warn("idempotency index: record {} of {} is malformed; its readable ids are kept", seq, bucket_);
+        } else if (what.kind == DoneSubject::Kind::key) {
+            hashes.push_back(DoneIndex::hash(what.id));
+        }
+    }
+    index_.add(seq, stored, hashes);
+}
+
+Status DoneMirror::sync(std::chrono::milliseconds wait) {
+    jsStreamInfo* si = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Wait = 2000;
+    if (natsStatus s = js_GetStreamInfo(&si, js_, stream_.c_str(), &jo, &jerr); s != NATS_OK)
+        return Error{"idempotency lookup: cannot read the state of the " + bucket_ + " bucket: " + nats::error(s, jerr) +
+                     (jerr == JSStreamNotFoundErr ? " (is the " + bucket_ + " bucket missing?)" : "")};
+    const std::uint64_t last = si->State.LastSeq;
+    const std::uint64_t msgs = si->State.Msgs;
+    const std::int64_t created = si->Created;
+    jsStreamInfo_Destroy(si);
+    {
+        bool restart = false;
+        {
+            std::lock_guard lock(sub_mu_);
+            // Never subscribed, or the bucket was made anew (its records are gone).
+            restart = sub_ == nullptr || created != created_;
+            created_ = created;
+        }
+        if (restart)
+            if (Status s = start(/*from_scratch=*/true); !s) return s;
+    }
+    const auto limit = built_ ? wait : std::max(wait, kBuildWait);
+    if (msgs > 0 && !index_.waitApplied(last, limit)) {
+        // The ordered consumer stalled (a restarted server forgot it; cnats
+        // would notice after missed heartbeats): read on from where it was.
+        spdlog::info("idempotency index: at record {} of {} after {} ms; reading the {} bucket again from there",
+                     index_.applied(), last, limit.count(), bucket_);
+        if (Status s = start(/*from_scratch=*/false); !s) return s;
+    }
+    if (msgs > 0 && !index_.waitApplied(last, limit))
+        return Error{"idempotency lookup: the local index of the " + bucket_ + " bucket is at record " +
+                     std::to_string(index_.applied()) + " of " + std::to_string(last)};
+    built_ = true;
+    if (const std::uint64_t below = index_.forgottenBelow(); below > warned_forgotten_.exchange(below))
+        spdlog::warn("idempotency index full ({} ids): records of {} before {} are no longer known, so a duplicate of "
+                     "those ids published after the 2-minute window would run again; raise nats.done_index_max_ids",
+                     index_.size(), bucket_, below);
+    return Ok{};
+}
+
+}  // namespace kanban::host::broker
