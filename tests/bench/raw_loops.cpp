@@ -5,6 +5,10 @@
 #include <nats/nats.h>
 
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <string_view>
+#include <unordered_set>
 #include <cstdio>
 #include <stdexcept>
 
@@ -66,7 +70,7 @@ void RawNats::declare(const std::string& name) {
     }
 }
 
-double RawNats::consume(const std::string& name, int n, int batch, bool same_work,
+double RawNats::consume(const std::string& name, int n, int batch, Work work,
                         const std::function<void(const char* id)>& handle) {
     jsSubOptions so;
     jsSubOptions_Init(&so);
@@ -78,20 +82,52 @@ double RawNats::consume(const std::string& name, int n, int batch, bool same_wor
     const std::string inbox = "_INBOX.bench." + name;
     natsSubscription* replies = nullptr;
     natsConnection_SubscribeSync(&replies, nc_, (inbox + ".>").c_str());
-    const std::string direct = "$JS.API.DIRECT.GET.KV_" + name + "_DONE";
+    const std::string bucket_stream = "KV_" + name + "_DONE";
+    const std::string direct = "$JS.API.DIRECT.GET." + bucket_stream;
     const std::string key_prefix = "$KV." + name + "_DONE.";
     const auto idOf = [](natsMsg* m) {
         const char* id = nullptr;
         natsMsgHeader_Get(m, "Nats-Msg-Id", &id);
         return id != nullptr ? id : "none";
     };
-
+    // done_log: the local set of recorded ids, fed by an ordered consumer.
+    struct Mirror {
+        std::mutex mu;
+        std::condition_variable cv;
+        std::uint64_t applied = 0;
+        std::unordered_set<std::string> ids;
+    } mirror;
+    natsSubscription* records = nullptr;
+    if (work == Work::done_log) {
+        jsSubOptions mo;
+        jsSubOptions_Init(&mo);
+        mo.Ordered = true;
+        const auto onRecord = [](natsConnection*, natsSubscription*, natsMsg* m, void* closure) {
+            auto* mr = static_cast<Mirror*>(closure);
+            jsMsgMetaData* md = nullptr;
+            if (natsMsg_GetMetaData(&md, m) == NATS_OK) {
+                std::lock_guard lock(mr->mu);
+                std::string_view body(natsMsg_GetData(m), static_cast<std::size_t>(natsMsg_GetDataLength(m)));
+                for (std::size_t at; !body.empty(); body.remove_prefix(at == std::string_view::npos ? body.size() : at + 1)) {
+                    at = body.find('\n');
+                    mr->ids.emplace(body.substr(0, at));
+                }
+                mr->applied = md->Sequence.Stream;
+                jsMsgMetaData_Destroy(md);
+            }
+            mr->cv.notify_all();
+            natsMsg_Destroy(m);
+        };
+        if (js_Subscribe(&records, js_, (key_prefix + ">").c_str(), onRecord, &mirror, nullptr, &mo, nullptr) != NATS_OK)
+            throw std::runtime_error("raw nats: ordered consumer on the bucket");
+    }
+    std::uint64_t record_no = 0;
     int got = 0;
     const auto t0 = std::chrono::steady_clock::now();
     while (got < n && secondsSince(t0) < kGiveUpSeconds) {
         natsMsgList list{};
         if (natsSubscription_Fetch(&list, sub, batch, 1000, nullptr) != NATS_OK) continue;
-        if (same_work) {
+        if (work == Work::key_per_id) {
             // The batch's lookups, pipelined: one round trip.
             for (int i = 0; i < list.Count; ++i) {
                 const std::string body = R"({"last_by_subj":")" + key_prefix + idOf(list.Msgs[i]) + R"("})";
@@ -102,20 +138,43 @@ double RawNats::consume(const std::string& name, int n, int batch, bool same_wor
                 natsMsg* r = nullptr;
                 if (natsSubscription_NextMsg(&r, replies, 2000) == NATS_OK) natsMsg_Destroy(r);
             }
+        } else if (work == Work::done_log) {
+            jsStreamInfo* si = nullptr;
+            std::uint64_t last = 0;
+            if (js_GetStreamInfo(&si, js_, bucket_stream.c_str(), nullptr, nullptr) == NATS_OK) {
+                last = si->State.LastSeq;
+                jsStreamInfo_Destroy(si);
+            }
+            std::unique_lock lock(mirror.mu);
+            mirror.cv.wait_for(lock, std::chrono::seconds(2), [&] { return mirror.applied >= last; });
+            for (int i = 0; i < list.Count; ++i)
+                if (mirror.ids.count(idOf(list.Msgs[i])) != 0) throw std::runtime_error("raw nats: an id done twice");
         }
         if (handle)
             for (int i = 0; i < list.Count; ++i) handle(idOf(list.Msgs[i]));
-        if (same_work) {
+        if (work == Work::key_per_id) {
             // The records, pipelined, then the acks.
             for (int i = 0; i < list.Count; ++i)
                 js_PublishAsync(js_, (key_prefix + idOf(list.Msgs[i])).c_str(), "done", 4, nullptr);
             js_PublishAsyncComplete(js_, nullptr);
+        } else if (work == Work::done_log) {
+            std::string body;
+            for (int i = 0; i < list.Count; ++i) (body += idOf(list.Msgs[i])) += '\n';
+            jsPubAck* pa = nullptr;
+            js_Publish(&pa, js_, (key_prefix + "log.raw." + std::to_string(++record_no)).c_str(), body.data(),
+                       static_cast<int>(body.size()), nullptr, nullptr);
+            jsPubAck_Destroy(pa);
         }
         for (int i = 0; i < list.Count; ++i) natsMsg_Ack(list.Msgs[i], nullptr);
         got += list.Count;
         natsMsgList_Destroy(&list);
     }
     const double seconds = secondsSince(t0);
+    if (records != nullptr) {
+        natsSubscription_Unsubscribe(records);
+        natsConnection_FlushTimeout(nc_, 2000);  // no callback in flight when it is destroyed (nats.c #637)
+        natsSubscription_Destroy(records);
+    }
     natsSubscription_Destroy(replies);
     natsSubscription_Destroy(sub);
     return got >= n ? n / seconds : 0;

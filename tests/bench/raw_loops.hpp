@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <atomic>
 #include <functional>
 #include <optional>
 #include <string>
@@ -32,13 +33,24 @@ public:
     // with direct get (what kanband's done record is), both emptied.
     void declare(const std::string& name);
 
+    // What a loop does per batch besides fetch and ack.
+    enum class Work {
+        bare,
+        // kanband's broker work since issue 21: read the bucket's stream
+        // into a local set (an ordered consumer), ask the bucket's last
+        // sequence and wait for the set to get there, look the ids up
+        // locally, publish one record listing the batch's ids, wait for it.
+        done_log,
+        // kanband's broker work before issue 21: look every id up in the
+        // bucket (pipelined direct gets), record each (js_PublishAsync,
+        // waiting for the acks).
+        key_per_id,
+    };
     // Consumes `n` items of stream `name` through a pull consumer, `batch`
-    // per Fetch. With `same_work`, also what kanband does per batch besides
-    // the handler: look every id up in the bucket (pipelined direct gets),
-    // record each (js_PublishAsync, waiting for the acks), then ack.
-    // `handle` (optional) runs per item where the handler would, with the
-    // item's Nats-Msg-Id. Items/s; 0 if not all arrived within 120 s.
-    double consume(const std::string& name, int n, int batch, bool same_work,
+    // per Fetch, doing `work` per batch, then acking each item. `handle`
+    // (optional) runs per item where the handler would, with the item's
+    // Nats-Msg-Id. Items/s; 0 if not all arrived within 120 s.
+    double consume(const std::string& name, int n, int batch, Work work,
                    const std::function<void(const char* id)>& handle = {});
 
 private:

@@ -38,6 +38,7 @@ nlohmann::json statusJson(const scheduler::JobStatus& st) {
 std::string AdminService::notReady() {
     if (draining_.load()) return "draining";
     if (!p_.brokers.healthy()) return "no broker connected with its topology declared";
+    if (std::string why = p_.brokers.warmingUp(); !why.empty()) return why;
     if (p_.control_trouble) return p_.control_trouble();
     return "";
 }

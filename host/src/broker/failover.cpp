@@ -230,6 +230,8 @@ std::string_view Failover::backendName() const {
 
 std::string_view Failover::lastPublishBackend() const { return last_publish_.load(); }
 
+std::string Failover::warmingUp() const { return natsUsable() ? nats_->doneIndexTrouble() : ""; }
+
 bool Failover::healthy() const {
     return (natsUsable() && nats_->healthy()) || (rabbit_ != nullptr && rabbit_->healthy());
 }

@@ -41,6 +41,7 @@ public:
     // The backend publishes go to now: "nats", "rabbitmq" or "none".
     std::string_view backendName() const override;
     bool healthy() const override;
+    std::string warmingUp() const override;
     Result<PublishAck> publish(const PublishRequest& request) override;
     Result<std::unique_ptr<Consumer>> openConsumer(const ConsumerSpec& spec) override;
     Result<std::unique_ptr<DoneStore>> openDoneStore() override;

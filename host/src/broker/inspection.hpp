@@ -138,6 +138,9 @@ public:
     // "nats", "rabbitmq" or "none": where publishes go now.
     virtual std::string_view backendName() const = 0;
     virtual bool healthy() const = 0;
+    // Why this host cannot serve at speed yet although a broker is healthy
+    // (NATS: its idempotency index is still being built), or empty.
+    virtual std::string warmingUp() const { return ""; }
     // Whether `backend` can be reached now.
     virtual bool reachable(std::string_view backend) const = 0;
     // Probes the backends that are down and re-evaluates the active one.

@@ -212,6 +212,11 @@ void JetStream::forgetTopology() {
 
 Result<std::unique_ptr<DoneStore>> JetStream::openDoneStore() { return openJetStreamDoneStore(*this); }
 
+std::string JetStream::doneIndexTrouble() {
+    if (!healthy()) return "";  // not this one's trouble: readiness says why
+    return doneMirror().building();
+}
+
 DoneMirror& JetStream::doneMirror() {
     std::lock_guard lock(mirror_mu_);
     if (!mirror_)

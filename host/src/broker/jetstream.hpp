@@ -110,6 +110,8 @@ public:
     __natsConnection* connection() const { return nc_; }
     // The local index of the done record, shared by this connection's stores.
     DoneMirror& doneMirror();
+    // Empty when connected and the index of the done record is built; else why not.
+    std::string doneIndexTrouble();
 
 private:
     using Headers = std::vector<std::pair<std::string, std::string>>;

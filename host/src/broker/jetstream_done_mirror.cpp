@@ -56,9 +56,9 @@ Status DoneMirror::start(bool from_scratch) {
     if (natsStatus s = js_Subscribe(&sub, js_, filter.c_str(), &DoneMirror::onMessage, this, nullptr, &so, &jerr);
         s != NATS_OK)
         return Error{"idempotency index: cannot read the " + bucket_ + " bucket: " + nats::error(s, jerr)};
-    // Records arrive as fast as they are written: never drop one for a
-    // slow index (a gap would make cnats start over, which is correct but slow).
-    natsSubscription_SetPendingLimits(sub, -1, -1);
+    // cnats' default pending limits (65,536 messages, 64 MiB) bound what a
+    // replay buffers; past them it drops, and the ordered consumer starts
+    // again after the last record applied (a gap), losing nothing.
     std::lock_guard lock(sub_mu_);
     sub_ = sub;
     return Ok{};
@@ -91,7 +91,14 @@ void DoneMirror::apply(natsMsg* m) {
     index_.add(seq, stored, hashes);
 }
 
-Status DoneMirror::sync(std::chrono::milliseconds wait) {
+std::string DoneMirror::building() {
+    if (built_) return "";
+    if (Status s = sync(std::chrono::milliseconds(0), /*resume_if_stalled=*/false); !s)
+        return "the idempotency index is being built: " + s.message();
+    return "";
+}
+
+Status DoneMirror::sync(std::chrono::milliseconds wait, bool resume_if_stalled) {
     jsStreamInfo* si = nullptr;
     jsErrCode jerr = static_cast<jsErrCode>(0);
     jsOptions jo;
@@ -115,8 +122,8 @@ Status DoneMirror::sync(std::chrono::milliseconds wait) {
         if (restart)
             if (Status s = start(/*from_scratch=*/true); !s) return s;
     }
-    const auto limit = built_ ? wait : std::max(wait, kBuildWait);
-    if (msgs > 0 && !index_.waitApplied(last, limit)) {
+    const auto limit = built_ || !resume_if_stalled ? wait : std::max(wait, kBuildWait);
+    if (msgs > 0 && resume_if_stalled && !index_.waitApplied(last, limit)) {
         // The ordered consumer stalled (a restarted server forgot it; cnats
         // would notice after missed heartbeats): read on from where it was.
         spdlog::info("idempotency index: at record {} of {} after {} ms; reading the {} bucket again from there",
@@ -126,7 +133,8 @@ Status DoneMirror::sync(std::chrono::milliseconds wait) {
     if (msgs > 0 && !index_.waitApplied(last, limit))
         return Error{"idempotency lookup: the local index of the " + bucket_ + " bucket is at record " +
                      std::to_string(index_.applied()) + " of " + std::to_string(last)};
-    built_ = true;
+    if (!built_.exchange(true))
+        spdlog::info("idempotency index built: {} ids from {} records of the {} bucket", index_.size(), last, bucket_);
     if (const std::uint64_t below = index_.forgottenBelow(); below > warned_forgotten_.exchange(below))
         spdlog::warn("idempotency index full ({} ids): records of {} before {} are no longer known, so a duplicate of "
                      "those ids published after the 2-minute window would run again; raise nats.done_index_max_ids",

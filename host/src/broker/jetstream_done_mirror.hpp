@@ -38,9 +38,14 @@ public:
     // Returns once the index holds every record the bucket held when it was
     // called (one stream-info request), or an error after `wait` (longer the
     // first time: the index is being built).
-    Status sync(std::chrono::milliseconds wait);
+    Status sync(std::chrono::milliseconds wait) { return sync(wait, /*resume_if_stalled=*/true); }
+
+    // Empty once the index has caught up with the bucket (it is first built
+    // from the whole bucket: a host is not ready before), else why not.
+    std::string building();
 
 private:
+    Status sync(std::chrono::milliseconds wait, bool resume_if_stalled);
     static void onMessage(__natsConnection*, __natsSubscription*, __natsMsg* m, void* closure);
     void apply(__natsMsg* m);
     void stop();
