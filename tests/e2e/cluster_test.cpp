@@ -257,7 +257,13 @@ TEST_F(Cluster, OneHostVersusTwoDrainingABacklog) {
             ASSERT_TRUE(waitFor([&] { return total() >= load.backlog; }, 120s, 5ms))
                 << load.what << ", " << host_count << " host(s): " << total() << " of " << load.backlog
                 << " processed; stream holds " << probe.streamMsgs("KANBAN").value_or(0) << "\n"
-                << running.front()->log();
+                << [&] {
+                       std::string logs;
+                       for (auto& kd : running)
+                           logs += "--- host (running: " + std::to_string(kd->proc().running()) +
+                                   ", processed: " + std::to_string(processed(*kd)) + ")\n" + kd->log();
+                       return logs;
+                   }();
             const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
             rate[host_count - 1] = load.backlog / seconds;
             EXPECT_EQ(total(), load.backlog) << "an item handled twice";

@@ -151,7 +151,11 @@ TEST_F(JetStreamTest, NeverHandsOutMoreThanTheBatch) {
 // are asked), but they are not attempts: the worker counts handler calls.
 TEST_F(JetStreamTest, RetryAfterRedeliversAndCountsTheDelivery) {
     publish("r", Priority::normal, "r-1");
-    auto c = consumer("r");
+    // A short ack wait (2 s): nats-server 2.9.10 now and then loses the
+    // redelivery a NakWithDelay schedules under load (the known behaviour,
+    // see RetriedHighItemIsNotStuckBehindFreshNormalOnes); the ack wait then
+    // redelivers it, still counted, still no earlier than the delay.
+    auto c = consumer("r", 1000);
     auto first = fetchN(*c, 1);
     ASSERT_EQ(first.size(), 1u);
     EXPECT_EQ(first[0]->deliveries, 1u);
@@ -168,7 +172,7 @@ TEST_F(JetStreamTest, RetryAfterRedeliversAndCountsTheDelivery) {
     EXPECT_EQ(second[0]->attempt, 1u);  // no handler call is known from the message itself
     second[0]->release();
     second.clear();
-    auto third = fetchN(*c, 1, 10, 2s);
+    auto third = fetchN(*c, 1, 10, 5s);
     ASSERT_EQ(third.size(), 1u);
     EXPECT_EQ(third[0]->deliveries, 3u);
 }

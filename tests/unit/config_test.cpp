@@ -162,7 +162,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadValue{"[nats]\nmax_msgs = 0\n[[domain]]\nname=\"a\"\n", "nats.max_msgs must be at least 1, got 0"},
         BadValue{"[nats]\nmax_bytes = -1\n[[domain]]\nname=\"a\"\n", "nats.max_bytes must be at least 1, got -1"},
         BadValue{"[nats]\ndone_index_max_ids = 10\n[[domain]]\nname=\"a\"\n",
-                 "nats.done_index_max_ids must be at least 1000, got 10"},
+                 "nats.done_index_max_ids must be between 1000 and 1000000000, got 10"},
         BadValue{"[workers]\nstarvation_ms = -1\n[[domain]]\nname=\"a\"\n", "workers.starvation_ms must be at least 0, got -1"},
         BadValue{"[workers]\nhosts = 0\n[[domain]]\nname=\"a\"\n", "workers.hosts must be between 1 and 1000, got 0"},
         BadValue{"[nats]\nreplicas = 2\n[[domain]]\nname=\"a\"\n", "nats.replicas 2: an even count"}),
