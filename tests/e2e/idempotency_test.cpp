@@ -17,6 +17,16 @@ namespace {
 
 class Idempotency : public DaemonTest {
 protected:
+    // Two hosts of 2 workers each, sharing domain "orders" (a recorder
+    // whose items take `sleep_ms`, with handler timeout `timeout_ms`).
+    HostOptions twoHosts(int sleep_ms, std::int64_t timeout_ms) {
+        HostOptions o;
+        o.workers = 2;
+        o.max_workers = 2;
+        o.hosts = 2;
+        writeConfig({{"orders", kFixtures + "/recorder.so", recorderSettings(out, sleep_ms), timeout_ms}}, o);
+        return o;
+    }
     // Items the handler ran more than once, and those among them whose
     // first run ended more than `before` ahead of `at_us`.
     struct Repeats {
@@ -49,11 +59,7 @@ protected:
 // kill (at most hosts × workers × pull_batch) may run again, and none that
 // finished well before it.
 TEST_F(Idempotency, TwoHostsRacingOnRedeliveriesAfterAKilledServerRepeatNoRecordedWork) {
-    HostOptions o;
-    o.workers = 2;
-    o.max_workers = 2;
-    o.hosts = 2;
-    writeConfig({{"orders", kFixtures + "/recorder.so", recorderSettings(out, 1), 2000}}, o);
+    const HostOptions o = twoHosts(1, 2000);
     std::vector<std::string> ids;
     for (const char* p : {"high", "normal", "low"})
         for (auto& id : publish(cfg, "orders", p, 500)) ids.push_back(id);
@@ -84,11 +90,7 @@ TEST_F(Idempotency, TwoHostsRacingOnRedeliveriesAfterAKilledServerRepeatNoRecord
 // dead host's items after their ack wait and runs only those whose record
 // the dead host had not stored (its last few ms of work per worker).
 TEST_F(Idempotency, AHostKilledMidBatchLeavesTheOtherOnlyItsUnrecordedItems) {
-    HostOptions o;
-    o.workers = 2;
-    o.max_workers = 2;
-    o.hosts = 2;
-    writeConfig({{"orders", kFixtures + "/recorder.so", recorderSettings(out, 20), 1000}}, o);
+    const HostOptions o = twoHosts(20, 1000);
     const auto ids = publish(cfg, "orders", "normal", 400);
     Kanband a(dir, cfg, "a");
     Kanband b(dir, cfg, "b");

@@ -30,7 +30,10 @@ void DoneMirror::stop() {
         sub = std::exchange(sub_, nullptr);
     }
     if (sub != nullptr) {
+        // No callback starts after the unsubscribe; one under way is
+        // waited for (it holds apply_mu_), so the index outlives it.
         natsSubscription_Unsubscribe(sub);
+        { std::lock_guard wait_for_callback(apply_mu_); }
         natsSubscription_Destroy(sub);
     }
 }
@@ -64,8 +67,12 @@ Status DoneMirror::start(bool from_scratch) {
     return Ok{};
 }
 
-void DoneMirror::onMessage(natsConnection*, natsSubscription*, natsMsg* m, void* closure) {
-    static_cast<DoneMirror*>(closure)->apply(m);
+void DoneMirror::onMessage(natsConnection*, natsSubscription* sub, natsMsg* m, void* closure) {
+    auto* self = static_cast<DoneMirror*>(closure);
+    {
+        std::lock_guard lock(self->apply_mu_);
+        if (natsSubscription_IsValid(sub)) self->apply(m);
+    }
     natsMsg_Destroy(m);
 }
 

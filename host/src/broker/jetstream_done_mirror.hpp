@@ -57,6 +57,7 @@ private:
     const std::string prefix_;   // $KV.<bucket>.
     DoneIndex index_;
     std::mutex start_mu_;  // one start() at a time
+    std::mutex apply_mu_;  // held by the subscription's callback
     std::mutex sub_mu_;
     __natsSubscription* sub_ = nullptr;
     std::int64_t created_ = 0;  // the bucket stream's creation time when last seen (sub_mu_)
