@@ -98,7 +98,7 @@ TEST_F(Cluster, KilledHostLosesNothingAndTheOtherFinishes) {
         << "MaxAckPending covers both hosts (workers.hosts x max x pull_batch)";
     ASSERT_TRUE(waitFor([&] { return handledBy(0) >= kItems / 5 && handledBy(1) > 0; }, 60s))
         << "both hosts take work from the shared consumers: " << handledBy(0) << " and " << handledBy(1) << "\n"
-        << a.log();
+        << a.log() << "--- the other host\n" << b.log();
     a.proc().signal(SIGKILL);
     ASSERT_EQ(a.proc().wait(10s), 128 + SIGKILL);
     const std::set<std::string> ran_on_a = [&] {

@@ -106,6 +106,9 @@ std::string DoneMirror::building() {
 }
 
 Status DoneMirror::sync(std::chrono::milliseconds wait, bool resume_if_stalled) {
+    // Read before the request: a stream's last sequence never goes below
+    // what was applied before it was asked, unless the stream is new.
+    const std::uint64_t applied_before = index_.applied();
     jsStreamInfo* si = nullptr;
     jsErrCode jerr = static_cast<jsErrCode>(0);
     jsOptions jo;
@@ -116,15 +119,15 @@ Status DoneMirror::sync(std::chrono::milliseconds wait, bool resume_if_stalled) 
                      (jerr == JSStreamNotFoundErr ? " (is the " + bucket_ + " bucket missing?)" : "")};
     const std::uint64_t last = si->State.LastSeq;
     const std::uint64_t msgs = si->State.Msgs;
-    const std::int64_t created = si->Created;
     jsStreamInfo_Destroy(si);
     {
         bool restart = false;
         {
             std::lock_guard lock(sub_mu_);
             // Never subscribed, or the bucket was made anew (its records are gone).
-            restart = sub_ == nullptr || created != created_;
-            created_ = created;
+            // (Not the stream's creation time: each replica of a clustered
+            // bucket has its own, so a new leader would look like a new bucket.)
+            restart = sub_ == nullptr || last < applied_before;
         }
         if (restart)
             if (Status s = start(/*from_scratch=*/true); !s) return s;

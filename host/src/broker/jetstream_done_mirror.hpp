@@ -60,7 +60,6 @@ private:
     std::mutex apply_mu_;  // held by the subscription's callback
     std::mutex sub_mu_;
     __natsSubscription* sub_ = nullptr;
-    std::int64_t created_ = 0;  // the bucket stream's creation time when last seen (sub_mu_)
     std::atomic<bool> built_{false};      // caught up once since start()
     std::atomic<std::uint64_t> warned_forgotten_{0};
 };
