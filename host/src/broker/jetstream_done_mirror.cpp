@@ -132,7 +132,10 @@ Status DoneMirror::sync(std::chrono::milliseconds wait, bool resume_if_stalled) 
         if (restart)
             if (Status s = start(/*from_scratch=*/true); !s) return s;
     }
-    const auto limit = built_ || !resume_if_stalled ? wait : std::max(wait, kBuildWait);
+    // Only the first build may take long (and /readyz waits for it); a
+    // rebuild later (a bucket made anew) hands batches back rather than
+    // holding workers.
+    const auto limit = ever_built_ || !resume_if_stalled ? wait : std::max(wait, kBuildWait);
     if (msgs > 0 && resume_if_stalled && !index_.waitApplied(last, limit)) {
         // The ordered consumer stalled (a restarted server forgot it; cnats
         // would notice after missed heartbeats): read on from where it was.
@@ -143,6 +146,7 @@ Status DoneMirror::sync(std::chrono::milliseconds wait, bool resume_if_stalled) 
     if (msgs > 0 && !index_.waitApplied(last, limit))
         return Error{"idempotency lookup: the local index of the " + bucket_ + " bucket is at record " +
                      std::to_string(index_.applied()) + " of " + std::to_string(last)};
+    ever_built_ = true;
     if (!built_.exchange(true))
         spdlog::info("idempotency index built: {} ids from {} records of the {} bucket", index_.size(), last, bucket_);
     if (const std::uint64_t below = index_.forgottenBelow(); below > warned_forgotten_.exchange(below))

@@ -61,6 +61,7 @@ private:
     std::mutex sub_mu_;
     __natsSubscription* sub_ = nullptr;
     std::atomic<bool> built_{false};      // caught up once since start()
+    std::atomic<bool> ever_built_{false};  // caught up once in this process
     std::atomic<std::uint64_t> warned_forgotten_{0};
 };
 
