@@ -42,6 +42,15 @@ DoneSubject classifyDoneSubject(std::string_view key) {
     return s;
 }
 
+bool forEachRecordedId(std::string_view subject, std::string_view prefix, bool deleted, std::string_view body,
+                       const std::function<void(std::string_view)>& each) {
+    if (deleted || subject.substr(0, prefix.size()) != prefix) return true;
+    const DoneSubject what = classifyDoneSubject(subject.substr(prefix.size()));
+    if (what.kind == DoneSubject::Kind::log) return forEachDoneId(body, each);
+    if (what.kind == DoneSubject::Kind::key) each(what.id);
+    return true;
+}
+
 std::string doneLogSubject(std::string_view bucket, std::string_view writer, std::uint64_t n) {
     return "$KV." + std::string(bucket) + "." + std::string(kLogToken) + std::string(writer) + "." + std::to_string(n);
 }

@@ -30,6 +30,13 @@ struct DoneSubject {
 };
 DoneSubject classifyDoneSubject(std::string_view key);
 
+// The done ids a message of the bucket holds: a log record's list, an old
+// host's key, or none (an attempt record, a deletion marker). `subject`
+// is the full subject, `prefix` `$KV.<bucket>.`, `deleted` whether the
+// message carries a KV-Operation header. False if a log record is damaged.
+bool forEachRecordedId(std::string_view subject, std::string_view prefix, bool deleted, std::string_view body,
+                       const std::function<void(std::string_view)>& each);
+
 // The subject a writer publishes its log records to.
 std::string doneLogSubject(std::string_view bucket, std::string_view writer, std::uint64_t n);
 

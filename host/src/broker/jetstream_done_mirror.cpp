@@ -83,18 +83,9 @@ void DoneMirror::apply(natsMsg* m) {
     const std::int64_t stored = md->Timestamp;
     jsMsgMetaData_Destroy(md);
     std::vector<std::uint64_t> hashes;
-    const std::string_view subject = natsMsg_GetSubject(m);
-    if (subject.substr(0, prefix_.size()) == prefix_ && nats::header(m, "KV-Operation") == nullptr) {
-        const DoneSubject what = classifyDoneSubject(subject.substr(prefix_.size()));
-        if (what.kind == DoneSubject::Kind::log) {
-            const std::string_view body(natsMsg_GetData(m) != nullptr ? natsMsg_GetData(m) : "",
-                                        static_cast<std::size_t>(natsMsg_GetDataLength(m)));
-            if (!forEachDoneId(body, [&](std::string_view id) { hashes.push_back(DoneIndex::hash(id)); }))
-                spdlog::warn("idempotency index: record {} of {} is malformed; its readable ids are kept", seq, bucket_);
-        } else if (what.kind == DoneSubject::Kind::key) {
-            hashes.push_back(DoneIndex::hash(what.id));
-        }
-    }
+    if (!forEachRecordedId(natsMsg_GetSubject(m), prefix_, nats::header(m, "KV-Operation") != nullptr, nats::body(m),
+                           [&](std::string_view id) { hashes.push_back(DoneIndex::hash(id)); }))
+        spdlog::warn("idempotency index: record {} of {} is malformed; its readable ids are kept", seq, bucket_);
     index_.add(seq, stored, hashes);
 }
 

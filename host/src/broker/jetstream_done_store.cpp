@@ -159,16 +159,8 @@ private:
         std::vector<std::string> ids;
         if (const char* status = nats::header(reply, "Status"); status == nullptr) {
             const char* subject = nats::header(reply, "Nats-Subject");
-            const std::string_view key = subject != nullptr && std::string_view(subject).size() > key_prefix_.size()
-                                             ? std::string_view(subject).substr(key_prefix_.size())
-                                             : std::string_view();
-            const DoneSubject what = classifyDoneSubject(key);
-            const std::string_view data(natsMsg_GetData(reply) != nullptr ? natsMsg_GetData(reply) : "",
-                                        static_cast<std::size_t>(natsMsg_GetDataLength(reply)));
-            if (what.kind == DoneSubject::Kind::log)
-                forEachDoneId(data, [&](std::string_view one) { ids.emplace_back(one); });
-            else if (what.kind == DoneSubject::Kind::key && nats::header(reply, "KV-Operation") == nullptr)
-                ids.push_back(what.id);
+            forEachRecordedId(subject != nullptr ? subject : "", key_prefix_, nats::header(reply, "KV-Operation") != nullptr,
+                              nats::body(reply), [&](std::string_view one) { ids.emplace_back(one); });
         } else if (std::string_view(status) != "404") {
             const std::string text = status;
             natsMsg_Destroy(reply);
@@ -272,12 +264,8 @@ private:
 
     // A record the store did not confirm: its done ids count as failed.
     void countFailed(natsMsg* msg) {
-        const DoneSubject what = classifyDoneSubject(std::string_view(natsMsg_GetSubject(msg)).substr(key_prefix_.size()));
-        if (what.kind != DoneSubject::Kind::log) return;  // an attempt record's deletion: best effort
-        std::size_t ids = 0;
-        forEachDoneId(std::string_view(natsMsg_GetData(msg) != nullptr ? natsMsg_GetData(msg) : "",
-                                       static_cast<std::size_t>(natsMsg_GetDataLength(msg))),
-                      [&](std::string_view) { ++ids; });
+        std::size_t ids = 0;  // an attempt record's deletion holds none: best effort
+        forEachRecordedId(natsMsg_GetSubject(msg), key_prefix_, false, nats::body(msg), [&](std::string_view) { ++ids; });
         std::lock_guard lock(mu_);
         failed_ += ids;
     }

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace kanban::host::broker::nats {
 
@@ -18,6 +19,11 @@ inline constexpr std::int64_t kNsPerMs = 1'000'000;
 std::string error(natsStatus s, jsErrCode jerr = static_cast<jsErrCode>(0));
 // A header's value, or nullptr when absent.
 const char* header(natsMsg* m, const char* key);
+// A message's body (empty, never null).
+inline std::string_view body(natsMsg* m) {
+    const char* data = natsMsg_GetData(m);
+    return data != nullptr ? std::string_view(data, static_cast<std::size_t>(natsMsg_GetDataLength(m))) : std::string_view();
+}
 // A whole decimal number, or nullopt (also for nullptr).
 std::optional<std::int64_t> parseInt64(const char* s);
 // An optional '-' and one or more decimal digits, nothing else.
