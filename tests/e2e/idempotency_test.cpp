@@ -44,6 +44,13 @@ protected:
         }
         return r;
     }
+    // Items a host's handlers finished whose ack it has not sent yet.
+    static double handledNotAcked(Kanband& kd) {
+        const std::string m = kd.http("GET", "/metrics").body;
+        const auto done = metric(m, R"(kanban_items_processed_total{domain="orders",outcome="ok"})");
+        const auto acked = metric(m, R"(kanban_items_acked_total{domain="orders"})");
+        return done.value_or(0) - acked.value_or(0);
+    }
     static long absorbed(const std::string& log) {
         long n = 0;
         const std::regex re("domain stopped domain=orders .* duplicates=([0-9]+)");
@@ -97,7 +104,10 @@ TEST_F(Idempotency, AHostKilledMidBatchLeavesTheOtherOnlyItsUnrecordedItems) {
     ASSERT_TRUE(a.waitReady()) << a.log();
     ASSERT_TRUE(b.waitReady()) << b.log();
     ASSERT_TRUE(waitFor([&] { return readLines(out).size() >= ids.size() / 3; }, 60s)) << a.log();
-    a.proc().signal(SIGKILL);  // mid-batch: each worker holds up to 10 items, some handled
+    // Mid-batch: host a has handled items it has not acked yet (a slow
+    // host may have taken no work so far, or sit between two batches).
+    ASSERT_TRUE(waitFor([&] { return handledNotAcked(a) >= 2; }, 60s)) << a.log();
+    a.proc().signal(SIGKILL);
     const std::int64_t kill_us = epochUs();
     ASSERT_TRUE(a.proc().wait(10s).has_value());
     ASSERT_TRUE(waitFor([&] { return allHandled(out, ids); }, 90s)) << b.log();
