@@ -310,6 +310,14 @@ void Bench::rabbitThroughput() {
         rows.push_back({"raw rabbitmq-c consume+ack", 100, 1, 1, 1, con.consume("raw_bench", n, 100)});
         progress("raw rabbitmq-c: " + fmt("%.0f items/s", rows.back().rate));
     }
+    {
+        RawAmqp pub(rabbit_->port()), con(rabbit_->port());
+        pub.declareQueue("raw_bench_multi", 2);
+        pub.publish("", "raw_bench_multi", n, "raw", 1);
+        rows.push_back({"raw rabbitmq-c as kanband acks: priority queue, one multiple ack per 100, prefetch 200", 100, 1,
+                        1, 1, con.consume("raw_bench_multi", n, 200, 100)});
+        progress("raw rabbitmq-c multiple ack: " + fmt("%.0f items/s", rows.back().rate));
+    }
     for (int workers : o_.smoke ? std::vector<int>{2} : std::vector<int>{1, 2, 4}) rows.push_back(kanbandRabbit(n, 100, workers));
     progress("celery");
     auto c = runCommand({"/usr/bin/python3", kBenchDir + "/celery_bench.py", "--broker", rabbit_->url() + "//", "--tasks",

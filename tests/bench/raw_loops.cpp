@@ -211,8 +211,13 @@ void RawAmqp::check(const char* what) {
         throw std::runtime_error(std::string("raw amqp: ") + what + " failed");
 }
 
-void RawAmqp::declareQueue(const std::string& queue) {
-    amqp_queue_declare(c_, 1, amqp_cstring_bytes(queue.c_str()), 0, 1, 0, 0, amqp_empty_table);
+void RawAmqp::declareQueue(const std::string& queue, int max_priority) {
+    amqp_table_entry_t arg;
+    arg.key = amqp_cstring_bytes("x-max-priority");
+    arg.value.kind = AMQP_FIELD_KIND_I32;
+    arg.value.value.i32 = max_priority;
+    const amqp_table_t args = max_priority > 0 ? amqp_table_t{1, &arg} : amqp_empty_table;
+    amqp_queue_declare(c_, 1, amqp_cstring_bytes(queue.c_str()), 0, 1, 0, 0, args);
     check("queue.declare");
     amqp_queue_purge(c_, 1, amqp_cstring_bytes(queue.c_str()));
     check("queue.purge");
@@ -260,7 +265,7 @@ void RawAmqp::publish(const std::string& exchange, const std::string& routing_ke
     confirmUntil(0);
 }
 
-double RawAmqp::consume(const std::string& queue, int n, int prefetch) {
+double RawAmqp::consume(const std::string& queue, int n, int prefetch, int ack_every) {
     amqp_basic_qos(c_, 1, 0, static_cast<std::uint16_t>(prefetch), 0);
     check("basic.qos");
     amqp_basic_consume(c_, 1, amqp_cstring_bytes(queue.c_str()), amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
@@ -276,9 +281,12 @@ double RawAmqp::consume(const std::string& queue, int n, int prefetch) {
             if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION && r.library_error == AMQP_STATUS_TIMEOUT) continue;
             throw std::runtime_error("raw amqp: consume failed");
         }
-        amqp_basic_ack(c_, 1, env.delivery_tag, 0);
-        amqp_destroy_envelope(&env);
         ++got;
+        if (ack_every <= 1)
+            amqp_basic_ack(c_, 1, env.delivery_tag, 0);
+        else if (got % ack_every == 0 || got == n)
+            amqp_basic_ack(c_, 1, env.delivery_tag, 1);
+        amqp_destroy_envelope(&env);
     }
     const double seconds = secondsSince(t0);
     return got >= n ? n / seconds : 0;

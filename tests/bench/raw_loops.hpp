@@ -66,16 +66,18 @@ public:
     RawAmqp(const RawAmqp&) = delete;
     RawAmqp& operator=(const RawAmqp&) = delete;
 
-    // A durable classic queue without arguments, emptied.
-    void declareQueue(const std::string& queue);
+    // A durable classic queue, emptied; with x-max-priority when
+    // `max_priority` > 0 (kanband's domain queues use 2).
+    void declareQueue(const std::string& queue, int max_priority = 0);
     // `n` persistent messages of kPayload bytes, message_id <prefix>-<i>,
     // with publisher confirms (at most 4,096 outstanding); throws unless
     // every one is confirmed.
     void publish(const std::string& exchange, const std::string& routing_key, int n, const std::string& prefix,
                  std::optional<std::uint8_t> priority = std::nullopt);
-    // basic.consume with prefetch `prefetch`, basic.ack per message, until
-    // `n` arrived. Items/s; 0 if not all arrived within 120 s.
-    double consume(const std::string& queue, int n, int prefetch);
+    // basic.consume with prefetch `prefetch` until `n` arrived, acking each
+    // message (ack_every 1) or every `ack_every` messages with one multiple
+    // basic.ack. Items/s; 0 if not all arrived within 120 s.
+    double consume(const std::string& queue, int n, int prefetch, int ack_every = 1);
 
 private:
     void check(const char* what);

@@ -414,9 +414,9 @@ Result<std::optional<Envelope>> Connection::get(const std::string& queue) {
     return std::optional<Envelope>(std::move(e));
 }
 
-Status Connection::ack(std::uint64_t tag) {
+Status Connection::ack(std::uint64_t tag, bool multiple) {
     if (broken_) return lost();
-    return socketStatus(amqp_basic_ack(conn_, kChannel, tag, 0), "ack");
+    return socketStatus(amqp_basic_ack(conn_, kChannel, tag, multiple ? 1 : 0), "ack");
 }
 
 Status Connection::reject(std::uint64_t tag, bool requeue) {

@@ -92,7 +92,8 @@ public:
     Result<std::optional<Envelope>> next(std::chrono::milliseconds wait);
     // basic.get without auto-ack (browse / replay); nullopt when empty.
     Result<std::optional<Envelope>> get(const std::string& queue);
-    Status ack(std::uint64_t tag);
+    // multiple: every outstanding delivery up to and including `tag`.
+    Status ack(std::uint64_t tag, bool multiple = false);
     Status reject(std::uint64_t tag, bool requeue);
 
 private:

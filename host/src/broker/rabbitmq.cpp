@@ -1,5 +1,6 @@
 #include "broker/rabbitmq.hpp"
 
+#include "broker/amqp_ack_window.hpp"
 #include "broker/subjects.hpp"
 #include "common/clock.hpp"
 
@@ -56,18 +57,33 @@ private:
 
 // One worker's consumer: its own connection (consume), and a second one,
 // opened on first need, for the copies it publishes (retries, dead letters).
+//
+// Acks go out together: when the last delivery handed out is settled (the
+// batch is done), or 10 ms after the last acks went out, one multiple
+// basic.ack covers every item settled so far. A per-item ack is a frame and
+// a write(2) each, and the broker's work per ack is what bounds a consumer
+// (docs/performance.md). An ack that waits is safe for the same reason a
+// lost ack is: this host finds the redelivered item in its idempotency
+// record. The 10 ms bound is for another host, which with NATS down has only
+// its own record: it gets at most ~10 ms of a killed worker's handled items,
+// as on NATS, where the done log is written as often.
+//
+// The prefetch is two batches, so the broker sends the next batch while
+// this one is handled instead of after its acks arrive.
 class RabbitConsumer final : public Consumer {
 public:
     RabbitConsumer(RabbitMq& mq, ConsumerSpec spec) : mq_(mq), spec_(std::move(spec)) {}
+    ~RabbitConsumer() override { sendAcks(); }
 
     Status open() {
         auto c = mq_.connect("consumer " + spec_.domain);
         if (!c) return c.error();
         if (Status s = RabbitMq::declareDomain(**c, spec_.domain); !s) return s;
-        if (Status s = (*c)->qos(static_cast<std::uint16_t>(std::clamp<std::int64_t>(spec_.pull_batch, 1, 65535))); !s)
+        if (Status s = (*c)->qos(static_cast<std::uint16_t>(std::clamp<std::int64_t>(2 * spec_.pull_batch, 1, 65535))); !s)
             return s;
         if (Status s = (*c)->consume(amqpQueue(spec_.domain)); !s) return s;
         conn_ = std::move(*c);
+        acks_.clear();
         ++generation_;
         return Ok{};
     }
@@ -77,6 +93,7 @@ public:
             mq_.noteReachable(false);
             return conn_ ? conn_->lost().error() : Error{"rabbitmq: consumer dropped after a failed retry publish"};
         }
+        sendAcks();  // those behind an item that was still in a handler
         DeliveryBatch batch;
         auto first = conn_->next(idle_wait);
         if (!first) {
@@ -85,11 +102,11 @@ public:
         }
         mq_.noteReachable(true);
         if (!*first) return batch;
-        batch.push_back(std::make_unique<RabbitDelivery>(*this, std::move(**first)));
+        add(batch, std::move(**first));
         while (static_cast<int>(batch.size()) < max) {
             auto more = conn_->next(std::chrono::milliseconds(0));
             if (!more || !*more) break;  // an error shows on the next fetch; these acks then fail harmlessly
-            batch.push_back(std::make_unique<RabbitDelivery>(*this, std::move(**more)));
+            add(batch, std::move(**more));
         }
         return batch;
     }
@@ -101,6 +118,17 @@ public:
     // everything it held.
     void fail() {
         conn_.reset();
+        acks_.clear();
+    }
+    // A delivery's handler is done; its ack leaves with its batch's.
+    void ack(std::uint64_t tag) {
+        acks_.ack(tag);
+        if (acks_.open() == 0 || std::chrono::steady_clock::now() - acks_sent_ >= kAckEvery) sendAcks();
+    }
+    // A delivery settled with the broker directly (rejected).
+    void settled(std::uint64_t tag) {
+        acks_.settled(tag);
+        if (acks_.open() == 0) sendAcks();
     }
 
     // Publishes a copy and waits for the confirm, on the second connection.
@@ -122,9 +150,28 @@ public:
     }
 
 private:
+    void add(DeliveryBatch& batch, amqp::Envelope envelope) {
+        acks_.delivered(envelope.delivery_tag);
+        batch.push_back(std::make_unique<RabbitDelivery>(*this, std::move(envelope)));
+    }
+    // A failed ack shows as a broken connection on the next fetch; the
+    // broker then requeues the items and the idempotency record absorbs them.
+    void sendAcks() {
+        acks_sent_ = std::chrono::steady_clock::now();
+        const amqp::AckWindow::Acks a = acks_.take();
+        if (!conn_ || a.empty()) return;
+        if (a.multiple_upto != 0)
+            if (Status s = conn_->ack(a.multiple_upto, /*multiple=*/true); !s) spdlog::debug("{}", s.message());
+        for (std::uint64_t tag : a.single)
+            if (Status s = conn_->ack(tag); !s) spdlog::debug("{}", s.message());
+    }
+
     RabbitMq& mq_;
     ConsumerSpec spec_;
     std::unique_ptr<amqp::Connection> conn_;
+    static constexpr std::chrono::milliseconds kAckEvery{10};
+    amqp::AckWindow acks_;
+    std::chrono::steady_clock::time_point acks_sent_;
     std::unique_ptr<amqp::Connection> pub_;
     std::uint64_t generation_ = 0;
 };
@@ -153,12 +200,13 @@ RabbitDelivery::RabbitDelivery(RabbitConsumer& owner, amqp::Envelope envelope)
 void RabbitDelivery::ack() {
     // After a reconnect the tag means nothing: the broker requeued the item.
     if (owner_.generation() != generation_ || owner_.connection() == nullptr) return;
-    if (Status s = owner_.connection()->ack(env_.delivery_tag); !s) spdlog::debug("{}", s.message());
+    owner_.ack(env_.delivery_tag);
 }
 
 void RabbitDelivery::release() {
     if (owner_.generation() != generation_ || owner_.connection() == nullptr) return;
     if (Status s = owner_.connection()->reject(env_.delivery_tag, /*requeue=*/true); !s) spdlog::debug("{}", s.message());
+    owner_.settled(env_.delivery_tag);
 }
 
 void RabbitDelivery::retryAfter(std::chrono::milliseconds delay) { republishAfter(delay, attempt + 1); }
