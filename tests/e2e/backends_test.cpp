@@ -209,13 +209,16 @@ TEST_P(Backends, BinaryAndEmptyPayloadsArriveByteExact) {
     }
 }
 
-// Reliability F9: kill -9 of kanband mid-batch loses nothing; what runs
-// again is at most what was in hand at the kill.
+// Reliability F9: kill -9 of kanband mid-batch loses nothing. Another host
+// takes over (its own local record, so with NATS down only the acks the
+// dead one sent keep items from running again): what runs again is what a
+// worker had in hand or handled in its last ~10 ms (done log, or acks sent
+// together), not the handled part of its batch of 20.
 TEST_P(Backends, KilledDaemonLosesNothing) {
     HostOptions o = options();
     o.workers = 2;
     o.max_workers = 2;
-    o.pull_batch = 5;
+    o.pull_batch = 20;
     // timeout 2 s: on NATS the items in hand come back after the 3 s ack wait
     writeConfig({{"orders", kFixtures + "/recorder.so", recorderSettings(out, 10), 2000}}, o);
     const auto ids = publish(cfg, "orders", "normal", 200);
@@ -230,8 +233,9 @@ TEST_P(Backends, KilledDaemonLosesNothing) {
     ASSERT_TRUE(waitFor([&] { return allHandled(out, ids); }, 60s)) << second.log();
     int twice = 0;
     for (const auto& [id, n] : okCounts(readCalls(out))) twice += n > 1 ? 1 : 0;
-    std::cout << "[ measured ] " << backendName() << ": handled again after kill -9: " << twice << " (bound 2 workers x 5)\n";
-    EXPECT_LE(twice, 10);
+    std::cout << "[ measured ] " << backendName() << ": handled again after kill -9: " << twice
+              << " (bound 2 per worker; the batch is 20)\n";
+    EXPECT_LE(twice, 2 * o.workers);
 }
 
 INSTANTIATE_TEST_SUITE_P(Both, Backends, ::testing::Values(Backend::nats, Backend::rabbitmq),

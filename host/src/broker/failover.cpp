@@ -193,6 +193,8 @@ public:
         if (usable()) store_->forgetAttempts(id);
     }
 
+    bool shared() override { return usable(); }
+
 private:
     bool usable() {
         if (nats_ == nullptr || !nats_->connected()) {

@@ -157,6 +157,11 @@ public:
     // asynchronous and best effort; a leftover expires with the bucket's
     // TTL, and only items delivered again are ever looked up.
     virtual void forgetAttempts(std::string_view id) = 0;
+    // Every host sees these records. False while only this host's own
+    // record answers (NATS down): a handled item's ack is then all that
+    // keeps another host from running it again, so acks must not wait for
+    // the end of a slow batch.
+    virtual bool shared() { return true; }
 };
 
 class WorkQueue {

@@ -186,6 +186,15 @@ private:
                       std::vector<broker::Delivery*>& awaiting_ack);
     // Acks the items handled ok once their records are written.
     void ackHandled(std::vector<broker::Delivery*>& awaiting_ack, broker::DoneStore& store);
+    // The same, mid-batch, while the store is not shared (NATS down), once
+    // kAckEvery has passed since `last_ack`: a batch of slow items is acked
+    // as it goes, so a kill -9 hands another host, which has only its own
+    // record, at most the last ~10 ms of this worker's handled items, not
+    // its whole batch (with a shared store the done log is written as often
+    // and the other host skips them). A short batch is acked once, at its end.
+    void ackHandledEvery(std::vector<broker::Delivery*>& awaiting_ack, broker::DoneStore& store,
+                         std::chrono::steady_clock::time_point now, std::chrono::steady_clock::time_point& last_ack);
+    static constexpr std::chrono::milliseconds kAckEvery{10};
     // Writes an attempt record (this host's ledger and the shared store)
     // before the item goes back to the broker.
     void charge(broker::Delivery& d, broker::DoneStore& store, const broker::AttemptRecord& record);

@@ -69,6 +69,7 @@ bool DomainWorkers::handleBatch(broker::DeliveryBatch& batch, broker::DoneStore&
     const auto ack_wait = broker::ackWaitFor(now_live->domain.timeout_ms);
     const auto refresh_every = (ack_wait - std::chrono::milliseconds(now_live->domain.timeout_ms)) / 2;
     auto last_refresh = std::chrono::steady_clock::now();
+    auto last_ack = last_refresh;
     std::vector<broker::Delivery*> awaiting_ack;  // handled ok, record in flight
     {
         std::lock_guard b(slot.batch_mu);
@@ -116,6 +117,7 @@ bool DomainWorkers::handleBatch(broker::DeliveryBatch& batch, broker::DoneStore&
             for (broker::Delivery* a : awaiting_ack) a->progress();
             last_refresh = now;
         }
+        ackHandledEvery(awaiting_ack, store, now, last_ack);
         applyOutcome(process(d, slot, *now_live, store, (*records)[i], *generation), d, store, awaiting_ack);
     }
     {
@@ -168,6 +170,14 @@ void DomainWorkers::ackHandled(std::vector<broker::Delivery*>& awaiting_ack, bro
         spdlog::debug("item handled domain={} id={} attempt={}", settings_.domain.name, a->id, a->attempt);
     }
     awaiting_ack.clear();
+}
+
+void DomainWorkers::ackHandledEvery(std::vector<broker::Delivery*>& awaiting_ack, broker::DoneStore& store,
+                                    std::chrono::steady_clock::time_point now,
+                                    std::chrono::steady_clock::time_point& last_ack) {
+    if (awaiting_ack.empty() || now - last_ack < kAckEvery || store.shared()) return;
+    last_ack = now;
+    ackHandled(awaiting_ack, store);
 }
 
 std::optional<std::vector<std::optional<broker::AttemptRecord>>> DomainWorkers::attemptRecords(

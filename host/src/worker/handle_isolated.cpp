@@ -128,6 +128,7 @@ void DomainWorkers::handleIsolated(broker::DeliveryBatch& batch, const std::vect
     const auto ack_wait = broker::ackWaitFor(s.domain.timeout_ms);
     const auto refresh_every = (ack_wait - std::chrono::milliseconds(s.domain.timeout_ms)) / 2;
     auto last_refresh = std::chrono::steady_clock::now();
+    auto last_ack = last_refresh;
     std::uint32_t progress_seen = 0;
     std::size_t settled = 0;  // wire[0, settled) are settled
     bool breaker_stopped = false;
@@ -176,6 +177,7 @@ void DomainWorkers::handleIsolated(broker::DeliveryBatch& batch, const std::vect
             break;
         }
         const auto now = std::chrono::steady_clock::now();
+        ackHandledEvery(awaiting_ack, store, now, last_ack);
         const std::uint32_t cur = sh.current.load(std::memory_order_acquire);
         const std::int64_t cur_deadline = sh.current_deadline_ns.load();
         slot.busy_since_ns = cur != 0 ? sh.current_started_ns.load() : 0;
