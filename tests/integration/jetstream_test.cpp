@@ -167,14 +167,24 @@ TEST_F(JetStreamTest, RetryAfterRedeliversAndCountsTheDelivery) {
     ASSERT_EQ(second.size(), 1u);
     EXPECT_GE(std::chrono::steady_clock::now() - t0, 250ms);  // the delay was honoured
     EXPECT_EQ(second[0]->id, "r-1");
-    EXPECT_EQ(second[0]->deliveries, 2u);  // the broker's delivery count
-    EXPECT_TRUE(second[0]->maybe_tried);
+    // The broker's delivery count: 2. nats-server 2.9.10 now and then says 1
+    // here: when the pull request it meant a redelivery for has just expired,
+    // its delivery loop rewinds the consumer's stream position (consumer.go,
+    // "We will redo this one": o.sseq--) and the message goes out again as a
+    // first delivery. Its redelivery counter keeps counting, so the next
+    // redelivery still says 3. The worker does not rely on the count alone
+    // (docs/architecture.md, "Idempotency"); the flag must follow the count.
+    EXPECT_TRUE(second[0]->deliveries == 2u || second[0]->deliveries == 1u) << second[0]->deliveries;
+    EXPECT_EQ(second[0]->maybe_tried, second[0]->deliveries > 1);
     EXPECT_EQ(second[0]->attempt, 1u);  // no handler call is known from the message itself
+    const auto second_count = second[0]->deliveries;
     second[0]->release();
     second.clear();
     auto third = fetchN(*c, 1, 10, 5s);
     ASSERT_EQ(third.size(), 1u);
-    EXPECT_EQ(third[0]->deliveries, 3u);
+    EXPECT_TRUE(third[0]->deliveries == 3u || third[0]->deliveries == 1u) << third[0]->deliveries;
+    // The rewind needs a request expiring at that very moment: not twice in a row.
+    EXPECT_GT(std::max(second_count, third[0]->deliveries), 1u);
 }
 
 TEST_F(JetStreamTest, DeadLetterStoresCopyWithHeadersThenRemovesOriginal) {
