@@ -185,8 +185,9 @@ TEST_F(Operations, AdminApiRefusesBadRequestsWithClearErrors) {
     EXPECT_EQ(kd.httpStatus("/healthz"), 200);
 }
 
-// Token on: every mutating request needs it; reads do not.
-TEST_F(Operations, MutatingRequestsNeedTheBearerTokenWhenOneIsSet) {
+// Token on: every request needs it, reads included (dead-letter payloads are
+// data), except the probes, the scrape and the console page.
+TEST_F(Operations, EveryRequestButProbesScrapesAndTheConsolePageNeedsTheBearerTokenWhenOneIsSet) {
     const std::string token_file = dir.file("token");
     writeFile(token_file, "s3cret-token\n");
     ::chmod(token_file.c_str(), 0600);
@@ -195,9 +196,15 @@ TEST_F(Operations, MutatingRequestsNeedTheBearerTokenWhenOneIsSet) {
     Kanband& kd = start({{"orders", kFixtures + "/recorder.so", recorderSettings(out)}}, o);
     ASSERT_TRUE(kd.waitReady()) << kd.log();
 
-    EXPECT_EQ(kd.http("GET", "/health").status, 200);
-    EXPECT_EQ(kd.http("GET", "/metrics").status, 200);
-    EXPECT_EQ(kd.http("GET", "/dlq/orders").status, 200);
+    for (const char* open : {"/healthz", "/readyz", "/metrics", "/"})
+        EXPECT_EQ(kd.http("GET", open).status, 200) << open;
+    for (const char* closed : {"/health", "/dlq/orders", "/schedules"}) {
+        const auto r = kd.http("GET", closed);
+        EXPECT_EQ(r.status, 401) << closed;
+        EXPECT_THAT(r.body, HasSubstr("Bearer")) << closed;
+        EXPECT_EQ(kd.http("GET", closed, "", "wrong").status, 401) << closed;
+        EXPECT_EQ(kd.http("GET", closed, "", "s3cret-token").status, 200) << closed;
+    }
     EXPECT_EQ(kd.http("POST", "/drain").status, 401);
     EXPECT_EQ(kd.http("POST", "/drain", "", "wrong").status, 401);
     EXPECT_EQ(kd.http("DELETE", "/schedules/x").status, 401);
@@ -206,7 +213,9 @@ TEST_F(Operations, MutatingRequestsNeedTheBearerTokenWhenOneIsSet) {
     EXPECT_EQ(kd.http("POST", "/drain", "", "s3cret-token").status, 202);
     EXPECT_EQ(kd.httpStatus("/readyz"), 503);
 
-    // kanbanctl reads the token from admin.token_file.
+    // kanbanctl reads the token from admin.token_file, for reads too.
+    auto health = ctl(kd, {"health"});
+    EXPECT_EQ(health.exit_code, 0) << health.err;
     auto drain = ctl(kd, {"drain"});
     EXPECT_EQ(drain.exit_code, 0) << drain.err;
     // A world-readable token file is refused by the config check.

@@ -9,6 +9,7 @@
 #include <tuple>
 
 #include "common/base64.hpp"
+#include "console/console_page.hpp"
 
 
 namespace kanban::host::admin {
@@ -87,6 +88,13 @@ bool sameToken(const std::string& a, const std::string& b) {
     return diff == 0;
 }
 
+// What answers without the token: liveness, readiness, the scrape (scrapers
+// and probes carry no secrets) and the console page (no data in it).
+bool isOpen(const httplib::Request& req) {
+    if (req.method != "GET" && req.method != "HEAD") return false;
+    return req.path == "/healthz" || req.path == "/readyz" || req.path == "/metrics" || req.path == "/";
+}
+
 }  // namespace
 
 AdminServer::AdminServer(AdminApi& api, std::string token)
@@ -98,10 +106,12 @@ AdminServer::AdminServer(AdminApi& api, std::string token)
     srv.set_write_timeout(kWriteTimeoutS, 0);
     srv.set_keep_alive_timeout(kKeepAliveTimeoutS);
 
-    // Mutating requests need the token, checked before routing.
+    // With a token, every request needs it, reads included (dead-letter
+    // payloads are data), checked before routing. Exempt: the probes, the
+    // scrape, and the console's page itself, which holds no data and asks
+    // for the token before it reads anything.
     srv.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-        if (token_.empty() || (req.method != "POST" && req.method != "DELETE" && req.method != "PUT"))
-            return httplib::Server::HandlerResponse::Unhandled;
+        if (token_.empty() || isOpen(req)) return httplib::Server::HandlerResponse::Unhandled;
         const std::string auth = req.get_header_value("Authorization");
         const std::string prefix = "Bearer ";
         if (auth.rfind(prefix, 0) == 0 && sameToken(auth.substr(prefix.size()), token_))
@@ -112,6 +122,14 @@ AdminServer::AdminServer(AdminApi& api, std::string token)
         return httplib::Server::HandlerResponse::Handled;
     });
 
+    // The console: one self-contained page that reads the endpoints below.
+    srv.Get("/", [](const httplib::Request&, httplib::Response& res) {
+        res.set_header("Cache-Control", "no-cache");
+        // Nothing but this host: no external script, style or frame.
+        res.set_header("Content-Security-Policy",
+                       "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; frame-ancestors 'none'");
+        res.set_content(std::string(console::kPage), "text/html; charset=utf-8");
+    });
     srv.Get("/healthz", [](const httplib::Request&, httplib::Response& res) { res.set_content("ok\n", "text/plain"); });
     srv.Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
         const std::string why = api_.notReady();

@@ -1,6 +1,6 @@
 // The admin HTTP API on admin.listen (docs/design.md §6). This class owns the
-// transport rules: routing, bearer-token checks on every mutating request
-// (401), request body limits (413), JSON parsing (400) and JSON errors for
+// transport rules: routing, bearer-token checks on every request but the
+// probes, the scrape and the console page (401), request body limits (413), JSON parsing (400) and JSON errors for
 // unknown routes (404). What the answers contain comes from an AdminApi,
 // which admin::AdminService implements.
 #pragma once
@@ -48,8 +48,9 @@ inline constexpr std::size_t kMaxBodyBytes = 64 * 1024;
 
 class AdminServer {
 public:
-    // `token`: required as "Authorization: Bearer <token>" on POST and
-    // DELETE; empty = no token (loopback only, enforced by the config check).
+    // `token`: required as "Authorization: Bearer <token>" on every request
+    // except GET /healthz, /readyz, /metrics and / (the console page); empty
+    // = no token (loopback only, enforced by the config check).
     AdminServer(AdminApi& api, std::string token);
     ~AdminServer();  // stops and joins
     AdminServer(const AdminServer&) = delete;
