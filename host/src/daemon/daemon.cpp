@@ -204,6 +204,7 @@ scheduler::Scheduler::Hooks Host::schedulerHooks() {
         metrics_.scheduledSkippedInc(job, reason, static_cast<double>(n));
     };
     hooks.on_canary = [this](const std::string& job, const std::string& outcome) { metrics_.canaryInc(job, outcome); };
+    hooks.on_added = [this](const std::string& job) { metrics_.job(job); };
     return hooks;
 }
 

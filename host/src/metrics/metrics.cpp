@@ -87,6 +87,9 @@ Metrics::Metrics(std::string_view version) : registry_(std::make_shared<promethe
                               "publish_error).");
     canaries_family_ = &family(prometheus::BuildCounter(), r, "kanban_schedule_canaries_total",
                                "Canary outcomes of new jobs (ok, failed, timeout).");
+    for (auto backend : kBackends)
+        for (auto reason : kPublishErrorReasons)
+            publish_errors_family_->Add({{"backend", std::string(backend)}, {"reason", std::string(reason)}});
     reloads_family_ = &family(prometheus::BuildCounter(), r, "kanban_config_reloads_total",
                               "Configuration reloads (SIGHUP), by result.");
     for (const char* result : {"success", "failure"}) reloads_family_->Add({{"result", result}});
@@ -137,6 +140,7 @@ DomainMetrics& Metrics::domain(const std::string& name) {
         m.runner_restarts[i] = &runner_restarts_family_->Add(l);
     }
     m.runner_processes = &runner_processes_family_->Add(d);
+    published_family_->Add(d);
     m.acked = &acked_family_->Add(d);
     m.nacked = &nacked_family_->Add(d);
     m.duplicates = &duplicates_family_->Add(d);
@@ -159,6 +163,12 @@ DomainMetrics& Metrics::domain(const std::string& name) {
     m.queue_depth_rabbitmq = &queue_depth_family_->Add({{"domain", name}, {"backend", "rabbitmq"}});
     m.dead_letter_depth_rabbitmq = &dead_letter_depth_family_->Add({{"domain", name}, {"backend", "rabbitmq"}});
     return m;
+}
+
+void Metrics::job(const std::string& name) {
+    scheduled_family_->Add({{"job", name}});
+    for (auto reason : kSkipReasons) skipped_family_->Add({{"job", name}, {"reason", std::string(reason)}});
+    for (auto outcome : kCanaryOutcomes) canaries_family_->Add({{"job", name}, {"outcome", std::string(outcome)}});
 }
 
 void Metrics::setPluginInfo(const std::string& domain, const std::string& plugin, const std::string& version) {

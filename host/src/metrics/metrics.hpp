@@ -52,6 +52,16 @@ inline DeadLetterReason deadLetterReasonFrom(std::string_view label) {
 enum class RunnerRestart { crash, timeout, memory, recycle };
 inline constexpr std::array<std::string_view, 4> kRunnerRestarts{"crash", "timeout", "memory", "recycle"};
 
+// Label values of the scheduler's and the publishers' series, all known up
+// front: every series is exported at 0 before its first event, so that
+// rate() and absent() in alert rules see it (Prometheus' instrumentation
+// guidance: "avoid missing metrics").
+inline constexpr std::array<std::string_view, 6> kSkipReasons{"backpressure", "canary",  "paused",
+                                                              "draining",     "missed",  "publish_error"};
+inline constexpr std::array<std::string_view, 3> kCanaryOutcomes{"ok", "failed", "timeout"};
+inline constexpr std::array<std::string_view, 2> kPublishErrorReasons{"replay", "schedule"};
+inline constexpr std::array<std::string_view, 2> kBackends{"nats", "rabbitmq"};
+
 // The handles of one domain, created once (pointers stay valid for the
 // registry's life).
 struct DomainMetrics {
@@ -92,8 +102,11 @@ class Metrics {
 public:
     explicit Metrics(std::string_view version);
 
-    // Created on first use; thread-safe.
+    // Created on first use (every series of the domain, at 0); thread-safe.
     DomainMetrics& domain(const std::string& name);
+    // The series of a scheduled job (published, skipped by reason, canaries
+    // by outcome), at 0; thread-safe.
+    void job(const std::string& name);
     void setPluginInfo(const std::string& domain, const std::string& plugin, const std::string& version);
     // The backend publishes go to now: 1 for it, 0 for the other.
     void setActiveBackend(std::string_view backend);

@@ -138,6 +138,7 @@ void Scheduler::add(const config::ScheduleConfig& spec, const std::string& sourc
         schedule(job, nowUnixMs());
         jobs_[spec.name] = std::move(job);
     }
+    if (hooks_.on_added) hooks_.on_added(spec.name);
     spdlog::info("schedule added job={} domain={} {} source={}: a canary goes first", spec.name, spec.domain,
                  spec.every_ms ? "every_ms=" + std::to_string(*spec.every_ms) : "cron=\"" + *spec.cron + "\"", source);
     cv_.notify_all();

@@ -82,6 +82,7 @@ public:
         std::function<void(const std::string& job)> on_published;
         std::function<void(const std::string& job, const std::string& reason, std::uint64_t n)> on_skipped;
         std::function<void(const std::string& job, const std::string& outcome)> on_canary;
+        std::function<void(const std::string& job)> on_added;  // a job from the config or the API
     };
 
     Scheduler(const config::Config& cfg, Hooks hooks);
