@@ -7,6 +7,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <regex>
+#include <set>
+
 using namespace kanban::test;
 using namespace std::chrono_literals;
 
@@ -37,6 +40,36 @@ TEST_F(Monitoring, SeriesKnownFromTheConfigAreExportedAtZeroBeforeAnyTraffic) {
         R"(kanban_config_reloads_total{result="failure"})",
     };
     for (const auto& sample : zero) EXPECT_EQ(metric(text, sample), 0.0) << sample << "\n" << text;
+}
+
+}  // namespace
+
+namespace {
+
+// The kanban_* series a file queries (histograms by their _bucket series).
+std::set<std::string> queriedSeries(const std::string& path) {
+    const std::string text = readFile(path);
+    std::set<std::string> names;
+    const std::regex name(R"(\bkanban_[a-z][a-z_]*[a-z])");
+    for (auto it = std::sregex_iterator(text.begin(), text.end(), name); it != std::sregex_iterator(); ++it)
+        names.insert(it->str());
+    return names;
+}
+
+// Every series the packaged dashboard and alert rules query exists in a
+// live /metrics of a host that has done nothing yet.
+TEST_F(Monitoring, EverySeriesTheDashboardAndTheAlertRulesQueryExistsFromStart) {
+    Kanband& kd = start({{"orders", kFixtures + "/recorder.so", recorderSettings(out)}});
+    ASSERT_TRUE(kd.waitReady()) << kd.log();
+    const std::string text = kd.http("GET", "/metrics").body;
+    const std::string dir = std::string(KANBAN_SOURCE_DIR) + "/packaging/monitoring/";
+    for (const char* file : {"kanban.json", "kanban-alerts.yml"}) {
+        const auto names = queriedSeries(dir + file);
+        EXPECT_GE(names.size(), 5u) << file;
+        for (const auto& n : names)
+            EXPECT_TRUE(text.find("\n" + n + "{") != std::string::npos || text.find("\n" + n + " ") != std::string::npos)
+                << file << " queries " << n << ", which /metrics does not export";
+    }
 }
 
 }  // namespace

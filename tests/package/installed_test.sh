@@ -67,6 +67,8 @@ expect_eq "conffiles" "$(dpkg-query -W -f='${Conffiles}' tps-kanban | awk '{prin
 expect_eq "Provides" "$(dpkg-query -W -f='${Provides}' tps-kanban)" "tps-kanban-abi-$abi"
 expect "the unit is enabled" test -L /etc/systemd/system/multi-user.target.wants/tps-kanban.service
 expect "man kanband(8)" man -w 8 kanband >/dev/null
+expect "the Grafana dashboard" test -f /usr/share/tps-kanban/grafana/kanban.json
+expect "the alert rules" test -f /usr/share/tps-kanban/prometheus/kanban-alerts.yml
 expect "man kanbanctl(1)" man -w 1 kanbanctl >/dev/null
 
 # Each library a binary or plugin links (NEEDED) comes from a package in Depends.
