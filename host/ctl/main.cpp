@@ -180,6 +180,7 @@ public:
         if (!token_.empty()) headers.emplace("Authorization", "Bearer " + token_);
         httplib::Result r = method == "GET"    ? c.Get(path.c_str(), headers)
                             : method == "POST" ? c.Post(path.c_str(), headers, body, "application/json")
+                            : method == "PUT"  ? c.Put(path.c_str(), headers, body, "application/json")
                                                : c.Delete(path.c_str(), headers);
         if (!r) return std::nullopt;
         Response out;
@@ -293,6 +294,21 @@ int dlqList(AdminClient& admin, const std::string& domain, bool json, int limit)
     std::fflush(stdout);
     std::fprintf(stderr, "%zu dead-lettered item(s) in %s%s\n", all["items"].size(), domain.c_str(),
                  all["more"].get<bool>() ? " (more: raise --limit)" : "");
+    return kExitOk;
+}
+
+// Without a level: prints the current one; with one: sets it at once.
+int logLevel(AdminClient& admin, const std::string& level, bool json) {
+    auto r = level.empty() ? admin.call("GET", "/log-level")
+                           : admin.call("PUT", "/log-level", nlohmann::json{{"level", level}}.dump());
+    if (!r) return admin.unreachable();
+    if (r->status != 200 || !r->body.is_object()) return AdminClient::refused(*r);
+    if (json)
+        std::cout << r->body.dump(2) << "\n";
+    else if (level.empty())
+        std::cout << r->body.value("level", "") << "\n";
+    else
+        std::cout << "log level " << r->body.value("previous", "") << " -> " << r->body.value("level", "") << "\n";
     return kExitOk;
 }
 
@@ -423,6 +439,12 @@ int main(int argc, char** argv) {
     auto* sched_cancel = sched_cmd->add_subcommand("cancel", "remove a runtime job from every host");
     sched_cancel->add_option("NAME", sched_name, "job name")->required();
 
+    std::string log_level;
+    auto* log_cmd = app.add_subcommand("log-level", "show the daemon's log level, or change it now (no reload)");
+    log_cmd->add_option("LEVEL", log_level, "trace, debug, info, warning or error")
+        ->check(CLI::IsMember({"trace", "debug", "info", "warning", "error"}));
+    log_cmd->add_flag("--json", json, "print the JSON answer");
+
     std::string check_path;
     auto* cfg_cmd = app.add_subcommand("config", "configuration commands");
     cfg_cmd->require_subcommand(1);
@@ -445,7 +467,7 @@ int main(int argc, char** argv) {
     int rc = kExitError;
     if (*pub) rc = publish(config_path, pa);
     if (*check) rc = kanban::host::plugin::checkConfig(check_path);
-    if (*health_cmd || *drain_cmd || *dlq_cmd || *sched_cmd) {
+    if (*health_cmd || *drain_cmd || *dlq_cmd || *sched_cmd || *log_cmd) {
         AdminClient admin;
         rc = admin.setup(config_path, admin_addr);
         if (rc == kExitOk) {
@@ -463,6 +485,7 @@ int main(int argc, char** argv) {
             }
             if (*sched_list) rc = scheduleList(admin, json);
             if (*sched_cancel) rc = scheduleCancel(admin, sched_name);
+            if (*log_cmd) rc = logLevel(admin, log_level, json);
         }
     }
     nats_Close();

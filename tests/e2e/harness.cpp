@@ -33,7 +33,7 @@ std::string makeConfig(const std::vector<DomainSpec>& domains, const HostOptions
                     "[admin]\nlisten = \"127.0.0.1:0\"\n" +
                     (o.token_file.empty() ? std::string() : "token_file = \"" + o.token_file + "\"\n") +
                     "[plugins]\ndir = \"" + kPlugins + "\"\n"
-                    "[log]\nlevel = \"info\"\n"
+                    "[log]\nlevel = \"" + o.log_level + "\"\nformat = \"" + o.log_format + "\"\n"
                     "[workers]\npull_batch = " + std::to_string(o.pull_batch) +
                     "\nmin = " + std::to_string(o.workers) + "\nmax = " + std::to_string(o.max_workers) +
                     "\nstarvation_ms = " + std::to_string(o.starvation_ms) + "\nhosts = " + std::to_string(o.hosts) + "\n"
@@ -84,6 +84,7 @@ Kanband::Http Kanband::http(const std::string& method, const std::string& path, 
     if (!token.empty()) headers.emplace("Authorization", "Bearer " + token);
     httplib::Result r = method == "GET"    ? c.Get(path.c_str(), headers)
                         : method == "POST" ? c.Post(path.c_str(), headers, body, "application/json")
+                        : method == "PUT"  ? c.Put(path.c_str(), headers, body, "application/json")
                                            : c.Delete(path.c_str(), headers);
     if (!r) return {};
     return {r->status, r->body};

@@ -58,6 +58,8 @@ struct HostOptions {
     std::vector<std::string> nats_servers;  // instead of both: a cluster's nodes
     int replicas = 1;                       // nats.replicas
     std::int64_t max_msgs = 0;              // nats.max_msgs (0: the default)
+    std::string log_level = "info";
+    std::string log_format = "text";
     std::string extra_toml;    // appended as is ([scheduler], [[schedule]] tables)
 };
 

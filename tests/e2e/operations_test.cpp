@@ -19,6 +19,7 @@
 #include <thread>
 #include <iostream>
 #include <map>
+#include <sstream>
 
 namespace kanban::test {
 namespace {
@@ -372,6 +373,56 @@ TEST_F(Operations, KanbanctlAdminVerbsHaveDistinctExitCodes) {
     auto empty = ctl(kd, {"dlq", "list", "orders"});
     EXPECT_EQ(empty.exit_code, 0);
     EXPECT_EQ(empty.out, "");
+}
+
+// [log] format = "json": every line kanband writes is one JSON object; item
+// lines carry domain, id and attempt. The level changes at runtime
+// (kanbanctl log-level) without a reload.
+TEST_F(Operations, JsonLogLinesParseAndTheLevelChangesAtRuntime) {
+    HostOptions o;
+    o.log_format = "json";
+    o.log_level = "debug";
+    Kanband& kd = start({{"orders", kFixtures + "/recorder.so", recorderSettings(out)}}, o);
+    ASSERT_TRUE(kd.waitReady()) << kd.log();
+    const auto first = publish(cfg, "orders", "normal", 3);
+    ASSERT_TRUE(waitFor([&] { return allHandled(out, first); }, 30s));
+    auto itemLine = [&](const std::string& id) {
+        return kd.logHas("\"id\":\"" + id + "\"");
+    };
+    ASSERT_TRUE(waitFor([&] { return itemLine(first[2]); }, 10s)) << kd.log();
+
+    auto level = ctl(kd, {"log-level"});
+    EXPECT_EQ(level.exit_code, 0) << level.err;
+    EXPECT_EQ(level.out, "debug\n");
+    auto set = ctl(kd, {"log-level", "error"});
+    EXPECT_EQ(set.exit_code, 0) << set.err;
+    EXPECT_EQ(set.out, "log level debug -> error\n");
+    EXPECT_EQ(ctl(kd, {"log-level", "loud"}).exit_code, 64);
+    EXPECT_EQ(kd.http("PUT", "/log-level", R"({"level": "loud"})").status, 400);
+
+    const auto second = publish(cfg, "orders", "normal", 3);
+    ASSERT_TRUE(waitFor([&] { return allHandled(out, second); }, 30s));
+    EXPECT_EQ(ctl(kd, {"log-level"}).out, "error\n");
+
+    bool found_item_fields = false;
+    std::istringstream lines(kd.log());
+    std::string line;
+    int n = 0;
+    while (std::getline(lines, line)) {
+        if (line.empty()) continue;
+        ++n;
+        const auto j = nlohmann::json::parse(line, nullptr, false);
+        ASSERT_TRUE(j.is_object()) << "not a JSON line: " << line;
+        EXPECT_TRUE(j.contains("time") && j.contains("level") && j.contains("message")) << line;
+        if (j.value("id", "") == first[0] && j.value("domain", "") == "orders" && j.contains("attempt")) {
+            EXPECT_TRUE(j["attempt"].is_number()) << line;
+            found_item_fields = true;
+        }
+        // After the change to error, nothing about the second batch at debug.
+        for (const auto& id : second) EXPECT_NE(j.value("id", ""), id) << line;
+    }
+    EXPECT_GT(n, 5);
+    EXPECT_TRUE(found_item_fields) << kd.log();
 }
 
 }  // namespace

@@ -57,6 +57,7 @@ TEST(Config, MinimalConfigGetsEveryDefault) {
     EXPECT_TRUE(c.rabbitmq.enabled);
     EXPECT_EQ(c.rabbitmq.confirm_timeout_ms, 5000);
     EXPECT_EQ(c.log_level, "info");
+    EXPECT_EQ(c.log_format, "text");
     EXPECT_EQ(c.workers.min, 2);
     EXPECT_EQ(c.workers.max, 20);
     EXPECT_EQ(c.workers.starvation_ms, 30000);
@@ -153,6 +154,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadValue{"[admin]\nlisten = \"0.0.0.0:9090\"\n[[domain]]\nname=\"a\"\n", "is not a loopback address"},
         BadValue{"[admin]\nlisten = \"nonsense\"\n[[domain]]\nname=\"a\"\n", "admin.listen must be \"host:port\""},
         BadValue{"[log]\nlevel = \"loud\"\n[[domain]]\nname=\"a\"\n", "log.level must be one of"},
+        BadValue{"[log]\nformat = \"xml\"\n[[domain]]\nname=\"a\"\n", "log.format must be \"text\" or \"json\""},
         BadValue{"[nats]\nstream = \"a.b\"\n[[domain]]\nname=\"a\"\n", "nats.stream \"a.b\" must match"},
         BadValue{"[rabbitmq]\nurl = \"http://x\"\n[[domain]]\nname=\"a\"\n", "must start with amqp://"},
         BadValue{"[rabbitmq]\nurl = \"amqps://h\"\n[[domain]]\nname=\"a\"\n", "(TLS) is not supported"},

@@ -148,6 +148,18 @@ AdminServer::AdminServer(AdminApi& api, std::string token)
     srv.Delete(R"(/schedules/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
         send(res, api_.cancelSchedule(req.matches[1]));
     });
+    // The log level, changed at runtime without a reload (until the next
+    // start or a reload that changes log.level).
+    srv.Get("/log-level", [this](const httplib::Request&, httplib::Response& res) { send(res, api_.logLevel()); });
+    srv.Put("/log-level", [this](const httplib::Request& req, httplib::Response& res) {
+        auto body = jsonObject(req, res);
+        if (!body) return;
+        if (!body->contains("level") || !(*body)["level"].is_string()) {
+            send(res, errorReply(400, "the body must be {\"level\": \"trace|debug|info|warning|error\"}"));
+            return;
+        }
+        send(res, api_.setLogLevel((*body)["level"].get<std::string>()));
+    });
     // Dead-letter listings and replays read the DLQ: at most kHeavyRequests
     // run at once (each bounded by its page), the others are told to come back.
     srv.Get(R"(/dlq/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {

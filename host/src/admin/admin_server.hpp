@@ -42,6 +42,8 @@ public:
     virtual Reply cancelSchedule(const std::string& name) = 0;  // DELETE /schedules/<name>
     virtual Reply deadLetters(const std::string& domain, const broker::DeadLetterQuery& query) = 0;  // GET /dlq/<domain>
     virtual Reply replay(const std::string& domain, const std::optional<std::string>& id) = 0;  // POST /dlq/<domain>/replay
+    virtual Reply logLevel() = 0;                                // GET /log-level
+    virtual Reply setLogLevel(const std::string& level) = 0;     // PUT /log-level
 };
 
 inline constexpr std::size_t kMaxBodyBytes = 64 * 1024;

@@ -6,6 +6,7 @@
 #include <chrono>
 
 #include "common/base64.hpp"
+#include "log/json_formatter.hpp"
 #include "version.hpp"
 
 namespace kanban::host::admin {
@@ -237,6 +238,19 @@ Reply AdminService::replay(const std::string& domain, const std::optional<std::s
     if (id && replayed.empty() && failed.empty())
         return errorReply(404, "no dead letter with id \"" + *id + "\" in domain \"" + domain + "\"");
     return {failed.empty() ? 200 : 409, {{"replayed", replayed}, {"failed", failed}}};
+}
+
+Reply AdminService::logLevel() { return {200, {{"level", log::levelName(spdlog::get_level())}}}; }
+
+Reply AdminService::setLogLevel(const std::string& level) {
+    static constexpr std::string_view kLevels[] = {"trace", "debug", "info", "warning", "error"};
+    if (std::find(std::begin(kLevels), std::end(kLevels), level) == std::end(kLevels))
+        return errorReply(400, "level must be one of trace, debug, info, warning, error; got \"" + level + "\"");
+    const std::string previous(log::levelName(spdlog::get_level()));
+    spdlog::set_level(log::levelFrom(level));
+    spdlog::warn("log level changed from {} to {} through the admin API (until a restart or a reload that changes "
+                 "log.level)", previous, level);
+    return {200, {{"level", level}, {"previous", previous}}};
 }
 
 }  // namespace kanban::host::admin

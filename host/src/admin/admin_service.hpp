@@ -47,6 +47,8 @@ public:
     Reply cancelSchedule(const std::string& name) override;
     Reply deadLetters(const std::string& domain, const broker::DeadLetterQuery& query) override;
     Reply replay(const std::string& domain, const std::optional<std::string>& id) override;
+    Reply logLevel() override;
+    Reply setLogLevel(const std::string& level) override;
 
 private:
     bool isConfigJob(const std::string& name) const;

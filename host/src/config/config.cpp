@@ -430,6 +430,8 @@ Result<Config> parseConfig(std::string_view toml_text, const std::string& path) 
                 diag.atKey("log.level", "log.level must be one of trace, debug, info, warning, error; got \"" +
                                             cfg.log_level + "\"");
         }
+        if (s.string("format", cfg.log_format) && cfg.log_format != "text" && cfg.log_format != "json")
+            diag.atKey("log.format", "log.format must be \"text\" or \"json\"; got \"" + cfg.log_format + "\"");
         s.finish();
     }
     {

@@ -131,6 +131,7 @@ struct Config {
     AdminConfig admin;
     std::string plugins_dir = "/usr/lib/tps-kanban/plugins";
     std::string log_level = "info";
+    std::string log_format = "text";  // or "json": one object per line
     // Where kanband keeps what must outlive its process (the in-flight
     // journal). Empty: $STATE_DIRECTORY (systemd's StateDirectory=), else
     // /var/lib/tps-kanban.

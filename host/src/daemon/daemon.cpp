@@ -1,4 +1,5 @@
 #include "daemon/daemon.hpp"
+#include "log/json_formatter.hpp"
 
 #include <nats/nats.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -65,14 +66,12 @@ sigset_t handledSignals() {
     return set;
 }
 
-void setLogLevel(const std::string& level) {
-    spdlog::set_level(spdlog::level::from_str(level == "warning" ? "warn" : level));
-}
+void setLogLevel(const std::string& level) { spdlog::set_level(log::levelFrom(level)); }
 
-void setupLogging(const std::string& level) {
-    auto logger = spdlog::stderr_color_mt("kanband");
-    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %l %v");
-    spdlog::set_default_logger(logger);
+// Before any thread: runner processes inherit the format from the environment.
+void setupLogging(const std::string& level, const std::string& format) {
+    ::setenv("KANBAN_LOG_FORMAT", format.c_str(), 1);
+    log::setup("kanband", format, "%Y-%m-%dT%H:%M:%S.%e%z %l %v");
     setLogLevel(level);
 }
 
@@ -519,7 +518,7 @@ int run(const std::string& path) {
         return 1;
     }
     const config::Config cfg = std::move(*loaded);
-    setupLogging(cfg.log_level);
+    setupLogging(cfg.log_level, cfg.log_format);
     guardExit();
     spdlog::info("kanband starting version={} config={} domains={}", KANBAN_VERSION, path, cfg.domains.size());
 

@@ -18,6 +18,10 @@ Plan makePlan(const config::Config& running, const config::Config& loaded) {
         plan.restart_only.push_back("[admin]");
         next.admin = running.admin;
     }
+    if (running.log_format != next.log_format) {  // runners inherit it at their start
+        plan.restart_only.push_back("[log] format");
+        next.log_format = running.log_format;
+    }
     if (running.state_dir != next.state_dir) {
         plan.restart_only.push_back("[state]");
         next.state_dir = running.state_dir;

@@ -1,6 +1,7 @@
 #include "runner/runner_main.hpp"
 
 #include "common/clock.hpp"
+#include "log/json_formatter.hpp"
 #include "plugin/host_api.hpp"
 #include "plugin/plugin.hpp"
 #include "runner/channel.hpp"
@@ -46,10 +47,11 @@ std::int64_t residentKiB(int statm_fd) {
 }
 
 void setupLogging(const std::string& domain, const std::string& level) {
-    auto logger = spdlog::stderr_color_mt("runner");
-    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %l runner pid=%P domain=" + domain + ": %v");
-    spdlog::set_default_logger(logger);
-    spdlog::set_level(spdlog::level::from_str(level == "warning" ? "warn" : level));
+    const char* format = std::getenv("KANBAN_LOG_FORMAT");  // set by kanband
+    log::setup("runner", format != nullptr ? format : "text",
+               "%Y-%m-%dT%H:%M:%S.%e%z %l runner pid=%P domain=" + domain + ": %v",
+               {{"domain", domain}, {"runner_pid", std::to_string(::getpid())}});
+    spdlog::set_level(log::levelFrom(level));
 }
 
 class Runner {
