@@ -10,7 +10,7 @@ packages=(
     libspdlog-dev libcli11-dev nlohmann-json3-dev libcpp-httplib-dev libsystemd-dev
     libgtest-dev libgmock-dev libbenchmark-dev
     python3-celery gnuplot-nox
-    chromium prometheus
+    chromium prometheus bash-completion
     lintian man-db systemd
 )
 

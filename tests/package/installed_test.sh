@@ -69,6 +69,7 @@ expect "the unit is enabled" test -L /etc/systemd/system/multi-user.target.wants
 expect "man kanband(8)" man -w 8 kanband >/dev/null
 expect "the Grafana dashboard" test -f /usr/share/tps-kanban/grafana/kanban.json
 expect "the alert rules" test -f /usr/share/tps-kanban/prometheus/kanban-alerts.yml
+expect "bash completion for kanbanctl" test -f /usr/share/bash-completion/completions/kanbanctl
 expect "man kanbanctl(1)" man -w 1 kanbanctl >/dev/null
 
 # Each library a binary or plugin links (NEEDED) comes from a package in Depends.
