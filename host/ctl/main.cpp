@@ -265,12 +265,13 @@ int drain(AdminClient& admin, bool wait, int timeout_s) {
 
 // Pages through GET /dlq/<domain> (bounded by bytes as well as by count)
 // until `limit` items, waiting when the host says it is busy (429).
-int dlqList(AdminClient& admin, const std::string& domain, bool json, int limit) {
+int dlqList(AdminClient& admin, const std::string& domain, bool json, int limit, const std::string& reason) {
     nlohmann::json all{{"domain", domain}, {"items", nlohmann::json::array()}, {"more", false}};
     std::uint64_t after = 0;
     for (int busy = 0;;) {
         const std::size_t left = static_cast<std::size_t>(limit) - all["items"].size();
-        auto r = admin.call("GET", "/dlq/" + domain + "?limit=" + std::to_string(left) + "&after=" + std::to_string(after));
+        auto r = admin.call("GET", "/dlq/" + domain + "?limit=" + std::to_string(left) + "&after=" + std::to_string(after) +
+                                       (reason.empty() ? "" : "&reason=" + httplib::detail::encode_query_param(reason)));
         if (!r) return admin.unreachable();
         if (r->status == 429 && ++busy < 60) {
             std::this_thread::sleep_for(std::chrono::seconds(1));
@@ -349,18 +350,24 @@ int scheduleCancel(AdminClient& admin, const std::string& name) {
     return kExitOk;
 }
 
-int dlqReplay(AdminClient& admin, const std::string& domain, const std::string& id, const std::string& id_base64) {
-    const std::string body = !id_base64.empty() ? nlohmann::json{{"id_base64", id_base64}}.dump()
-                             : id.empty()       ? "{}"
-                                                : nlohmann::json{{"id", id}}.dump();
-    auto r = admin.call("POST", "/dlq/" + domain + "/replay", body);
+// dlq replay / dlq purge: prints each id replayed or purged.
+int dlqSettle(AdminClient& admin, bool replay, const std::string& domain, const std::string& id,
+              const std::string& id_base64, const std::string& reason, bool json) {
+    nlohmann::json body = nlohmann::json::object();
+    if (!id_base64.empty()) body["id_base64"] = id_base64;
+    if (!id.empty()) body["id"] = id;
+    if (!reason.empty()) body["reason"] = reason;
+    auto r = admin.call("POST", "/dlq/" + domain + (replay ? "/replay" : "/purge"), body.dump());
     if (!r) return admin.unreachable();
     if ((r->status != 200 && r->status != 409) || !r->body.is_object()) return AdminClient::refused(*r);
-    for (const auto& replayed : r->body["replayed"]) std::cout << replayed.get<std::string>() << "\n";
+    if (json)
+        std::cout << r->body.dump(2) << "\n";
+    else
+        for (const auto& done : r->body[replay ? "replayed" : "purged"]) std::cout << done.get<std::string>() << "\n";
     const auto& failed = r->body["failed"];
     if (failed.empty()) return kExitOk;
-    return fail(kExitError, std::to_string(failed.size()) + " not replayed; first: " + failed[0].value("id", "") + ": " +
-                                failed[0].value("error", ""));
+    return fail(kExitError, std::to_string(failed.size()) + (replay ? " not replayed" : " not purged") + "; first: " +
+                                failed[0].value("id", "") + ": " + failed[0].value("error", ""));
 }
 
 }  // namespace
@@ -406,7 +413,7 @@ int main(int argc, char** argv) {
     drain_cmd->add_option("--timeout", timeout_s, "with --wait: give up after this many seconds (0 = never)")
         ->check(CLI::NonNegativeNumber);
 
-    std::string dlq_domain, dlq_id, dlq_id_base64;
+    std::string dlq_domain, dlq_id, dlq_id_base64, dlq_reason;
     int dlq_limit = 100;
     auto* dlq_cmd = app.add_subcommand("dlq", "dead-letter queue commands");
     dlq_cmd->require_subcommand(1);
@@ -414,12 +421,21 @@ int main(int argc, char** argv) {
     dlq_list->add_option("DOMAIN", dlq_domain, "domain")->required();
     dlq_list->add_flag("--json", json, "print the JSON of GET /dlq/<domain>");
     dlq_list->add_option("--limit", dlq_limit, "at most this many")->check(CLI::Range(1, 10000));
+    dlq_list->add_option("--reason", dlq_reason, "only those whose reason contains this text");
     auto* dlq_replay = dlq_cmd->add_subcommand("replay", "publish dead-lettered items again (all, or --id)");
     dlq_replay->add_option("DOMAIN", dlq_domain, "domain")->required();
     auto* id_opt = dlq_replay->add_option("--id", dlq_id, "only this work id");
     dlq_replay->add_option("--id-base64", dlq_id_base64, "only this work id, given in base64 (an id that is not UTF-8, "
                                                          "as id_base64 in dlq list --json)")
         ->excludes(id_opt);
+    dlq_replay->add_option("--reason", dlq_reason, "only those whose reason contains this text");
+    dlq_replay->add_flag("--json", json, "print the JSON answer");
+    auto* dlq_purge = dlq_cmd->add_subcommand("purge", "remove dead-lettered items for good (all, --id or --reason)");
+    dlq_purge->add_option("DOMAIN", dlq_domain, "domain")->required();
+    auto* purge_id_opt = dlq_purge->add_option("--id", dlq_id, "only this work id");
+    dlq_purge->add_option("--id-base64", dlq_id_base64, "only this work id, given in base64")->excludes(purge_id_opt);
+    dlq_purge->add_option("--reason", dlq_reason, "only those whose reason contains this text");
+    dlq_purge->add_flag("--json", json, "print the JSON answer");
 
     std::string sched_name, sched_domain, sched_priority = "normal", sched_cron, sched_payload = "{}";
     std::int64_t sched_every = 0, sched_deadline = 0;
@@ -473,8 +489,9 @@ int main(int argc, char** argv) {
         if (rc == kExitOk) {
             if (*health_cmd) rc = health(admin, json);
             if (*drain_cmd) rc = drain(admin, wait, timeout_s);
-            if (*dlq_list) rc = dlqList(admin, dlq_domain, json, dlq_limit);
-            if (*dlq_replay) rc = dlqReplay(admin, dlq_domain, dlq_id, dlq_id_base64);
+            if (*dlq_list) rc = dlqList(admin, dlq_domain, json, dlq_limit, dlq_reason);
+            if (*dlq_replay) rc = dlqSettle(admin, true, dlq_domain, dlq_id, dlq_id_base64, dlq_reason, json);
+            if (*dlq_purge) rc = dlqSettle(admin, false, dlq_domain, dlq_id, dlq_id_base64, dlq_reason, json);
             if (*sched_add) {
                 nlohmann::json job{{"name", sched_name}, {"domain", sched_domain}, {"priority", sched_priority},
                                    {"payload", sched_payload}};

@@ -138,6 +138,14 @@ TEST_P(Backends, RetriesBackOffThenDeadLetter) {
     // again). On NATS the same id within the 2-minute duplicate window is
     // dropped by the stream: operations_test covers replay there.
     if (GetParam() == Backend::nats) return;
+    // Purge by reason on RabbitMQ's dead-letter queue: that one goes, the
+    // other is handed back to the queue untouched.
+    auto purged = kd.http("POST", "/dlq/orders/purge", R"({"reason":"asked to retry"})");
+    EXPECT_EQ(purged.status, 200) << purged.body;
+    EXPECT_EQ(nlohmann::json::parse(purged.body)["purged"], nlohmann::json::array({retry[0]})) << purged.body;
+    dlq = deadLetters(kd, "orders");
+    EXPECT_EQ(dlq.size(), 1u);
+    EXPECT_TRUE(dlq.count(failing[0]));
     auto r = kd.http("POST", "/dlq/orders/replay", R"({"id":")" + failing[0] + "\"}");
     EXPECT_EQ(r.status, 200) << r.body;
     EXPECT_TRUE(waitFor([&] { return callsFor(readCalls(out), failing[0]).size() == 2; }, 10s)) << r.body << kd.log();

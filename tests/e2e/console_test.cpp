@@ -89,6 +89,7 @@ TEST_F(Console, ChromiumRendersTheDomainsTheirLiveCountsAndADeadLetter) {
     EXPECT_THAT(dom.out, HasSubstr("data-id=\"bad-order-1\""));
     EXPECT_THAT(dom.out, HasSubstr("asked to fail"));
     EXPECT_THAT(dom.out, HasSubstr(">replay</button>"));
+    EXPECT_THAT(dom.out, HasSubstr(">purge</button>"));
 
     // A screenshot for people (docs/console.png is one of these).
     std::filesystem::create_directories(KANBAN_ARTIFACT_DIR);

@@ -425,5 +425,47 @@ TEST_F(Operations, JsonLogLinesParseAndTheLevelChangesAtRuntime) {
     EXPECT_TRUE(found_item_fields) << kd.log();
 }
 
+// dlq list --reason, dlq purge --id / --reason / all: only what was asked
+// goes, for good; the rest stays.
+TEST_F(Operations, DeadLettersAreFilteredByReasonAndPurgedByIdByReasonOrAll) {
+    Kanband& kd = start({{"orders", kFixtures + "/recorder.so", recorderSettings(out)}});
+    ASSERT_TRUE(kd.waitReady()) << kd.log();
+    NatsProbe probe(nats.url());
+    const auto failed = publish(cfg, "orders", "normal", 3, "fail");  // reason "asked to fail"
+    for (const char* id : {"late-1", "late-2"})  // reason "deadline_exceeded"
+        ASSERT_TRUE(probe.publish("kanban.low.orders", "{}", {{"Nats-Msg-Id", id}, {"Kanban-Deadline", "1"}}));
+    ASSERT_TRUE(waitFor([&] { return probe.deadLetters("orders").size() == 5; }, 10s)) << kd.log();
+
+    auto late = ctl(kd, {"dlq", "list", "orders", "--reason", "deadline"});
+    EXPECT_EQ(late.exit_code, 0) << late.err;
+    EXPECT_THAT(late.out, HasSubstr("late-1"));
+    EXPECT_THAT(late.out, ::testing::Not(HasSubstr(failed[0])));
+    EXPECT_THAT(late.err, HasSubstr("2 dead-lettered item(s)"));
+    EXPECT_EQ(nlohmann::json::parse(kd.http("GET", "/dlq/orders?reason=asked%20to%20fail").body)["count"], 3);
+
+    // By id: that one only.
+    auto one = ctl(kd, {"dlq", "purge", "orders", "--id", failed[0]});
+    EXPECT_EQ(one.exit_code, 0) << one.err;
+    EXPECT_EQ(one.out, failed[0] + "\n");
+    EXPECT_EQ(probe.deadLetters("orders").size(), 4u);
+    EXPECT_EQ(ctl(kd, {"dlq", "purge", "orders", "--id", failed[0]}).exit_code, 1) << "gone: 404";
+    // By reason: the two late ones, not the failed ones.
+    auto by_reason = ctl(kd, {"dlq", "purge", "orders", "--reason", "deadline_exceeded", "--json"});
+    EXPECT_EQ(by_reason.exit_code, 0) << by_reason.err;
+    auto purged = nlohmann::json::parse(by_reason.out)["purged"];
+    EXPECT_EQ(purged, nlohmann::json::array({"late-1", "late-2"}));
+    const auto left = probe.deadLetters("orders");
+    ASSERT_EQ(left.size(), 2u);
+    for (const auto& m : left) EXPECT_EQ(m.headers.at("Kanban-Reason"), "asked to fail");
+    // Purged is not replayed: nothing reached the handler again.
+    EXPECT_EQ(callsFor(readCalls(out), "late-1").size(), 0u);
+    EXPECT_EQ(callsFor(readCalls(out), failed[0]).size(), 1u);
+    // All.
+    EXPECT_EQ(kd.http("POST", "/dlq/orders/purge", "{}").status, 200);
+    EXPECT_TRUE(probe.deadLetters("orders").empty());
+    EXPECT_EQ(kd.http("POST", "/dlq/orders/purge", R"({"reason": 5})").status, 400);
+    EXPECT_EQ(kd.http("POST", "/dlq/nosuch/purge", "{}").status, 404);
+}
+
 }  // namespace
 }  // namespace kanban::test

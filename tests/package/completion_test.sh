@@ -48,9 +48,9 @@ expect_eq() {  # what got want
 }
 
 expect_eq "verbs" "$(complete_words kanbanctl "")" "--admin --config --help config dlq drain health log-level publish schedule "
-expect_eq "dlq sub-verbs" "$(complete_words kanbanctl dlq "")" "list replay "
+expect_eq "dlq sub-verbs" "$(complete_words kanbanctl dlq "")" "list purge replay "
 expect_eq "domains of dlq list" "$(complete_words kanbanctl --config "$work/kanban.toml" dlq list "")" \
-    "--json --limit health_check payment "
+    "--json --limit --reason health_check payment "
 expect_eq "--domain" "$(complete_words kanbanctl --config "$work/kanban.toml" publish --domain p)" "payment "
 expect_eq "--priority" "$(complete_words kanbanctl publish --priority "")" "high low normal "
 expect_eq "schedule cancel" "$(complete_words kanbanctl --config "$work/kanban.toml" schedule cancel "")" "nightly "

@@ -49,7 +49,8 @@ public:
         return r;
     }
     broker::DeadLetterListing deadLetters(std::string_view, const broker::DeadLetterQuery&) override { return {}; }
-    broker::ReplayReport replay(std::string_view, const std::optional<std::string>&) override { return {}; }
+    broker::ReplayReport replay(std::string_view, const broker::DeadLetterFilter&) override { return {}; }
+    broker::ReplayReport purge(std::string_view, const broker::DeadLetterFilter&) override { return {}; }
 
     std::map<std::string, std::uint64_t> depth, dead, rabbit_dead;
     std::map<std::string, std::uint64_t> unclaimed;

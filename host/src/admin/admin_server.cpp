@@ -74,6 +74,31 @@ std::optional<nlohmann::json> jsonObject(const httplib::Request& req, httplib::R
     return body;
 }
 
+// The dead letters a replay or purge body names, or nullopt after answering 400.
+std::optional<broker::DeadLetterFilter> deadLetterFilter(const httplib::Request& req, httplib::Response& res) {
+    broker::DeadLetterFilter filter;
+    if (req.body.empty()) return filter;
+    auto body = jsonObject(req, res);
+    if (!body) return std::nullopt;
+    for (const char* key : {"id", "id_base64", "reason"})
+        if (body->contains(key) && !(*body)[key].is_string()) {
+            send(res, errorReply(400, std::string("\"") + key + "\" must be a string"));
+            return std::nullopt;
+        }
+    if (body->contains("id")) filter.id = (*body)["id"].get<std::string>();
+    // An id that is not UTF-8, as GET /dlq gives it.
+    if (body->contains("id_base64")) {
+        auto raw = fromBase64((*body)["id_base64"].get<std::string>());
+        if (!raw) {
+            send(res, errorReply(400, "\"id_base64\" must be a base64 string"));
+            return std::nullopt;
+        }
+        filter.id = std::move(raw);
+    }
+    if (body->contains("reason")) filter.reason = (*body)["reason"].get<std::string>();
+    return filter;
+}
+
 void busy(httplib::Response& res) {
     res.set_header("Retry-After", "1");
     send(res, errorReply(429, "the dead-letter queue is being read by " + std::to_string(kHeavyRequests) +
@@ -174,6 +199,7 @@ AdminServer::AdminServer(AdminApi& api, std::string token)
                 return;
             }
         }
+        if (req.has_param("reason")) query.filter.reason = req.get_param_value("reason");
         if (req.has_param("after")) {
             try {
                 query.after = std::stoull(req.get_param_value("after"));
@@ -186,31 +212,18 @@ AdminServer::AdminServer(AdminApi& api, std::string token)
         if (!heavy) return busy(res);
         send(res, api_.deadLetters(req.matches[1], query));
     });
-    srv.Post(R"(/dlq/([^/]+)/replay)", [this](const httplib::Request& req, httplib::Response& res) {
-        std::optional<std::string> id;
-        if (!req.body.empty()) {
-            auto body = jsonObject(req, res);
-            if (!body) return;
-            if (body->contains("id") && !(*body)["id"].is_string()) {
-                send(res, errorReply(400, "\"id\" must be a string"));
-                return;
-            }
-            if (body->contains("id")) id = (*body)["id"].get<std::string>();
-            // An id that is not UTF-8, as GET /dlq gives it.
-            if (body->contains("id_base64")) {
-                std::optional<std::string> raw;
-                if ((*body)["id_base64"].is_string()) raw = fromBase64((*body)["id_base64"].get<std::string>());
-                if (!raw) {
-                    send(res, errorReply(400, "\"id_base64\" must be a base64 string"));
-                    return;
-                }
-                id = std::move(raw);
-            }
-        }
-        Heavy heavy(heavy_);
-        if (!heavy) return busy(res);
-        send(res, api_.replay(req.matches[1], id));
-    });
+    // Replay and purge take the same body: {} (all), {"id"}, {"id_base64"}
+    // and/or {"reason"} (those whose reason contains it).
+    for (const char* action : {"replay", "purge"}) {
+        const bool replay = std::string_view(action) == "replay";
+        srv.Post(std::string(R"(/dlq/([^/]+)/)") + action, [this, replay](const httplib::Request& req, httplib::Response& res) {
+            auto filter = deadLetterFilter(req, res);
+            if (!filter) return;
+            Heavy heavy(heavy_);
+            if (!heavy) return busy(res);
+            send(res, replay ? api_.replay(req.matches[1], *filter) : api_.purge(req.matches[1], *filter));
+        });
+    }
 
     // Unknown routes and httplib's own refusals (413) get a JSON message too.
     srv.set_error_handler([](const httplib::Request& req, httplib::Response& res) {

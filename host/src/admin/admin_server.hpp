@@ -41,7 +41,8 @@ public:
     virtual Reply addSchedule(const nlohmann::json& body) = 0;  // POST /schedules
     virtual Reply cancelSchedule(const std::string& name) = 0;  // DELETE /schedules/<name>
     virtual Reply deadLetters(const std::string& domain, const broker::DeadLetterQuery& query) = 0;  // GET /dlq/<domain>
-    virtual Reply replay(const std::string& domain, const std::optional<std::string>& id) = 0;  // POST /dlq/<domain>/replay
+    virtual Reply replay(const std::string& domain, const broker::DeadLetterFilter& filter) = 0;  // POST /dlq/<domain>/replay
+    virtual Reply purge(const std::string& domain, const broker::DeadLetterFilter& filter) = 0;   // POST /dlq/<domain>/purge
     virtual Reply logLevel() = 0;                                // GET /log-level
     virtual Reply setLogLevel(const std::string& level) = 0;     // PUT /log-level
 };

@@ -220,9 +220,10 @@ Reply AdminService::deadLetters(const std::string& domain, const broker::DeadLet
     return {200, reply};
 }
 
-Reply AdminService::replay(const std::string& domain, const std::optional<std::string>& id) {
+Reply AdminService::replay(const std::string& domain, const broker::DeadLetterFilter& filter) {
     if (p_.cfg()->findDomain(domain) == nullptr) return errorReply(404, "unknown domain \"" + domain + "\"");
-    const broker::ReplayReport report = p_.brokers.replay(domain, id);
+    const auto& id = filter.id;
+    const broker::ReplayReport report = p_.brokers.replay(domain, filter);
     if (!report.answered) return errorReply(503, "no broker answered: " + report.unavailable);
     nlohmann::json replayed = nlohmann::json::array(), failed = nlohmann::json::array();
     for (const auto& [item_id, error] : report.results) {
@@ -238,6 +239,26 @@ Reply AdminService::replay(const std::string& domain, const std::optional<std::s
     if (id && replayed.empty() && failed.empty())
         return errorReply(404, "no dead letter with id \"" + *id + "\" in domain \"" + domain + "\"");
     return {failed.empty() ? 200 : 409, {{"replayed", replayed}, {"failed", failed}}};
+}
+
+Reply AdminService::purge(const std::string& domain, const broker::DeadLetterFilter& filter) {
+    if (p_.cfg()->findDomain(domain) == nullptr) return errorReply(404, "unknown domain \"" + domain + "\"");
+    const broker::ReplayReport report = p_.brokers.purge(domain, filter);
+    if (!report.answered) return errorReply(503, "no broker answered: " + report.unavailable);
+    nlohmann::json purged = nlohmann::json::array(), failed = nlohmann::json::array();
+    for (const auto& [item_id, error] : report.results) {
+        if (error.empty())
+            purged.push_back(item_id);
+        else
+            failed.push_back({{"id", item_id}, {"error", error}});
+    }
+    spdlog::warn("dead letters purged domain={} count={}{}{}", domain, purged.size(),
+                 filter.id ? " id=" + *filter.id : "", filter.reason.empty() ? "" : " reason~\"" + filter.reason + "\"");
+    if (filter.id && purged.empty() && failed.empty())
+        return errorReply(404, "no dead letter with id \"" + *filter.id + "\" in domain \"" + domain + "\"");
+    nlohmann::json body{{"purged", purged}, {"failed", failed}};
+    if (!report.unavailable.empty()) body["unavailable"] = report.unavailable;
+    return {failed.empty() ? 200 : 409, body};
 }
 
 Reply AdminService::logLevel() { return {200, {{"level", log::levelName(spdlog::get_level())}}}; }

@@ -46,7 +46,8 @@ public:
     Reply addSchedule(const nlohmann::json& body) override;
     Reply cancelSchedule(const std::string& name) override;
     Reply deadLetters(const std::string& domain, const broker::DeadLetterQuery& query) override;
-    Reply replay(const std::string& domain, const std::optional<std::string>& id) override;
+    Reply replay(const std::string& domain, const broker::DeadLetterFilter& filter) override;
+    Reply purge(const std::string& domain, const broker::DeadLetterFilter& filter) override;
     Reply logLevel() override;
     Reply setLogLevel(const std::string& level) override;
 

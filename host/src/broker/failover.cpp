@@ -366,13 +366,13 @@ DeadLetterListing Failover::deadLetters(std::string_view domain, const DeadLette
         }
         for (auto& dl : page->items) {
             bytes += dl.payload.size();
-            out.items.push_back(std::move(dl));
+            if (query.filter.matches(dl)) out.items.push_back(std::move(dl));
         }
     }
     return out;
 }
 
-ReplayReport Failover::replay(std::string_view domain, const std::optional<std::string>& id) {
+ReplayReport Failover::replay(std::string_view domain, const DeadLetterFilter& filter) {
     // Published like any other item (NATS, or RabbitMQ when NATS cannot
     // take it) with the original id and payload and a fresh deadline.
     const Republish republish = [this](const PublishRequest& req) -> Status {
@@ -383,10 +383,16 @@ ReplayReport Failover::replay(std::string_view domain, const std::optional<std::
                          "as a duplicate; replay it after the window"};
         return Ok{};
     };
+    return settle(domain, filter, republish);
+}
+
+ReplayReport Failover::purge(std::string_view domain, const DeadLetterFilter& filter) { return settle(domain, filter, {}); }
+
+ReplayReport Failover::settle(std::string_view domain, const DeadLetterFilter& filter, const Republish& republish) {
     ReplayReport out;
     for (BackendInspection* b : inspectable()) {
         if (b == nats_ && !natsUsable()) continue;  // (RabbitMQ is asked even when its last probe failed)
-        if (auto results = b->replayDeadLetters(domain, id, republish)) {
+        if (auto results = b->settleDeadLetters(domain, filter, republish)) {
             out.answered = true;
             for (auto& r : *results) out.results.push_back(std::move(r));
         } else {

@@ -54,7 +54,8 @@ public:
     bool reachable(std::string_view backend) const override;
     QueueReport inspect(const std::vector<std::string>& domains, const InspectOptions& options) override;
     DeadLetterListing deadLetters(std::string_view domain, const DeadLetterQuery& query) override;
-    ReplayReport replay(std::string_view domain, const std::optional<std::string>& id) override;
+    ReplayReport replay(std::string_view domain, const DeadLetterFilter& filter) override;
+    ReplayReport purge(std::string_view domain, const DeadLetterFilter& filter) override;
     // Which backend served the last successful publish.
     std::string_view lastPublishBackend() const;
 
@@ -65,6 +66,7 @@ private:
     Result<PublishAck> publishNatsOnly(const PublishRequest& request);
     bool natsUsable() const;
     std::vector<BackendInspection*> inspectable() const;  // the configured backends
+    ReplayReport settle(std::string_view domain, const DeadLetterFilter& filter, const Republish& republish);
     void setActive(const char* backend);  // a string literal
     void publishedTo(const char* backend);  // active, and the last publish's backend
 

@@ -74,8 +74,18 @@ struct QueueReport {
     }
 };
 
-// Republishes a dead letter as new work (the failover path): what replay uses.
+// Republishes a dead letter as new work (the failover path): what replay
+// uses. Empty: the dead letters are removed without being published (purge).
 using Republish = std::function<Status(const PublishRequest&)>;
+
+// Which dead letters a listing, replay or purge takes: all by default.
+struct DeadLetterFilter {
+    std::optional<std::string> id;  // only this work id
+    std::string reason;             // only those whose reason contains this text
+    bool matches(const DeadLetter& dl) const {
+        return (!id || dl.id == *id) && (reason.empty() || dl.reason.find(reason) != std::string::npos);
+    }
+};
 
 // Per item tried by a replay: its id and "" (replayed) or why not.
 using ReplayResults = std::vector<std::pair<std::string, std::string>>;
@@ -89,6 +99,9 @@ struct DeadLetterQuery {
     // JetStream: start after this dead-letter sequence (the last page's
     // next_after). RabbitMQ's fallback queue is listed on the first page only.
     std::uint64_t after = 0;
+    // Applied to the page after it was read: a page may hold fewer than
+    // `limit` matches and still have `more`.
+    DeadLetterFilter filter;
 };
 
 struct DeadLetterPage {
@@ -109,9 +122,10 @@ public:
     virtual Result<BackendReport> inspect(const std::vector<std::string>& domains, const InspectOptions& options) = 0;
     // Oldest first, one page; each tagged with this backend.
     virtual Result<DeadLetterPage> deadLetters(std::string_view domain, const DeadLetterQuery& query) = 0;
-    // Publishes each dead letter of `domain` (only `id` when given) with
-    // `republish`; a dead letter is removed only once that succeeded.
-    virtual Result<ReplayResults> replayDeadLetters(std::string_view domain, const std::optional<std::string>& id,
+    // Publishes each dead letter of `domain` that `filter` takes with
+    // `republish`, and removes it only once that succeeded; with an empty
+    // `republish`, removes it (purge). Only what is there when it starts.
+    virtual Result<ReplayResults> settleDeadLetters(std::string_view domain, const DeadLetterFilter& filter,
                                                     const Republish& republish) = 0;
 };
 
@@ -148,7 +162,9 @@ public:
     virtual QueueReport inspect(const std::vector<std::string>& domains, const InspectOptions& options) = 0;
     virtual DeadLetterListing deadLetters(std::string_view domain, const DeadLetterQuery& query) = 0;
     // Republishes through the failover path (NATS, else RabbitMQ).
-    virtual ReplayReport replay(std::string_view domain, const std::optional<std::string>& id) = 0;
+    virtual ReplayReport replay(std::string_view domain, const DeadLetterFilter& filter) = 0;
+    // Removes dead letters for good, on every backend that answers.
+    virtual ReplayReport purge(std::string_view domain, const DeadLetterFilter& filter) = 0;
 };
 
 }  // namespace kanban::host::broker

@@ -78,7 +78,7 @@ public:
     bool answering() const override { return connected(); }
     Result<BackendReport> inspect(const std::vector<std::string>& domains, const InspectOptions& options) override;
     Result<DeadLetterPage> deadLetters(std::string_view domain, const DeadLetterQuery& query) override;
-    Result<ReplayResults> replayDeadLetters(std::string_view domain, const std::optional<std::string>& id,
+    Result<ReplayResults> settleDeadLetters(std::string_view domain, const DeadLetterFilter& filter,
                                             const Republish& republish) override;
 
     // Items waiting plus delivered-unacked, per priority (consumers not yet

@@ -197,7 +197,7 @@ Result<BackendReport> JetStream::inspect(const std::vector<std::string>& domains
     return report;
 }
 
-Result<ReplayResults> JetStream::replayDeadLetters(std::string_view domain, const std::optional<std::string>& id,
+Result<ReplayResults> JetStream::settleDeadLetters(std::string_view domain, const DeadLetterFilter& filter,
                                                    const Republish& republish) {
     // Only what is there now: a replayed item that fails again is
     // dead-lettered anew (after `last`) and must not loop. Page by page, so
@@ -216,9 +216,11 @@ Result<ReplayResults> JetStream::replayDeadLetters(std::string_view domain, cons
         if (!page) return page.error();
         for (const auto& dl : page->items) {
             if (dl.sequence > last || out.size() >= kMaxReplay) return out;
-            if (id && dl.id != *id) continue;
+            if (!filter.matches(dl)) continue;
             Status s = Ok{};
-            if (dl.id.empty()) {
+            if (!republish) {
+                s = removeDeadLetter(dl.sequence);
+            } else if (dl.id.empty()) {
                 s = Error{"dead letter has no original id"};
             } else {
                 PublishRequest req;

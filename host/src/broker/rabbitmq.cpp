@@ -385,7 +385,7 @@ Result<DeadLetterPage> RabbitMq::deadLetters(std::string_view domain, const Dead
     return page;
 }
 
-Result<ReplayResults> RabbitMq::replayDeadLetters(std::string_view domain, const std::optional<std::string>& id,
+Result<ReplayResults> RabbitMq::settleDeadLetters(std::string_view domain, const DeadLetterFilter& filter,
                                                   const Republish& publish) {
     auto c = connect("dead-letter replay");
     if (!c) return c.error();
@@ -400,18 +400,21 @@ Result<ReplayResults> RabbitMq::replayDeadLetters(std::string_view domain, const
         if (!e) return e.error();
         if (!*e) break;
         DeadLetter dl = toDeadLetter(**e);
-        if (id && dl.id != *id) continue;  // not taken: handed back when the connection closes
-        PublishRequest req;
-        req.domain = std::string(domain);
-        req.priority = priorityFromAmqp(dl.original_subject, (*e)->priority);
-        req.payload = std::move(dl.payload);
-        req.id = dl.id;
-        if (Status s = publish(req); !s) {
-            out.emplace_back(dl.id, s.message());
-            continue;
+        if (!filter.matches(dl)) continue;  // not taken: handed back when the connection closes
+        if (publish) {
+            PublishRequest req;
+            req.domain = std::string(domain);
+            req.priority = priorityFromAmqp(dl.original_subject, (*e)->priority);
+            req.payload = std::move(dl.payload);
+            req.id = dl.id;
+            if (Status s = publish(req); !s) {
+                out.emplace_back(dl.id, s.message());
+                continue;
+            }
         }
         if (Status s = (*c)->ack((*e)->delivery_tag); !s) {
-            out.emplace_back(dl.id, "replayed, but removing the dead letter failed (it may be replayed twice): " + s.message());
+            out.emplace_back(dl.id, publish ? "replayed, but removing the dead letter failed (it may be replayed twice): " + s.message()
+                                            : "removing the dead letter failed: " + s.message());
             continue;
         }
         out.emplace_back(dl.id, "");

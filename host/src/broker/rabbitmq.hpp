@@ -63,7 +63,7 @@ public:
     // Oldest first, at most `limit`. Reading takes the messages and hands
     // them back unacknowledged: the queue keeps them, in order.
     Result<DeadLetterPage> deadLetters(std::string_view domain, const DeadLetterQuery& query) override;
-    Result<ReplayResults> replayDeadLetters(std::string_view domain, const std::optional<std::string>& id,
+    Result<ReplayResults> settleDeadLetters(std::string_view domain, const DeadLetterFilter& filter,
                                             const Republish& republish) override;
 
     // Used by consumers and deliveries.
