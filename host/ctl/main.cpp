@@ -298,6 +298,24 @@ int dlqList(AdminClient& admin, const std::string& domain, bool json, int limit,
     return kExitOk;
 }
 
+// The items in handlers longer than stall_threshold_ms on this host.
+int stalled(AdminClient& admin, const std::string& domain, bool json) {
+    auto r = admin.call("GET", "/stalled" + (domain.empty() ? "" : "?domain=" + httplib::detail::encode_query_param(domain)));
+    if (!r) return admin.unreachable();
+    if (r->status != 200 || !r->body.is_object()) return AdminClient::refused(*r);
+    if (json) {
+        std::cout << r->body.dump(2) << "\n";
+        return kExitOk;
+    }
+    for (const auto& item : r->body["items"])
+        std::printf("%s\t%s\tattempt=%u\tin_handler=%.1fs\n", item.value("domain", "").c_str(), item.value("id", "").c_str(),
+                    item.value("attempt", 0U), item.value("in_handler_seconds", 0.0));
+    std::fflush(stdout);
+    std::fprintf(stderr, "%zu item(s) in a handler longer than %lld ms\n", r->body["items"].size(),
+                 static_cast<long long>(r->body.value("stall_threshold_ms", 0LL)));
+    return kExitOk;
+}
+
 // Without a level: prints the current one; with one: sets it at once.
 int logLevel(AdminClient& admin, const std::string& level, bool json) {
     auto r = level.empty() ? admin.call("GET", "/log-level")
@@ -455,6 +473,11 @@ int main(int argc, char** argv) {
     auto* sched_cancel = sched_cmd->add_subcommand("cancel", "remove a runtime job from every host");
     sched_cancel->add_option("NAME", sched_name, "job name")->required();
 
+    std::string stalled_domain;
+    auto* stalled_cmd = app.add_subcommand("stalled", "list the items in handlers longer than stall_threshold_ms");
+    stalled_cmd->add_option("DOMAIN", stalled_domain, "only this domain");
+    stalled_cmd->add_flag("--json", json, "print the JSON of GET /stalled");
+
     std::string log_level;
     auto* log_cmd = app.add_subcommand("log-level", "show the daemon's log level, or change it now (no reload)");
     log_cmd->add_option("LEVEL", log_level, "trace, debug, info, warning or error")
@@ -483,7 +506,7 @@ int main(int argc, char** argv) {
     int rc = kExitError;
     if (*pub) rc = publish(config_path, pa);
     if (*check) rc = kanban::host::plugin::checkConfig(check_path);
-    if (*health_cmd || *drain_cmd || *dlq_cmd || *sched_cmd || *log_cmd) {
+    if (*health_cmd || *drain_cmd || *dlq_cmd || *sched_cmd || *log_cmd || *stalled_cmd) {
         AdminClient admin;
         rc = admin.setup(config_path, admin_addr);
         if (rc == kExitOk) {
@@ -503,6 +526,7 @@ int main(int argc, char** argv) {
             if (*sched_list) rc = scheduleList(admin, json);
             if (*sched_cancel) rc = scheduleCancel(admin, sched_name);
             if (*log_cmd) rc = logLevel(admin, log_level, json);
+            if (*stalled_cmd) rc = stalled(admin, stalled_domain, json);
         }
     }
     nats_Close();

@@ -199,7 +199,7 @@ TEST_F(Operations, EveryRequestButProbesScrapesAndTheConsolePageNeedsTheBearerTo
 
     for (const char* open : {"/healthz", "/readyz", "/metrics", "/"})
         EXPECT_EQ(kd.http("GET", open).status, 200) << open;
-    for (const char* closed : {"/health", "/dlq/orders", "/schedules"}) {
+    for (const char* closed : {"/health", "/dlq/orders", "/schedules", "/stalled", "/log-level"}) {
         const auto r = kd.http("GET", closed);
         EXPECT_EQ(r.status, 401) << closed;
         EXPECT_THAT(r.body, HasSubstr("Bearer")) << closed;
@@ -465,6 +465,47 @@ TEST_F(Operations, DeadLettersAreFilteredByReasonAndPurgedByIdByReasonOrAll) {
     EXPECT_TRUE(probe.deadLetters("orders").empty());
     EXPECT_EQ(kd.http("POST", "/dlq/orders/purge", R"({"reason": 5})").status, 400);
     EXPECT_EQ(kd.http("POST", "/dlq/nosuch/purge", "{}").status, 404);
+}
+
+// kanbanctl stalled: the ids in handlers longer than stall_threshold_ms, in
+// both isolations; an item that returned is gone from the list.
+TEST_F(Operations, StalledListsTheItemsInHandlersLongerThanTheThreshold) {
+    HostOptions o;
+    o.stall_threshold_ms = 300;
+    Kanband& kd = start({{"orders", kFixtures + "/recorder.so", recorderSettings(out), 30000},
+                         {"apart", kFixtures + "/recorder.so", recorderSettings(dir.file("apart.txt")), 30000,
+                          "isolation = \"process\"\n"}},
+                        o);
+    ASSERT_TRUE(kd.waitReady()) << kd.log();
+    const auto slow = publish(cfg, "orders", "normal", 1, "sleep:4000");
+    const auto slow_apart = publish(cfg, "apart", "normal", 1, "sleep:4000");
+    const auto quick = publish(cfg, "orders", "high", 2);
+    ASSERT_TRUE(waitFor([&] { return allHandled(out, quick); }, 20s));
+    nlohmann::json listed;
+    ASSERT_TRUE(waitFor(
+        [&] {
+            listed = nlohmann::json::parse(kd.http("GET", "/stalled").body, nullptr, false);
+            return listed.is_object() && listed["items"].size() == 2;
+        },
+        10s))
+        << listed.dump();
+    EXPECT_EQ(listed["stall_threshold_ms"], 300);
+    std::map<std::string, nlohmann::json> by_domain;
+    for (const auto& item : listed["items"]) by_domain[item["domain"]] = item;
+    EXPECT_EQ(by_domain["orders"]["id"], slow[0]);
+    EXPECT_EQ(by_domain["apart"]["id"], slow_apart[0]);
+    EXPECT_EQ(by_domain["orders"]["attempt"], 1);
+    EXPECT_GT(by_domain["orders"]["in_handler_seconds"].get<double>(), 0.3);
+    for (const auto& id : quick) EXPECT_THAT(listed.dump(), ::testing::Not(HasSubstr(id)));
+
+    auto one = ctl(kd, {"stalled", "orders"});
+    EXPECT_EQ(one.exit_code, 0) << one.err;
+    EXPECT_THAT(one.out, HasSubstr("orders\t" + slow[0] + "\tattempt=1"));
+    EXPECT_THAT(one.out, ::testing::Not(HasSubstr(slow_apart[0])));
+    EXPECT_EQ(kd.http("GET", "/stalled?domain=nosuch").status, 404);
+    // Once they returned, nothing is listed.
+    ASSERT_TRUE(waitFor([&] { return allHandled(out, slow) && allHandled(dir.file("apart.txt"), slow_apart); }, 20s));
+    EXPECT_TRUE(waitFor([&] { return nlohmann::json::parse(kd.http("GET", "/stalled").body)["items"].empty(); }, 5s));
 }
 
 }  // namespace

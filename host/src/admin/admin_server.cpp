@@ -175,6 +175,9 @@ AdminServer::AdminServer(AdminApi& api, std::string token)
     });
     // The log level, changed at runtime without a reload (until the next
     // start or a reload that changes log.level).
+    srv.Get("/stalled", [this](const httplib::Request& req, httplib::Response& res) {
+        send(res, api_.stalled(req.has_param("domain") ? req.get_param_value("domain") : ""));
+    });
     srv.Get("/log-level", [this](const httplib::Request&, httplib::Response& res) { send(res, api_.logLevel()); });
     srv.Put("/log-level", [this](const httplib::Request& req, httplib::Response& res) {
         auto body = jsonObject(req, res);

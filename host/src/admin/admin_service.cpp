@@ -261,6 +261,22 @@ Reply AdminService::purge(const std::string& domain, const broker::DeadLetterFil
     return {failed.empty() ? 200 : 409, body};
 }
 
+Reply AdminService::stalled(const std::string& domain) {
+    const auto cfg = p_.cfg();
+    if (!domain.empty() && cfg->findDomain(domain) == nullptr) return errorReply(404, "unknown domain \"" + domain + "\"");
+    const auto threshold = std::chrono::milliseconds(cfg->coordinator.stall_threshold_ms);
+    nlohmann::json items = nlohmann::json::array();
+    for (const auto& e : p_.domains.snapshot()) {
+        if (!e.pool || (!domain.empty() && e.name != domain)) continue;
+        for (const auto& s : e.pool->stalledItems(threshold)) {
+            nlohmann::json j{{"domain", e.name}, {"id", s.id}, {"attempt", s.attempt}, {"in_handler_seconds", s.in_handler_seconds}};
+            if (!isValidUtf8(s.id)) j["id_base64"] = base64(s.id);
+            items.push_back(std::move(j));
+        }
+    }
+    return {200, {{"stall_threshold_ms", threshold.count()}, {"items", items}}};
+}
+
 Reply AdminService::logLevel() { return {200, {{"level", log::levelName(spdlog::get_level())}}}; }
 
 Reply AdminService::setLogLevel(const std::string& level) {

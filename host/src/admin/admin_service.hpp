@@ -48,6 +48,7 @@ public:
     Reply deadLetters(const std::string& domain, const broker::DeadLetterQuery& query) override;
     Reply replay(const std::string& domain, const broker::DeadLetterFilter& filter) override;
     Reply purge(const std::string& domain, const broker::DeadLetterFilter& filter) override;
+    Reply stalled(const std::string& domain) override;
     Reply logLevel() override;
     Reply setLogLevel(const std::string& level) override;
 

@@ -174,6 +174,22 @@ std::size_t DomainWorkers::stalled(std::chrono::milliseconds threshold) const {
     return n;
 }
 
+std::vector<StalledItem> DomainWorkers::stalledItems(std::chrono::milliseconds threshold) const {
+    const std::int64_t now = std::chrono::steady_clock::now().time_since_epoch().count();
+    const std::int64_t limit = std::chrono::duration_cast<std::chrono::steady_clock::duration>(threshold).count();
+    std::vector<StalledItem> out;
+    for (const auto& slot : slots_) {
+        const std::int64_t since = slot->busy_since_ns.load();
+        if (since == 0 || now - since <= limit) continue;
+        std::lock_guard b(slot->batch_mu);
+        if (slot->in_handler_id.empty()) continue;  // it just returned
+        out.push_back({slot->in_handler_id, slot->in_handler_attempt,
+                       std::chrono::duration<double>(std::chrono::steady_clock::duration(now - since)).count()});
+    }
+    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.in_handler_seconds > b.in_handler_seconds; });
+    return out;
+}
+
 bool DomainWorkers::sleepUnlessStopped(std::chrono::milliseconds d) {
     std::unique_lock lock(mu_);
     return !cv_.wait_for(lock, d, [this] { return stop_.load(); });

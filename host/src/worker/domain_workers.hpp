@@ -91,6 +91,7 @@ public:
     std::size_t target() const override { return target_.load(); }
     std::size_t capacity() const override;
     std::size_t stalled(std::chrono::milliseconds threshold) const override;
+    std::vector<StalledItem> stalledItems(std::chrono::milliseconds threshold) const override;
     CircuitBreaker::State circuit() const { return breaker_.state(); }
     const std::string& name() const { return settings_.domain.name; }
     // isolation = "process": the runner processes alive, the last crash,
@@ -133,6 +134,9 @@ private:
         broker::DeliveryBatch* batch = nullptr;   // batch_mu
         std::size_t next = 0;                     // batch_mu: the first unstarted index
         bool handed_back = false;                 // batch_mu: the unstarted rest went back
+        // The item in the handler (both isolations), for `kanbanctl stalled`.
+        std::string in_handler_id;                // batch_mu
+        std::uint32_t in_handler_attempt = 0;     // batch_mu
         std::atomic<bool> exited{false};          // the thread left run() (or was never started)
         std::atomic<bool> abandoned{false};
         // isolation = "process": this worker's runner and the generation it

@@ -130,6 +130,7 @@ void DomainWorkers::handleIsolated(broker::DeliveryBatch& batch, const std::vect
     auto last_refresh = std::chrono::steady_clock::now();
     auto last_ack = last_refresh;
     std::uint32_t progress_seen = 0;
+    std::uint32_t shown = 0;  // the `current` last published to the slot
     std::size_t settled = 0;  // wire[0, settled) are settled
     bool breaker_stopped = false;
     std::vector<bool> skipped(wire.size(), false);
@@ -181,6 +182,13 @@ void DomainWorkers::handleIsolated(broker::DeliveryBatch& batch, const std::vect
         const std::uint32_t cur = sh.current.load(std::memory_order_acquire);
         const std::int64_t cur_deadline = sh.current_deadline_ns.load();
         slot.busy_since_ns = cur != 0 ? sh.current_started_ns.load() : 0;
+        if (cur != shown) {  // what `kanbanctl stalled` names
+            shown = cur;
+            std::lock_guard b(slot.batch_mu);
+            const broker::Delivery* in = cur != 0 && cur <= wire.size() ? batch[index[cur - 1]].get() : nullptr;
+            slot.in_handler_id = in != nullptr ? in->id : "";
+            slot.in_handler_attempt = in != nullptr ? in->attempt : 0;
+        }
         if (stop_.load()) {
             sh.stop = 1;  // unstarted items come back
             if (cancel_running_.load()) sh.cancel = 1;
@@ -208,6 +216,10 @@ void DomainWorkers::handleIsolated(broker::DeliveryBatch& batch, const std::vect
         }
     }
     slot.busy_since_ns = 0;
+    {
+        std::lock_guard b(slot.batch_mu);
+        slot.in_handler_id.clear();
+    }
 
     if (ended) {
         // The runner is gone: what it finished is final, the item in its

@@ -5,8 +5,18 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
 
 namespace kanban::host::worker {
+
+// An item in a handler for longer than the stall threshold.
+struct StalledItem {
+    std::string id;
+    std::uint32_t attempt = 0;
+    double in_handler_seconds = 0;
+};
 
 class PoolControl {
 public:
@@ -20,6 +30,8 @@ public:
     virtual void setTarget(std::size_t count) = 0;
     // Workers whose current item has been in the handler longer than `threshold`.
     virtual std::size_t stalled(std::chrono::milliseconds threshold) const = 0;
+    // Which items those are (longest first).
+    virtual std::vector<StalledItem> stalledItems(std::chrono::milliseconds /*threshold*/) const { return {}; }
     // Items settled as dead letters that the DLQ refused (full, unreachable).
     virtual std::size_t deadLettersPending() const { return 0; }
 };
