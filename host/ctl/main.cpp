@@ -241,7 +241,14 @@ int health(AdminClient& admin, bool json) {
     return kExitOk;
 }
 
-int drain(AdminClient& admin, bool wait, int timeout_s) {
+int drain(AdminClient& admin, bool wait, int timeout_s, bool cancel) {
+    if (cancel) {
+        auto r = admin.call("POST", "/drain/cancel");
+        if (!r) return admin.unreachable();
+        if (r->status != 200) return AdminClient::refused(*r);
+        std::cout << "drain cancelled\n";
+        return kExitOk;
+    }
     auto r = admin.call("POST", "/drain");
     if (!r) return admin.unreachable();
     if (r->status != 202 && r->status != 200) return AdminClient::refused(*r);
@@ -427,7 +434,9 @@ int main(int argc, char** argv) {
     bool wait = false;
     int timeout_s = 0;
     auto* drain_cmd = app.add_subcommand("drain", "stop taking new scheduled work and empty the queues");
-    drain_cmd->add_flag("--wait", wait, "wait until every queue and every worker is empty");
+    bool cancel_drain = false;
+    auto* wait_flag = drain_cmd->add_flag("--wait", wait, "wait until every queue and every worker is empty");
+    drain_cmd->add_flag("--cancel", cancel_drain, "undo a drain: ready again, scheduled ticks resume")->excludes(wait_flag);
     drain_cmd->add_option("--timeout", timeout_s, "with --wait: give up after this many seconds (0 = never)")
         ->check(CLI::NonNegativeNumber);
 
@@ -511,7 +520,7 @@ int main(int argc, char** argv) {
         rc = admin.setup(config_path, admin_addr);
         if (rc == kExitOk) {
             if (*health_cmd) rc = health(admin, json);
-            if (*drain_cmd) rc = drain(admin, wait, timeout_s);
+            if (*drain_cmd) rc = drain(admin, wait, timeout_s, cancel_drain);
             if (*dlq_list) rc = dlqList(admin, dlq_domain, json, dlq_limit, dlq_reason);
             if (*dlq_replay) rc = dlqSettle(admin, true, dlq_domain, dlq_id, dlq_id_base64, dlq_reason, json);
             if (*dlq_purge) rc = dlqSettle(admin, false, dlq_domain, dlq_id, dlq_id_base64, dlq_reason, json);

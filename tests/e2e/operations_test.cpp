@@ -276,7 +276,7 @@ TEST_F(Operations, IdleAndSlowClientsDoNotStarveTheProbes) {
     for (int fd : idle) ::close(fd);
 }
 
-TEST_F(Operations, DrainWaitsUntilTheQueuesAreEmpty) {
+TEST_F(Operations, DrainWaitsUntilTheQueuesAreEmptyAndCanBeCancelled) {
     HostOptions o;
     o.health_interval_ms = 200;
     Kanband& kd = start({{"orders", kFixtures + "/recorder.so", recorderSettings(out, 20)}}, o);
@@ -291,6 +291,18 @@ TEST_F(Operations, DrainWaitsUntilTheQueuesAreEmpty) {
     EXPECT_EQ(h["queue_draining"], true);
     EXPECT_EQ(h["drained"], true);
     EXPECT_EQ(h["status"], "drained");
+
+    // drain --cancel: ready again, and work published now is handled.
+    auto cancel = ctl(kd, {"drain", "--cancel"});
+    EXPECT_EQ(cancel.exit_code, 0) << cancel.err;
+    EXPECT_EQ(cancel.out, "drain cancelled\n");
+    EXPECT_EQ(kd.httpStatus("/readyz"), 200);
+    const auto after = nlohmann::json::parse(kd.http("GET", "/health").body);
+    EXPECT_EQ(after["queue_draining"], false);
+    EXPECT_EQ(after["status"], "ok");
+    const auto more = publish(cfg, "orders", "normal", 3);
+    EXPECT_TRUE(waitFor([&] { return allHandled(out, more); }, 20s));
+    EXPECT_EQ(ctl(kd, {"drain", "--cancel", "--wait"}).exit_code, 64) << "--cancel with --wait is a usage error";
 }
 
 // GET /dlq/<domain>, POST /dlq/<domain>/replay and their kanbanctl verbs.

@@ -166,6 +166,7 @@ AdminServer::AdminServer(AdminApi& api, std::string token)
     });
     srv.Get("/health", [this](const httplib::Request&, httplib::Response& res) { send(res, {200, api_.health()}); });
     srv.Post("/drain", [this](const httplib::Request&, httplib::Response& res) { send(res, api_.drain()); });
+    srv.Post("/drain/cancel", [this](const httplib::Request&, httplib::Response& res) { send(res, api_.cancelDrain()); });
     srv.Get("/schedules", [this](const httplib::Request&, httplib::Response& res) { send(res, api_.schedules()); });
     srv.Post("/schedules", [this](const httplib::Request& req, httplib::Response& res) {
         if (auto body = jsonObject(req, res)) send(res, api_.addSchedule(*body));

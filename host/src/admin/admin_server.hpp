@@ -37,6 +37,7 @@ public:
     virtual std::string metrics() = 0;        // GET /metrics (Prometheus text)
     virtual nlohmann::json health() = 0;      // GET /health
     virtual Reply drain() = 0;                // POST /drain
+    virtual Reply cancelDrain() = 0;          // POST /drain/cancel
     virtual Reply schedules() = 0;            // GET /schedules
     virtual Reply addSchedule(const nlohmann::json& body) = 0;  // POST /schedules
     virtual Reply cancelSchedule(const std::string& name) = 0;  // DELETE /schedules/<name>

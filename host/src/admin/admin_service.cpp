@@ -150,6 +150,14 @@ Reply AdminService::drain() {
     return {202, {{"queue_draining", true}}};
 }
 
+// A drain only holds readiness and the scheduler back (workers never stop
+// for it), so it can be undone: ready again, scheduled ticks resume.
+Reply AdminService::cancelDrain() {
+    if (draining_.exchange(false))
+        spdlog::warn("drain cancelled: /readyz answers 200 again and scheduled ticks resume");
+    return {200, {{"queue_draining", false}}};
+}
+
 Reply AdminService::schedules() {
     nlohmann::json list = nlohmann::json::array();
     for (const auto& st : p_.scheduler.list()) list.push_back(statusJson(st));

@@ -42,6 +42,7 @@ public:
     std::string metrics() override { return p_.metrics.scrape(); }
     nlohmann::json health() override;
     Reply drain() override;
+    Reply cancelDrain() override;
     Reply schedules() override;
     Reply addSchedule(const nlohmann::json& body) override;
     Reply cancelSchedule(const std::string& name) override;
