@@ -268,11 +268,11 @@ TEST_F(Cluster, OneHostVersusTwoDrainingABacklog) {
             rate[host_count - 1] = load.backlog / seconds;
             EXPECT_EQ(total(), load.backlog) << "an item handled twice";
             if (host_count == 2) {
-                for (auto& kd : running) EXPECT_GT(processed(*kd), 0) << "both hosts take work";
+                for (auto& kd : running) EXPECT_GT(processed(*kd), 0) << "both hosts take work\n" << kd->log();
             }
             for (auto& kd : running) {
                 kd->proc().signal(SIGTERM);
-                EXPECT_EQ(kd->proc().wait(20s), 0);
+                EXPECT_EQ(kd->proc().wait(20s), 0) << kd->log();
             }
         }
         std::cout << "measured: " << load.what << ", " << load.backlog << " items of 256 bytes (batch " << load.batch << ", " << kWorkers
