@@ -182,8 +182,9 @@ std::vector<StalledItem> DomainWorkers::stalledItems(std::chrono::milliseconds t
         const std::int64_t since = slot->busy_since_ns.load();
         if (since == 0 || now - since <= limit) continue;
         std::lock_guard b(slot->batch_mu);
-        if (slot->in_handler_id.empty()) continue;  // it just returned
-        out.push_back({slot->in_handler_id, slot->in_handler_attempt,
+        const std::string& id = slot->current != nullptr ? slot->current->id : slot->in_handler_id;
+        if (id.empty()) continue;  // it just returned
+        out.push_back({id, slot->current != nullptr ? slot->current->attempt : slot->in_handler_attempt,
                        std::chrono::duration<double>(std::chrono::steady_clock::duration(now - since)).count()});
     }
     std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.in_handler_seconds > b.in_handler_seconds; });

@@ -134,7 +134,8 @@ private:
         broker::DeliveryBatch* batch = nullptr;   // batch_mu
         std::size_t next = 0;                     // batch_mu: the first unstarted index
         bool handed_back = false;                 // batch_mu: the unstarted rest went back
-        // The item in the handler (both isolations), for `kanbanctl stalled`.
+        // isolation = "process": the item in the runner's handler, for
+        // `kanbanctl stalled` (in-process handlers are named by `current`).
         std::string in_handler_id;                // batch_mu
         std::uint32_t in_handler_attempt = 0;     // batch_mu
         std::atomic<bool> exited{false};          // the thread left run() (or was never started)

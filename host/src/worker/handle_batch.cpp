@@ -304,8 +304,6 @@ DomainWorkers::Outcome DomainWorkers::process(broker::Delivery& d, Slot& slot, c
     {
         std::lock_guard b(slot.batch_mu);
         slot.current = &d;
-        slot.in_handler_id = d.id;
-        slot.in_handler_attempt = d.attempt;
     }
     slot.deadline_ns = ctx.deadline.time_since_epoch().count();
     if (journal_) journal_->begin(slot.index, d.id, d.attempt);  // a crash from here on is charged to this item
@@ -316,7 +314,6 @@ DomainWorkers::Outcome DomainWorkers::process(broker::Delivery& d, Slot& slot, c
     {
         std::lock_guard b(slot.batch_mu);
         slot.current = nullptr;
-        slot.in_handler_id.clear();
     }
     {
         std::lock_guard lock(slot.ctx_mu);
