@@ -338,4 +338,10 @@ bool NatsProbe::setDuplicateWindow(std::int64_t ms) {
     return ok;
 }
 
+CommandResult kanbanctl(const std::string& config, const Kanband& kd, const std::vector<std::string>& args) {
+    std::vector<std::string> argv{kKanbanctl, "--config", config, "--admin", kd.admin()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return runCommand(argv);
+}
+
 }  // namespace kanban::test

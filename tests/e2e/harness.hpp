@@ -100,6 +100,9 @@ private:
     int port_ = 0;
 };
 
+// kanbanctl --config <config> --admin <kd's address> <args...>.
+CommandResult kanbanctl(const std::string& config, const Kanband& kd, const std::vector<std::string>& args);
+
 // kanbanctl publish --count N; the printed ids.
 std::vector<std::string> publish(const std::string& config, const std::string& domain, const std::string& priority,
                                  int count, const std::string& payload = "{}");

@@ -28,11 +28,7 @@ using ::testing::HasSubstr;
 
 class Operations : public DaemonTest {
 protected:
-    CommandResult ctl(Kanband& kd, std::vector<std::string> args) {
-        std::vector<std::string> argv{kKanbanctl, "--config", cfg, "--admin", kd.admin()};
-        argv.insert(argv.end(), args.begin(), args.end());
-        return runCommand(argv);
-    }
+    CommandResult ctl(Kanband& kd, std::vector<std::string> args) { return kanbanctl(cfg, kd, args); }
 };
 
 std::size_t countOutcome(const std::vector<Call>& calls, const std::string& outcome) {

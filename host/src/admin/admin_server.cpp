@@ -174,11 +174,18 @@ AdminServer::AdminServer(AdminApi& api, std::string token)
     srv.Delete(R"(/schedules/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
         send(res, api_.cancelSchedule(req.matches[1]));
     });
-    // The log level, changed at runtime without a reload (until the next
-    // start or a reload that changes log.level).
     srv.Get("/stalled", [this](const httplib::Request& req, httplib::Response& res) {
         send(res, api_.stalled(req.has_param("domain") ? req.get_param_value("domain") : ""));
     });
+    // Pausing a domain stops its pulling on every host, until resumed.
+    for (const char* action : {"pause", "resume"}) {
+        const bool pause = std::string_view(action) == "pause";
+        srv.Post(std::string(R"(/domains/([^/]+)/)") + action, [this, pause](const httplib::Request& req, httplib::Response& res) {
+            send(res, api_.setPaused(req.matches[1], pause));
+        });
+    }
+    // The log level, changed at runtime without a reload (until the next
+    // start or a reload that changes log.level).
     srv.Get("/log-level", [this](const httplib::Request&, httplib::Response& res) { send(res, api_.logLevel()); });
     srv.Put("/log-level", [this](const httplib::Request& req, httplib::Response& res) {
         auto body = jsonObject(req, res);

@@ -45,6 +45,7 @@ public:
     virtual Reply replay(const std::string& domain, const broker::DeadLetterFilter& filter) = 0;  // POST /dlq/<domain>/replay
     virtual Reply purge(const std::string& domain, const broker::DeadLetterFilter& filter) = 0;   // POST /dlq/<domain>/purge
     virtual Reply stalled(const std::string& domain) = 0;        // GET /stalled[?domain=D]; "" = every domain
+    virtual Reply setPaused(const std::string& domain, bool paused) = 0;  // POST /domains/<domain>/pause|resume
     virtual Reply logLevel() = 0;                                // GET /log-level
     virtual Reply setLogLevel(const std::string& level) = 0;     // PUT /log-level
 };

@@ -65,6 +65,10 @@ nlohmann::json AdminService::health() {
         const std::size_t w = e.pool ? e.pool->workers() : 0;
         const std::size_t t = e.pool ? e.pool->target() : 0;
         d["status"] = e.pool ? "running" : "failed";
+        const auto paused_since = p_.pauses.pausedSince(e.name);
+        d["paused"] = paused_since.has_value();
+        if (paused_since) d["paused_since_unix_ms"] = *paused_since;
+        d["workers_pulling"] = e.pool ? e.pool->pulling() : 0;
         if (!e.error.empty()) d["error"] = e.error;
         d["workers"] = w;
         d["target_workers"] = t;
@@ -283,6 +287,17 @@ Reply AdminService::stalled(const std::string& domain) {
         }
     }
     return {200, {{"stall_threshold_ms", threshold.count()}, {"items", items}}};
+}
+
+Reply AdminService::setPaused(const std::string& domain, bool paused) {
+    if (p_.cfg()->findDomain(domain) == nullptr) return errorReply(404, "unknown domain \"" + domain + "\"");
+    auto changed = p_.pauses.set(domain, paused);
+    if (!changed) return errorReply(503, changed.message());
+    if (*changed)
+        spdlog::warn("domain={} {} through the admin API (on every host)", domain, paused ? "paused" : "resumed");
+    nlohmann::json j{{"domain", domain}, {"paused", paused}, {"changed", *changed}};
+    if (const auto since = p_.pauses.pausedSince(domain)) j["paused_since_unix_ms"] = *since;
+    return {200, j};
 }
 
 Reply AdminService::logLevel() { return {200, {{"level", log::levelName(spdlog::get_level())}}}; }

@@ -14,6 +14,7 @@
 #include "config/config.hpp"
 #include "coordinator/coordinator.hpp"
 #include "metrics/metrics.hpp"
+#include "pause/domain_pauses.hpp"
 #include "scheduler/schedule_store.hpp"
 #include "scheduler/scheduler.hpp"
 #include "worker/domain_table.hpp"
@@ -29,6 +30,7 @@ public:
         const coordinator::Coordinator& coordinator;
         scheduler::Scheduler& scheduler;
         scheduler::ScheduleStore& schedule_store;
+        pause::DomainPauses& pauses;
         std::function<std::shared_ptr<const config::Config>()> cfg;  // the running configuration
         // Why the control plane is not ready (a reload that takes too long), or empty.
         std::function<std::string()> control_trouble;
@@ -50,6 +52,7 @@ public:
     Reply replay(const std::string& domain, const broker::DeadLetterFilter& filter) override;
     Reply purge(const std::string& domain, const broker::DeadLetterFilter& filter) override;
     Reply stalled(const std::string& domain) override;
+    Reply setPaused(const std::string& domain, bool paused) override;
     Reply logLevel() override;
     Reply setLogLevel(const std::string& level) override;
 

@@ -29,6 +29,7 @@ std::optional<Priority> subjectPriority(std::string_view subject) {
 std::string deadLetterStreamName(std::string_view stream) { return std::string(stream) + "_DLQ"; }
 std::string doneBucketName(std::string_view stream) { return std::string(stream) + "_DONE"; }
 std::string scheduleBucketName(std::string_view stream) { return std::string(stream) + "_SCHEDULES"; }
+std::string controlBucketName(std::string_view stream) { return std::string(stream) + "_CONTROL"; }
 
 std::string amqpQueue(std::string_view domain) { return "kanban." + std::string(domain); }
 std::string amqpDeadLetterQueue(std::string_view domain) { return "kanban.dlq." + std::string(domain); }

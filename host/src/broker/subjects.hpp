@@ -46,6 +46,7 @@ std::optional<Priority> subjectPriority(std::string_view subject);
 std::string deadLetterStreamName(std::string_view stream);  // <stream>_DLQ
 std::string doneBucketName(std::string_view stream);        // <stream>_DONE
 std::string scheduleBucketName(std::string_view stream);    // <stream>_SCHEDULES
+std::string controlBucketName(std::string_view stream);     // <stream>_CONTROL (paused domains)
 
 // --- RabbitMQ -----------------------------------------------------------
 

@@ -21,11 +21,13 @@
 #include "broker/broker_options.hpp"
 #include "broker/failover.hpp"
 #include "broker/jetstream.hpp"
+#include "broker/jetstream_pause_store.hpp"
 #include "broker/jetstream_schedule_store.hpp"
 #include "broker/rabbitmq.hpp"
 #include "config/config.hpp"
 #include "coordinator/coordinator.hpp"
 #include "metrics/metrics.hpp"
+#include "pause/domain_pauses.hpp"
 #include "plugin/registry.hpp"
 #include "reload/reload_plan.hpp"
 #include "scheduler/scheduler.hpp"
@@ -120,10 +122,19 @@ public:
           schedule_store_(nats),
           scheduler_(cfg, schedulerHooks()),
           stored_jobs_(schedule_store_, scheduler_, [this] { return config(); }),
+          pause_store_(nats),
+          pauses_(pause_store_,
+                  [this](const std::string& d, bool paused) {
+                      if (auto pool = domains_.pool(d)) pool->setPaused(paused);
+                  }),
           coordinator_(
-              cfg, brokers, metrics, [this] { return coordinated(); }, [this] { stored_jobs_.sync(); }),
-          service_({brokers, metrics, domains_, coordinator_, scheduler_, schedule_store_, [this] { return config(); },
-                    [this] { return controlTrouble(); }}),
+              cfg, brokers, metrics, [this] { return coordinated(); },
+              [this] {
+                  stored_jobs_.sync();
+                  pauses_.sync();
+              }),
+          service_({brokers, metrics, domains_, coordinator_, scheduler_, schedule_store_, pauses_,
+                    [this] { return config(); }, [this] { return controlTrouble(); }}),
           admin_(service_, token) {}
 
     Status start();
@@ -164,6 +175,8 @@ private:
     scheduler::Scheduler scheduler_;
     scheduler::StoredJobs stored_jobs_;
     worker::DomainTable domains_;
+    broker::JetStreamPauseStore pause_store_;
+    pause::DomainPauses pauses_;  // applied to domains_' pools
     plugin::Registry registry_;  // control thread only
     coordinator::Coordinator coordinator_;
     admin::AdminService service_;
@@ -237,8 +250,10 @@ void Host::startDomain(const config::DomainConfig& d, const config::Config& c, p
     }
     auto pool = std::make_shared<worker::DomainWorkers>(workerSettings(d, c), g.handler, brokers_, done_, ledger_,
                                                         metrics_.domain(d.name), std::move(journal));
+    pool->setPaused(pauses_.paused(d.name));
     pool->start(static_cast<std::size_t>(c.workers.min));
     domains_.put({d.name, pool, lib.name, lib.version, ""});
+    pool->setPaused(pauses_.paused(d.name));  // a pause that came meanwhile found no pool to apply to
     registry_.set(d.name, std::move(g));
 }
 
@@ -304,6 +319,9 @@ Status Host::start() {
     const auto cfg = config();
     if (Status s = admin_.start(cfg->admin.host, cfg->admin.port); !s) return s;
     recoverInflight();
+    // Paused domains stay paused across a restart: known before any pull.
+    if (!pauses_.sync())
+        spdlog::warn("the paused domains could not be read from NATS; every domain pulls until they can be");
     // Jidoka: a domain whose plugin cannot be loaded or created does not
     // start (its items wait in the queue); the other domains run.
     for (const auto& d : cfg->domains) {

@@ -69,6 +69,8 @@ Metrics::Metrics(std::string_view version) : registry_(std::make_shared<promethe
                                           "Circuit breaker changes, by the state entered.");
     stalled_family_ = &family(prometheus::BuildGauge(), r, "kanban_stalled_items",
                               "Items in a handler for longer than coordinator.stall_threshold_ms.");
+    paused_family_ = &family(prometheus::BuildGauge(), r, "kanban_domain_paused",
+                             "1 while the domain is paused (kanbanctl domain pause): its workers pull nothing.");
     oldest_age_family_ = &family(prometheus::BuildGauge(), r, "kanban_oldest_item_age_seconds",
                                  "Age of the oldest item still in the broker (waiting or in a handler).");
     dead_letter_depth_family_ = &family(prometheus::BuildGauge(), r, "kanban_dead_letter_queue_depth",
@@ -158,6 +160,7 @@ DomainMetrics& Metrics::domain(const std::string& name) {
         m.circuit_transitions[i] = &circuit_transitions_family_->Add(l);
     }
     m.stalled = &stalled_family_->Add(d);
+    m.paused = &paused_family_->Add(d);
     m.oldest_item_age = &oldest_age_family_->Add(d);
     m.dead_letter_depth = &dead_letter_depth_family_->Add({{"domain", name}, {"backend", "nats"}});
     m.queue_depth_rabbitmq = &queue_depth_family_->Add({{"domain", name}, {"backend", "rabbitmq"}});

@@ -86,6 +86,7 @@ struct DomainMetrics {
     prometheus::Gauge* circuit_state = nullptr;  // 0 closed, 1 half-open, 2 open
     std::array<prometheus::Counter*, 3> circuit_transitions{};  // by the state entered
     prometheus::Gauge* stalled = nullptr;
+    prometheus::Gauge* paused = nullptr;  // 1 while an operator paused the domain
     prometheus::Gauge* oldest_item_age = nullptr;  // seconds
     prometheus::Gauge* dead_letter_depth = nullptr;
     // The RabbitMQ fallback's queues (ready messages; no priorities there).
@@ -162,6 +163,7 @@ private:
     prometheus::Family<prometheus::Gauge>* circuit_state_family_;
     prometheus::Family<prometheus::Counter>* circuit_transitions_family_;
     prometheus::Family<prometheus::Gauge>* stalled_family_;
+    prometheus::Family<prometheus::Gauge>* paused_family_;
     prometheus::Family<prometheus::Gauge>* oldest_age_family_;
     prometheus::Family<prometheus::Gauge>* dead_letter_depth_family_;
     prometheus::Family<prometheus::Gauge>* plugin_info_family_;

@@ -196,6 +196,21 @@ bool DomainWorkers::sleepUnlessStopped(std::chrono::milliseconds d) {
     return !cv_.wait_for(lock, d, [this] { return stop_.load(); });
 }
 
+void DomainWorkers::setPaused(bool paused) {
+    {
+        std::lock_guard lock(mu_);  // a worker between its check and its wait sees the change
+        paused_ = paused;
+    }
+    metrics_.paused->Set(paused ? 1 : 0);
+    cv_.notify_all();
+    if (paused) interruptWaits(0);  // idle workers stop waiting for work now
+}
+
+void DomainWorkers::waitWhilePaused(std::chrono::milliseconds d) {
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, d, [this] { return stop_.load() || !paused_.load(); });
+}
+
 std::shared_ptr<const WorkerSettings> DomainWorkers::live() const {
     std::lock_guard lock(live_mu_);
     return live_;
@@ -263,6 +278,13 @@ void DomainWorkers::run(std::size_t index) {
         // a pull: no batch waits for it.
         if (const auto backoff = runnerBackoff(slot); backoff.count() > 0) {
             sleepUnlessStopped(std::min(backoff, std::chrono::milliseconds(1000)));
+            continue;
+        }
+        // Paused by an operator: nobody pulls; items wait in the broker.
+        if (paused_.load()) {
+            ++parked_;
+            waitWhilePaused(std::chrono::milliseconds(1000));
+            --parked_;
             continue;
         }
         // Jidoka: while the breaker is open nobody pulls; items wait in the broker.

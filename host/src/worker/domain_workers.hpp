@@ -72,6 +72,17 @@ public:
     // asked to stop (kanban_host_api.cancelled() turns true), and an item
     // that then returns anything but ok is released, not failed.
     void requestStop(bool cancel_running = false);
+    // An operator's pause (kanbanctl domain pause): no worker pulls until it
+    // is lifted; items in hand finish, idle waits end at once. Any thread;
+    // may be called before start().
+    void setPaused(bool paused);
+    bool paused() const { return paused_.load(); }
+    // Workers not parked by a pause (in a fetch, a batch or between them):
+    // 0 while paused means the pause is in effect here.
+    std::size_t pulling() const {
+        const std::size_t running = running_.load(), parked = parked_.load();
+        return running > parked ? running - parked : 0;
+    }
     void join();
     // join() that gives up at `deadline`: a worker still in a handler then
     // is abandoned (its item and the unstarted rest of its batch go back to
@@ -217,6 +228,8 @@ private:
     void recordBreakerState(CircuitBreaker::State state);
     void breakerResult(bool ok);
     bool sleepUnlessStopped(std::chrono::milliseconds d);
+    // While paused: waits until resumed, stopped or `d` passed.
+    void waitWhilePaused(std::chrono::milliseconds d);
     // Ends the idle waits of the workers at index >= `from` (Consumer::interrupt).
     void interruptWaits(std::size_t from);
 
@@ -244,6 +257,8 @@ private:
     mutable std::mutex crash_mu_;
     std::optional<RunnerCrash> last_crash_;  // crash_mu_
     std::atomic<bool> stop_{false};
+    std::atomic<bool> paused_{false};
+    std::atomic<std::size_t> parked_{0};  // workers waiting in waitWhilePaused
     std::atomic<bool> cancel_running_{false};
     std::mutex mu_;
     std::condition_variable cv_;

@@ -1,0 +1,28 @@
+// The kanbanctl verbs that call the daemon's admin API (docs/operating.md
+// lists their endpoints). Each returns the process exit code; `json`
+// prints the endpoint's JSON answer instead of the table.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+
+#include "admin_client.hpp"
+
+namespace kanban::ctl {
+
+int health(AdminClient& admin, bool json);
+int drain(AdminClient& admin, bool wait, int timeout_s, bool cancel);
+int dlqList(AdminClient& admin, const std::string& domain, bool json, int limit, const std::string& reason);
+// dlq replay (replay = true) / dlq purge.
+int dlqSettle(AdminClient& admin, bool replay, const std::string& domain, const std::string& id,
+              const std::string& id_base64, const std::string& reason, bool json);
+int stalled(AdminClient& admin, const std::string& domain, bool json);
+int logLevel(AdminClient& admin, const std::string& level, bool json);
+int scheduleAdd(AdminClient& admin, const nlohmann::json& job);
+int scheduleList(AdminClient& admin, bool json);
+int scheduleCancel(AdminClient& admin, const std::string& name);
+// domain pause / domain resume.
+int domainPause(AdminClient& admin, const std::string& domain, bool pause, bool json);
+
+}  // namespace kanban::ctl

@@ -1,0 +1,85 @@
+#include "publish.hpp"
+
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <sstream>
+
+#include "broker/broker_options.hpp"
+#include "broker/failover.hpp"
+#include "broker/jetstream.hpp"
+#include "broker/rabbitmq.hpp"
+#include "common/clock.hpp"
+#include "ctl_common.hpp"
+
+namespace kanban::ctl {
+
+using namespace kanban::host;
+
+int publish(const std::string& config_path, const PublishArgs& args) {
+    config::Config cfg;
+    if (int rc = loadConfig(config_path, cfg); rc != kExitOk) return rc;
+    if (cfg.findDomain(args.domain) == nullptr) {
+        std::string known;
+        for (const auto& d : cfg.domains) known += (known.empty() ? "" : ", ") + d.name;
+        return fail(kExitUsage, "unknown domain \"" + args.domain + "\" (configured: " + known + ")");
+    }
+    if (!args.id.empty() && args.count != 1) return fail(kExitUsage, "--id can only be used with --count 1");
+    if (args.id.size() > broker::kMaxWorkIdBytes)
+        return fail(kExitUsage, "--id is " + std::to_string(args.id.size()) + " bytes long; the limit is " +
+                                    std::to_string(broker::kMaxWorkIdBytes));
+    for (unsigned char c : args.id)
+        if (c < 0x20 || c == 0x7f) return fail(kExitUsage, "--id must not contain control characters");
+
+    std::string payload = args.payload;
+    if (!args.file.empty()) {
+        std::ifstream in(args.file, std::ios::binary);
+        if (!in) return fail(kExitNoInput, args.file + ": cannot open payload file");
+        std::ostringstream s;
+        s << in.rdbuf();
+        payload = s.str();
+    }
+
+    // NATS first; RabbitMQ when NATS is unreachable or stops answering
+    // (broker/failover.hpp), like the daemon.
+    auto js = broker::JetStream::connect(broker::jetStreamOptions(cfg, "kanbanctl", /*keep_trying=*/false));
+    std::unique_ptr<broker::JetStream> nats;
+    if (js) nats = std::move(*js);
+    std::unique_ptr<broker::RabbitMq> rabbit;
+    if (auto ro = broker::rabbitMqOptions(cfg, "kanbanctl")) rabbit = std::make_unique<broker::RabbitMq>(*ro);
+    if (!nats && !rabbit) return fail(kExitUnavailable, js.message());
+    broker::Failover brokers(nats.get(), rabbit.get());
+
+    broker::PublishRequest req;
+    req.domain = args.domain;
+    req.priority = *parsePriority(args.priority);
+    req.payload = std::move(payload);
+    if (args.deadline_ms > 0) req.deadline_unix_ms = nowUnixMs() + args.deadline_ms;
+    std::map<std::string, std::int64_t> by_backend;
+    // After a failover, say where the items went (on stderr: stdout is the ids).
+    auto summary = [&] {
+        if (by_backend.size() < 2) return;
+        std::cerr << "kanbanctl: published";
+        for (const auto& [backend, n] : by_backend) std::cerr << " " << n << " to " << backend;
+        std::cerr << "\n";
+    };
+    for (std::int64_t i = 0; i < args.count; ++i) {
+        req.id = args.id.empty() ? broker::generateWorkId() : args.id;
+        auto ack = brokers.publish(req);
+        if (!ack) {
+            std::cout.flush();
+            summary();
+            return fail(ack.error().refused || brokers.healthy() ? kExitError : kExitUnavailable, ack.message());
+        }
+        ++by_backend[std::string(brokers.lastPublishBackend())];
+        if (ack->duplicate)
+            std::cerr << "kanbanctl: note: " << req.id << " was already published (deduplicated)\n";
+        std::cout << req.id << '\n';
+    }
+    summary();
+    std::cout.flush();
+    return kExitOk;
+}
+
+}  // namespace kanban::ctl

@@ -1,0 +1,22 @@
+// kanbanctl publish: through the same failover path as the daemon (NATS,
+// else RabbitMQ); prints each work id on its own line.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace kanban::ctl {
+
+struct PublishArgs {
+    std::string domain;
+    std::string priority = "normal";
+    std::string payload;
+    std::string file;
+    std::string id;
+    std::int64_t deadline_ms = 0;
+    std::int64_t count = 1;
+};
+
+int publish(const std::string& config_path, const PublishArgs& args);
+
+}  // namespace kanban::ctl
