@@ -197,6 +197,47 @@ int dlqSettle(AdminClient& admin, bool replay, const std::string& domain, const 
                                 failed[0].value("id", "") + ": " + failed[0].value("error", ""));
 }
 
+int itemStatus(AdminClient& admin, const std::string& id, const std::string& id_base64, const std::string& domain,
+               std::size_t scan, bool json) {
+    std::string path = "/items/status?" + (id_base64.empty() ? "id=" + httplib::detail::encode_query_param(id)
+                                                              : "id_base64=" + httplib::detail::encode_query_param(id_base64));
+    if (!domain.empty()) path += "&domain=" + httplib::detail::encode_query_param(domain);
+    if (scan > 0) path += "&scan=" + std::to_string(scan);
+    auto r = admin.call("GET", path);
+    if (!r) return admin.unreachable();
+    if (r->status != 200 || !r->body.is_object()) return AdminClient::refused(*r);
+    const auto& b = r->body;
+    const std::string state = b.value("state", "unknown");
+    if (json) {
+        std::cout << dump(b) << "\n";
+    } else {
+        std::string line = b.value("id", "") + ": ";
+        const std::string where = b.value("domain", "");
+        const auto attempts = b.value("attempts", 0U);
+        if (state == "done") {
+            line += "done";
+        } else if (state == "dead_lettered") {
+            line += "dead-lettered in " + where + " (" + b.value("backend", "") + ") after " + std::to_string(attempts) +
+                    " attempt(s), at " + b.value("dead_lettered_at", "?") + ": " + b.value("reason", "");
+        } else if (state == "waiting" || state == "in_flight") {
+            line += (state == "waiting" ? "waiting in " : "in flight in ") + where;
+            if (b.contains("priority")) line += " (" + b.value("priority", "") + ", sequence " + std::to_string(b.value("sequence", 0ULL)) + ")";
+            if (b.contains("where")) line += ": " + b.value("where", "");
+            if (b.contains("in_handler_seconds")) {
+                char buf[64];
+                std::snprintf(buf, sizeof buf, " (attempt %u, %.1f s so far)", attempts, b.value("in_handler_seconds", 0.0));
+                line += buf;
+            } else if (attempts > 0) {
+                line += "; " + std::to_string(attempts) + " earlier attempt(s), last: " + b.value("last_reason", "");
+            }
+        } else {
+            line += "unknown (" + b.value("note", "") + ")";
+        }
+        std::cout << line << "\n";
+    }
+    return state == "unknown" ? kExitError : kExitOk;
+}
+
 // Pausing is stored for every host; the others follow within one
 // coordinator interval.
 int domainPause(AdminClient& admin, const std::string& domain, bool pause, bool json) {

@@ -22,6 +22,9 @@ int logLevel(AdminClient& admin, const std::string& level, bool json);
 int scheduleAdd(AdminClient& admin, const nlohmann::json& job);
 int scheduleList(AdminClient& admin, bool json);
 int scheduleCancel(AdminClient& admin, const std::string& name);
+// status ID: where the item is; exits 1 when it is unknown.
+int itemStatus(AdminClient& admin, const std::string& id, const std::string& id_base64, const std::string& domain,
+               std::size_t scan, bool json);
 // domain pause / domain resume.
 int domainPause(AdminClient& admin, const std::string& domain, bool pause, bool json);
 

@@ -106,6 +106,17 @@ int main(int argc, char** argv) {
     stalled_cmd->add_option("DOMAIN", stalled_domain, "only this domain");
     stalled_cmd->add_flag("--json", json, "print the JSON of GET /stalled");
 
+    std::string status_id, status_id_base64, status_domain;
+    std::size_t status_scan = 0;
+    auto* status_cmd = app.add_subcommand("status", "where a work item is: waiting, in flight, done, dead-lettered or unknown");
+    auto* status_id_opt = status_cmd->add_option("ID", status_id, "work id");
+    status_cmd->add_option("--id-base64", status_id_base64, "the work id in base64 (an id that is not UTF-8)")
+        ->excludes(status_id_opt);
+    status_cmd->add_option("--domain", status_domain, "look only in this domain");
+    status_cmd->add_option("--scan", status_scan, "read at most this many waiting items (default 100000)")
+        ->check(CLI::PositiveNumber);
+    status_cmd->add_flag("--json", json, "print the JSON of GET /items/status");
+
     std::string pause_domain;
     auto* domain_cmd = app.add_subcommand("domain", "domain commands (pausing holds on every host and across restarts)");
     domain_cmd->require_subcommand(1);
@@ -133,6 +144,7 @@ int main(int argc, char** argv) {
         app.parse(argc, argv);
         if (*pub && payload_opt->count() == 0 && file_opt->count() == 0)
             throw CLI::RequiredError("--payload or --file");
+        if (*status_cmd && status_id.empty() && status_id_base64.empty()) throw CLI::RequiredError("ID or --id-base64");
         if (*sched_add && every_opt->count() == 0 && cron_opt->count() == 0)
             throw CLI::RequiredError("--every-ms or --cron");
     } catch (const CLI::ParseError& e) {
@@ -144,7 +156,8 @@ int main(int argc, char** argv) {
     int rc = kExitError;
     if (*pub) rc = publish(config_path, pa);
     if (*check) rc = kanban::host::plugin::checkConfig(check_path);
-    if (*health_cmd || *drain_cmd || *dlq_cmd || *sched_cmd || *log_cmd || *stalled_cmd || *domain_cmd) {
+    if (*health_cmd || *drain_cmd || *dlq_cmd || *sched_cmd || *log_cmd || *stalled_cmd || *domain_cmd ||
+        *status_cmd) {
         AdminClient admin;
         rc = admin.setup(config_path, admin_addr);
         if (rc == kExitOk) {
@@ -165,6 +178,7 @@ int main(int argc, char** argv) {
             if (*sched_cancel) rc = scheduleCancel(admin, sched_name);
             if (*log_cmd) rc = logLevel(admin, log_level, json);
             if (*stalled_cmd) rc = stalled(admin, stalled_domain, json);
+            if (*status_cmd) rc = itemStatus(admin, status_id, status_id_base64, status_domain, status_scan, json);
             if (*domain_pause || *domain_resume) rc = domainPause(admin, pause_domain, domain_pause->parsed(), json);
         }
     }

@@ -98,6 +98,21 @@ TEST_F(DomainPause, HoldsOnEveryHostAndAcrossARestartUntilResumed) {
     EXPECT_EQ(kanbanctl(cfg, *b, {"domain", "pause"}).exit_code, 64);
 }
 
+// A host is ready once it has declared the streams, which its workers do
+// when they open their consumers: a paused worker still opens its consumer
+// (and then pulls nothing), so a host whose every domain is paused starts ready.
+TEST_F(DomainPause, AHostWhoseOnlyDomainIsPausedStartsReady) {
+    writeConfig({{"orders", kFixtures + "/recorder.so", recorderSettings(out)}});
+    {
+        Kanband first(dir, cfg, "first");
+        ASSERT_TRUE(first.waitReady()) << first.log();
+        ASSERT_EQ(kanbanctl(cfg, first, {"domain", "pause", "orders"}).exit_code, 0);
+    }
+    Kanband second(dir, cfg, "second");
+    EXPECT_TRUE(second.waitReady()) << second.http("GET", "/readyz").body << second.log();
+    EXPECT_EQ(domainHealth(second, "orders")["paused"], true);
+}
+
 // Without NATS (RabbitMQ only, or NATS down) a pause cannot be kept for
 // every host: it is refused with the reason, and nothing changes.
 TEST_F(DomainPause, IsRefusedWhenNatsCannotKeepIt) {

@@ -47,7 +47,7 @@ expect_eq() {  # what got want
     [ "$2" = "$3" ] || fail "$1: got '$2', want '$3'"
 }
 
-expect_eq "verbs" "$(complete_words kanbanctl "")" "--admin --config --help config dlq domain drain health log-level publish schedule stalled "
+expect_eq "verbs" "$(complete_words kanbanctl "")" "--admin --config --help config dlq domain drain health log-level publish schedule stalled status "
 expect_eq "domain sub-verbs" "$(complete_words kanbanctl domain "")" "pause resume "
 expect_eq "domains of domain pause" "$(complete_words kanbanctl --config "$work/kanban.toml" domain pause "")" \
     "--json health_check payment "

@@ -31,6 +31,10 @@ constexpr time_t kKeepAliveTimeoutS = 2;  // an idle kept-alive connection
 // asked), so that clients listing a large DLQ cannot take the host's memory.
 constexpr int kHeavyRequests = 2;
 constexpr std::size_t kMaxPageBytes = 16u << 20;
+// GET /items/status reads at most this many waiting items (and as many
+// dead letters) per domain set, unless ?scan= says otherwise.
+constexpr std::size_t kDefaultStatusScan = 100000;
+constexpr std::size_t kMaxStatusScan = 10000000;
 
 // One of the kHeavyRequests places, if one is free.
 class Heavy {
@@ -235,6 +239,29 @@ AdminServer::AdminServer(AdminApi& api, std::string token)
             send(res, replay ? api_.replay(req.matches[1], *filter) : api_.purge(req.matches[1], *filter));
         });
     }
+
+    // Where an item is: a heavy request (it may read many stored items).
+    srv.Get("/items/status", [this](const httplib::Request& req, httplib::Response& res) {
+        std::optional<std::string> id;
+        if (req.has_param("id")) id = req.get_param_value("id");
+        if (req.has_param("id_base64")) id = fromBase64(req.get_param_value("id_base64"));
+        if (!id || id->empty()) {
+            send(res, errorReply(400, "give the work id as ?id=ID (or ?id_base64=B64 for an id that is not UTF-8)"));
+            return;
+        }
+        std::size_t scan = kDefaultStatusScan;
+        if (req.has_param("scan")) {
+            try {
+                scan = std::clamp<std::size_t>(std::stoul(req.get_param_value("scan")), 1, kMaxStatusScan);
+            } catch (const std::exception&) {
+                send(res, errorReply(400, "scan must be a positive number"));
+                return;
+            }
+        }
+        Heavy heavy(heavy_);
+        if (!heavy) return busy(res);
+        send(res, api_.itemStatus(*id, req.has_param("domain") ? req.get_param_value("domain") : "", scan));
+    });
 
     // Unknown routes and httplib's own refusals (413) get a JSON message too.
     srv.set_error_handler([](const httplib::Request& req, httplib::Response& res) {

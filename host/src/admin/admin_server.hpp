@@ -46,6 +46,8 @@ public:
     virtual Reply purge(const std::string& domain, const broker::DeadLetterFilter& filter) = 0;   // POST /dlq/<domain>/purge
     virtual Reply stalled(const std::string& domain) = 0;        // GET /stalled[?domain=D]; "" = every domain
     virtual Reply setPaused(const std::string& domain, bool paused) = 0;  // POST /domains/<domain>/pause|resume
+    // GET /items/status?id=ID[&domain=D][&scan=N]: where the item is.
+    virtual Reply itemStatus(const std::string& id, const std::string& domain, std::size_t max_scan) = 0;
     virtual Reply logLevel() = 0;                                // GET /log-level
     virtual Reply setLogLevel(const std::string& level) = 0;     // PUT /log-level
 };

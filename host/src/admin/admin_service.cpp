@@ -300,6 +300,46 @@ Reply AdminService::setPaused(const std::string& domain, bool paused) {
     return {200, j};
 }
 
+Reply AdminService::itemStatus(const std::string& id, const std::string& domain, std::size_t max_scan) {
+    const auto cfg = p_.cfg();
+    std::vector<std::string> domains;
+    if (!domain.empty()) {
+        if (cfg->findDomain(domain) == nullptr) return errorReply(404, "unknown domain \"" + domain + "\"");
+        domains.push_back(domain);
+    } else {
+        for (const auto& d : cfg->domains) domains.push_back(d.name);
+    }
+    const status::ItemStatus st = p_.items.locate(id, domains, max_scan);
+    nlohmann::json j{{"id", isValidUtf8(id) ? id : "base64:" + base64(id)}, {"state", status::stateName(st.state)}};
+    if (!st.domain.empty()) j["domain"] = st.domain;
+    if (!st.backend.empty()) j["backend"] = st.backend;
+    if (st.priority) j["priority"] = priorityName(*st.priority);
+    if (st.sequence > 0) j["sequence"] = st.sequence;
+    if (st.published_unix_ms) j["published_unix_ms"] = *st.published_unix_ms;
+    if (st.in_handler_here) {
+        j["where"] = "in a handler on this host";
+        j["in_handler_seconds"] = st.in_handler_seconds;
+    } else if (st.state == status::State::in_flight) {
+        j["where"] = "handed to a worker and not settled yet: in a handler or a fetched batch on some host, or waiting "
+                     "for its retry";
+    }
+    if (st.attempts > 0) j["attempts"] = st.attempts;
+    if (!st.reason.empty()) j[st.state == status::State::dead_lettered ? "reason" : "last_reason"] = st.reason;
+    if (!st.dead_lettered_at.empty()) j["dead_lettered_at"] = st.dead_lettered_at;
+    j["searched"] = {{"domains", domains}, {"waiting_scanned", st.waiting_scanned},
+                     {"waiting_complete", st.waiting_complete}};
+    if (!st.unavailable.empty()) j["unavailable"] = st.unavailable;
+    if (st.state == status::State::unknown) {
+        std::string why = "not in a handler here, not recorded as done (the record covers the last 24 h), not "
+                          "dead-lettered";
+        why += st.waiting_complete ? ", not waiting" : ", not among the first " + std::to_string(st.waiting_scanned) +
+                                                           " waiting items (raise scan= to look further)";
+        if (!st.unavailable.empty()) why += "; some places could not be searched (see unavailable)";
+        j["note"] = why;
+    }
+    return {200, j};
+}
+
 Reply AdminService::logLevel() { return {200, {{"level", log::levelName(spdlog::get_level())}}}; }
 
 Reply AdminService::setLogLevel(const std::string& level) {

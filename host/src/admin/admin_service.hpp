@@ -15,6 +15,7 @@
 #include "coordinator/coordinator.hpp"
 #include "metrics/metrics.hpp"
 #include "pause/domain_pauses.hpp"
+#include "status/item_status.hpp"
 #include "scheduler/schedule_store.hpp"
 #include "scheduler/scheduler.hpp"
 #include "worker/domain_table.hpp"
@@ -31,6 +32,7 @@ public:
         scheduler::Scheduler& scheduler;
         scheduler::ScheduleStore& schedule_store;
         pause::DomainPauses& pauses;
+        status::ItemLocator& items;
         std::function<std::shared_ptr<const config::Config>()> cfg;  // the running configuration
         // Why the control plane is not ready (a reload that takes too long), or empty.
         std::function<std::string()> control_trouble;
@@ -53,6 +55,7 @@ public:
     Reply purge(const std::string& domain, const broker::DeadLetterFilter& filter) override;
     Reply stalled(const std::string& domain) override;
     Reply setPaused(const std::string& domain, bool paused) override;
+    Reply itemStatus(const std::string& id, const std::string& domain, std::size_t max_scan) override;
     Reply logLevel() override;
     Reply setLogLevel(const std::string& level) override;
 

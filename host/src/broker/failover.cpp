@@ -372,6 +372,30 @@ DeadLetterListing Failover::deadLetters(std::string_view domain, const DeadLette
     return out;
 }
 
+WaitingSearch Failover::findWaiting(const std::vector<std::string>& domains, std::string_view id,
+                                    std::size_t max_scan, std::map<std::string, std::string>& unavailable) {
+    WaitingSearch out;
+    for (BackendInspection* b : inspectable()) {
+        const std::string name(b->backendName());
+        if (b == nats_ && !natsUsable()) {
+            unavailable[name] = "not connected";
+            continue;
+        }
+        auto found = b->findWaiting(domains, id, max_scan - std::min<std::size_t>(max_scan, out.scanned));
+        if (!found) {
+            unavailable[name] = found.message();
+            continue;
+        }
+        out.scanned += found->scanned;
+        out.complete = out.complete && found->complete;
+        if (found->found) {
+            out.found = std::move(found->found);
+            break;
+        }
+    }
+    return out;
+}
+
 ReplayReport Failover::replay(std::string_view domain, const DeadLetterFilter& filter) {
     // Published like any other item (NATS, or RabbitMQ when NATS cannot
     // take it) with the original id and payload and a fresh deadline.

@@ -54,6 +54,8 @@ public:
     bool reachable(std::string_view backend) const override;
     QueueReport inspect(const std::vector<std::string>& domains, const InspectOptions& options) override;
     DeadLetterListing deadLetters(std::string_view domain, const DeadLetterQuery& query) override;
+    WaitingSearch findWaiting(const std::vector<std::string>& domains, std::string_view id, std::size_t max_scan,
+                              std::map<std::string, std::string>& unavailable) override;
     ReplayReport replay(std::string_view domain, const DeadLetterFilter& filter) override;
     ReplayReport purge(std::string_view domain, const DeadLetterFilter& filter) override;
     // Which backend served the last successful publish.

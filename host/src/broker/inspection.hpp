@@ -110,6 +110,24 @@ struct DeadLetterPage {
     std::uint64_t next_after = 0;  // the last sequence listed
 };
 
+// A work item found waiting in a work queue (kanbanctl status).
+struct WaitingItem {
+    std::string domain;
+    Priority priority = Priority::normal;
+    std::uint64_t sequence = 0;
+    // Handed to a worker and not settled yet: in a fetched batch, in a
+    // handler, or waiting for its retry's backoff.
+    bool delivered = false;
+    std::optional<std::int64_t> published_unix_ms;
+};
+
+// The answer of a search for one id among the waiting items.
+struct WaitingSearch {
+    std::optional<WaitingItem> found;
+    std::uint64_t scanned = 0;  // items looked at
+    bool complete = true;       // false: stopped at the bound before the end
+};
+
 // What one backend answers. Called from the coordinator's and the admin
 // API's threads; implementations are thread-safe.
 class BackendInspection {
@@ -127,6 +145,13 @@ public:
     // `republish`, removes it (purge). Only what is there when it starts.
     virtual Result<ReplayResults> settleDeadLetters(std::string_view domain, const DeadLetterFilter& filter,
                                                     const Republish& republish) = 0;
+    // Looks for the item `id` among the waiting (and delivered, unsettled)
+    // items of `domains`, reading at most `max_scan` of them. A backend
+    // whose queues cannot be read without taking their items says why.
+    virtual Result<WaitingSearch> findWaiting(const std::vector<std::string>& /*domains*/, std::string_view /*id*/,
+                                              std::size_t /*max_scan*/) {
+        return Error{std::string(backendName()) + ": its queues cannot be searched without taking their items"};
+    }
 };
 
 // Dead letters of one domain across the backends.
@@ -165,6 +190,13 @@ public:
     virtual ReplayReport replay(std::string_view domain, const DeadLetterFilter& filter) = 0;
     // Removes dead letters for good, on every backend that answers.
     virtual ReplayReport purge(std::string_view domain, const DeadLetterFilter& filter) = 0;
+    // Asks each backend that answers (see BackendInspection::findWaiting);
+    // `unavailable` says which could not be searched and why.
+    virtual WaitingSearch findWaiting(const std::vector<std::string>& /*domains*/, std::string_view /*id*/,
+                                      std::size_t /*max_scan*/, std::map<std::string, std::string>& unavailable) {
+        unavailable["all"] = "not supported";
+        return {};
+    }
 };
 
 }  // namespace kanban::host::broker

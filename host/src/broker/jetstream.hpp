@@ -80,6 +80,10 @@ public:
     Result<DeadLetterPage> deadLetters(std::string_view domain, const DeadLetterQuery& query) override;
     Result<ReplayResults> settleDeadLetters(std::string_view domain, const DeadLetterFilter& filter,
                                             const Republish& republish) override;
+    // Reads the work stream by sequence (jetstream_item_search.cpp), at
+    // most `max_scan` sequences, until the id turns up on a domain's subject.
+    Result<WaitingSearch> findWaiting(const std::vector<std::string>& domains, std::string_view id,
+                                      std::size_t max_scan) override;
 
     // Items waiting plus delivered-unacked, per priority (consumers not yet
     // declared count as empty). With `stored` (messages per subject) and

@@ -133,7 +133,8 @@ public:
                   stored_jobs_.sync();
                   pauses_.sync();
               }),
-          service_({brokers, metrics, domains_, coordinator_, scheduler_, schedule_store_, pauses_,
+          items_(brokers, domains_, [&brokers] { return brokers.openDoneStore(); }),
+          service_({brokers, metrics, domains_, coordinator_, scheduler_, schedule_store_, pauses_, items_,
                     [this] { return config(); }, [this] { return controlTrouble(); }}),
           admin_(service_, token) {}
 
@@ -179,6 +180,7 @@ private:
     pause::DomainPauses pauses_;  // applied to domains_' pools
     plugin::Registry registry_;  // control thread only
     coordinator::Coordinator coordinator_;
+    status::ItemLocator items_;
     admin::AdminService service_;
     admin::AdminServer admin_;
     std::atomic<std::int64_t> reload_started_ns_{0};  // steady clock; 0 = no reload running

@@ -281,10 +281,15 @@ void DomainWorkers::run(std::size_t index) {
             continue;
         }
         // Paused by an operator: nobody pulls; items wait in the broker.
-        if (paused_.load()) {
+        // (The consumer is opened first: that declares the topology, which
+        // readiness waits for even when every domain is paused.)
+        const auto park = [&] {
             ++parked_;
             waitWhilePaused(std::chrono::milliseconds(1000));
             --parked_;
+        };
+        if (paused_.load() && consumer) {
+            park();
             continue;
         }
         // Jidoka: while the breaker is open nobody pulls; items wait in the broker.
@@ -326,6 +331,11 @@ void DomainWorkers::run(std::size_t index) {
             store = std::move(*opened_store);
             retry_wait = std::chrono::milliseconds(250);
             spdlog::debug("worker {} of domain={} pulling", index, domain);
+        }
+        if (paused_.load()) {
+            if (permit.trial) breaker_.trialUnused();
+            park();
+            continue;
         }
         const int max = permit.trial ? 1 : static_cast<int>(in_use->workers.pull_batch);
         auto batch = consumer->fetch(max, settings_.idle_wait);
