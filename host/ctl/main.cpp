@@ -67,20 +67,20 @@ int main(int argc, char** argv) {
     dlq_list->add_option("DOMAIN", dlq_domain, "domain")->required();
     dlq_list->add_flag("--json", json, "print the JSON of GET /dlq/<domain>");
     dlq_list->add_option("--limit", dlq_limit, "at most this many")->check(CLI::Range(1, 10000));
-    dlq_list->add_option("--reason", dlq_reason, "only those whose reason contains this text");
+    dlq_list->add_option("--reason", dlq_reason, "only those whose reason code is this (handler_failed, retries_exhausted, ...) or whose reason contains it");
     auto* dlq_replay = dlq_cmd->add_subcommand("replay", "publish dead-lettered items again (all, or --id)");
     dlq_replay->add_option("DOMAIN", dlq_domain, "domain")->required();
     auto* id_opt = dlq_replay->add_option("--id", dlq_id, "only this work id");
     dlq_replay->add_option("--id-base64", dlq_id_base64, "only this work id, given in base64 (an id that is not UTF-8, "
                                                          "as id_base64 in dlq list --json)")
         ->excludes(id_opt);
-    dlq_replay->add_option("--reason", dlq_reason, "only those whose reason contains this text");
+    dlq_replay->add_option("--reason", dlq_reason, "only those whose reason code is this (handler_failed, retries_exhausted, ...) or whose reason contains it");
     dlq_replay->add_flag("--json", json, "print the JSON answer");
     auto* dlq_purge = dlq_cmd->add_subcommand("purge", "remove dead-lettered items for good (all, --id or --reason)");
     dlq_purge->add_option("DOMAIN", dlq_domain, "domain")->required();
     auto* purge_id_opt = dlq_purge->add_option("--id", dlq_id, "only this work id");
     dlq_purge->add_option("--id-base64", dlq_id_base64, "only this work id, given in base64")->excludes(purge_id_opt);
-    dlq_purge->add_option("--reason", dlq_reason, "only those whose reason contains this text");
+    dlq_purge->add_option("--reason", dlq_reason, "only those whose reason code is this (handler_failed, retries_exhausted, ...) or whose reason contains it");
     dlq_purge->add_flag("--json", json, "print the JSON answer");
 
     std::string sched_name, sched_domain, sched_priority = "normal", sched_cron, sched_payload = "{}";

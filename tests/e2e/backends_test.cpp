@@ -125,12 +125,14 @@ TEST_P(Backends, RetriesBackOffThenDeadLetter) {
     }
     ASSERT_TRUE(dlq.count(retry[0]));
     EXPECT_EQ(dlq[retry[0]]["reason"], "asked to retry");
+    EXPECT_EQ(dlq[retry[0]]["reason_code"], "retries_exhausted");
     EXPECT_EQ(dlq[retry[0]]["attempts"], 3);
     EXPECT_EQ(dlq[retry[0]]["payload"], "retry");
     EXPECT_EQ(dlq[retry[0]]["backend"], backendName());
     EXPECT_THAT(dlq[retry[0]]["original_subject"].get<std::string>(), ::testing::EndsWith("normal.orders"));
     ASSERT_TRUE(dlq.count(failing[0]));
     EXPECT_EQ(dlq[failing[0]]["reason"], "asked to fail");
+    EXPECT_EQ(dlq[failing[0]]["reason_code"], "handler_failed");
     EXPECT_EQ(dlq[failing[0]]["attempts"], 1);
     EXPECT_EQ(callsFor(readCalls(out), failing[0]).size(), 1u) << "fail is final";
 
@@ -138,9 +140,9 @@ TEST_P(Backends, RetriesBackOffThenDeadLetter) {
     // again). On NATS the same id within the 2-minute duplicate window is
     // dropped by the stream: operations_test covers replay there.
     if (GetParam() == Backend::nats) return;
-    // Purge by reason on RabbitMQ's dead-letter queue: that one goes, the
-    // other is handed back to the queue untouched.
-    auto purged = kd.http("POST", "/dlq/orders/purge", R"({"reason":"asked to retry"})");
+    // Purge by reason code on RabbitMQ's dead-letter queue: that one goes,
+    // the other is handed back to the queue untouched.
+    auto purged = kd.http("POST", "/dlq/orders/purge", R"({"reason":"retries_exhausted"})");
     EXPECT_EQ(purged.status, 200) << purged.body;
     EXPECT_EQ(nlohmann::json::parse(purged.body)["purged"], nlohmann::json::array({retry[0]})) << purged.body;
     dlq = deadLetters(kd, "orders");

@@ -90,7 +90,11 @@ TEST_F(Operations, MetricsCountExactlyTheWorkloadDone) {
                           at(R"(kanban_items_pulled_total{domain="orders",priority="low"})");
     EXPECT_EQ(pulled, static_cast<double>(calls.size()));
     EXPECT_EQ(at(R"(kanban_handler_duration_seconds_count{domain="orders"})"), static_cast<double>(calls.size()));
-    EXPECT_EQ(at(R"(kanban_item_wait_seconds_count{domain="orders"})"), 25);  // first deliveries only
+    // First deliveries only; nats-server 2.9.10 can hand a redelivery out
+    // again with delivery count 1 (docs/architecture.md: a pull request that
+    // expired as it was served), which then counts as a first delivery.
+    EXPECT_GE(at(R"(kanban_item_wait_seconds_count{domain="orders"})"), 25);
+    EXPECT_LE(at(R"(kanban_item_wait_seconds_count{domain="orders"})"), 25.0 + static_cast<double>(retried));
     EXPECT_EQ(at(R"(kanban_build_info{version="0.1.0"})"), 1);
     EXPECT_EQ(at(R"(kanban_plugin_info{domain="orders",plugin="recorder",version="1.0.0"})"), 1);
     EXPECT_EQ(at(R"(kanban_backend_active{backend="nats"})"), 1);
@@ -450,6 +454,11 @@ TEST_F(Operations, DeadLettersAreFilteredByReasonAndPurgedByIdByReasonOrAll) {
     EXPECT_THAT(late.out, ::testing::Not(HasSubstr(failed[0])));
     EXPECT_THAT(late.err, HasSubstr("2 dead-lettered item(s)"));
     EXPECT_EQ(nlohmann::json::parse(kd.http("GET", "/dlq/orders?reason=asked%20to%20fail").body)["count"], 3);
+    // The reason code (the label of kanban_items_dead_lettered_total) matches exactly.
+    const auto by_code = nlohmann::json::parse(kd.http("GET", "/dlq/orders?reason=handler_failed").body);
+    EXPECT_EQ(by_code["count"], 3) << by_code.dump();
+    EXPECT_EQ(by_code["items"][0]["reason_code"], "handler_failed");
+    EXPECT_EQ(by_code["items"][0]["reason"], "asked to fail");
 
     // By id: that one only.
     auto one = ctl(kd, {"dlq", "purge", "orders", "--id", failed[0]});

@@ -192,7 +192,7 @@ TEST_F(JetStreamTest, DeadLetterStoresCopyWithHeadersThenRemovesOriginal) {
     auto c = consumer("dl");
     auto got = fetchN(*c, 1);
     ASSERT_EQ(got.size(), 1u);
-    ASSERT_TRUE(got[0]->deadLetter("because").ok());
+    ASSERT_TRUE(got[0]->deadLetter("because", "handler_failed").ok());
     got.clear();
 
     natsMsg* m = nullptr;
@@ -204,6 +204,7 @@ TEST_F(JetStreamTest, DeadLetterStoresCopyWithHeadersThenRemovesOriginal) {
     };
     EXPECT_EQ(std::string(natsMsg_GetData(m), natsMsg_GetDataLength(m)), "payload-bytes");
     EXPECT_EQ(hdr("Kanban-Reason"), "because");
+    EXPECT_EQ(hdr("Kanban-Reason-Code"), "handler_failed");
     EXPECT_EQ(hdr("Kanban-Attempts"), "1");
     EXPECT_EQ(hdr("Kanban-Original-Subject"), "kanban.low.dl");
     EXPECT_EQ(hdr("Kanban-Original-Id"), "dl-1");

@@ -49,7 +49,7 @@ public:
     void release() override { settled_.push_back("release"); }
     void defer(std::chrono::milliseconds) override { settled_.push_back("defer"); }
     void progress() override {}
-    Status deadLetter(std::string_view) override {
+    Status deadLetter(std::string_view, std::string_view) override {
         settled_.push_back("dead_letter");
         return Ok{};
     }

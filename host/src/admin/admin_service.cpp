@@ -212,6 +212,7 @@ Reply AdminService::deadLetters(const std::string& domain, const broker::DeadLet
     for (const auto& dl : listing.items) {
         nlohmann::json j{{"sequence", dl.sequence},
                          {"reason", dl.reason},
+                         {"reason_code", dl.reason_code},
                          {"attempts", dl.attempts},
                          {"original_subject", dl.original_subject},
                          {"dead_lettered_at", dl.dead_lettered_at},

@@ -81,9 +81,11 @@ using Republish = std::function<Status(const PublishRequest&)>;
 // Which dead letters a listing, replay or purge takes: all by default.
 struct DeadLetterFilter {
     std::optional<std::string> id;  // only this work id
-    std::string reason;             // only those whose reason contains this text
+    // Only those whose reason code is this, or whose reason text contains it.
+    std::string reason;
     bool matches(const DeadLetter& dl) const {
-        return (!id || dl.id == *id) && (reason.empty() || dl.reason.find(reason) != std::string::npos);
+        return (!id || dl.id == *id) &&
+               (reason.empty() || dl.reason_code == reason || dl.reason.find(reason) != std::string::npos);
     }
 };
 

@@ -307,7 +307,8 @@ Result<PublishAck> JetStream::publish(const PublishRequest& request) {
 }
 
 Status JetStream::publishDeadLetter(natsMsg* original, std::uint64_t stream_sequence, const std::string& id,
-                                    const std::string& domain, std::uint32_t attempts, std::string_view reason) {
+                                    const std::string& domain, std::uint32_t attempts, std::string_view reason,
+                                    std::string_view code) {
     // The DLQ copy's dedup key is the original's place in the work stream:
     // a crash between this publish and the Term redelivers the same stored
     // message, whose second DLQ copy is then dropped. (Keying it by the work
@@ -315,6 +316,7 @@ Status JetStream::publishDeadLetter(natsMsg* original, std::uint64_t stream_sequ
     Headers headers{{"Nats-Msg-Id", "dlq:" + options_.stream + ":" + std::to_string(stream_sequence)},
                     {"Kanban-Original-Id", id},
                     {"Kanban-Reason", std::string(reason)},
+                    {"Kanban-Reason-Code", std::string(code)},
                     {"Kanban-Attempts", std::to_string(attempts)},
                     {"Kanban-Original-Subject", natsMsg_GetSubject(original)}};
     for (const char* key : {"Kanban-Deadline", "Kanban-Created"})

@@ -104,7 +104,8 @@ public:
 
     // Used by deliveries: publish the DLQ copy and wait for its ack.
     Status publishDeadLetter(__natsMsg* original, std::uint64_t stream_sequence, const std::string& id,
-                             const std::string& domain, std::uint32_t attempts, std::string_view reason);
+                             const std::string& domain, std::uint32_t attempts, std::string_view reason,
+                             std::string_view code);
 
     const JetStreamOptions& options() const { return options_; }
     const std::string& streamName() const { return options_.stream; }

@@ -63,8 +63,8 @@ public:
     void release() override { check(natsMsg_Nak(msg_, nullptr), "nak"); }
     void defer(std::chrono::milliseconds) override {}  // the running worker's ack or nak settles it
     void progress() override { check(natsMsg_InProgress(msg_, nullptr), "in-progress"); }
-    Status deadLetter(std::string_view reason) override {
-        Status s = owner_.publishDeadLetter(msg_, stream_sequence, id, domain, attempt, reason);
+    Status deadLetter(std::string_view reason, std::string_view code) override {
+        Status s = owner_.publishDeadLetter(msg_, stream_sequence, id, domain, attempt, reason, code);
         if (!s) return s;
         // The DLQ copy is stored; only now remove the original. A lost Term
         // means a redelivery whose DLQ publish is deduplicated by its id.

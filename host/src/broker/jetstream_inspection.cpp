@@ -90,6 +90,7 @@ Result<DeadLetterPage> JetStream::deadLetters(std::string_view domain, const Dea
         dl.sequence = seq != nullptr ? nats::parseInt64(seq).value_or(0) : 0;
         if (const char* v = nats::header(m, "Kanban-Original-Id")) dl.id = v;
         if (const char* v = nats::header(m, "Kanban-Reason")) dl.reason = v;
+        if (const char* v = nats::header(m, "Kanban-Reason-Code")) dl.reason_code = v;
         if (const char* v = nats::header(m, "Kanban-Original-Subject")) dl.original_subject = v;
         if (const char* v = nats::header(m, "Kanban-Attempts"))
             dl.attempts = static_cast<std::uint32_t>(nats::parseInt64(v).value_or(0));

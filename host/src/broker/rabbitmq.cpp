@@ -43,7 +43,7 @@ public:
     void release() override;
     void defer(std::chrono::milliseconds delay) override { republishAfter(delay, attempt); }
     void progress() override {}  // classic queues have no ack wait (only the broker's 30-minute consumer_timeout)
-    Status deadLetter(std::string_view reason) override;
+    Status deadLetter(std::string_view reason, std::string_view code) override;
 
 private:
     // A copy through the retry queue, back after `delay` with `next_attempt`;
@@ -234,7 +234,7 @@ void RabbitDelivery::republishAfter(std::chrono::milliseconds delay, std::uint32
     ack();
 }
 
-Status RabbitDelivery::deadLetter(std::string_view reason) {
+Status RabbitDelivery::deadLetter(std::string_view reason, std::string_view code) {
     amqp::Message m;
     m.exchange = kDeadLetterExchange;
     m.routing_key = amqpRoutingKey(domain, priority);
@@ -244,6 +244,7 @@ Status RabbitDelivery::deadLetter(std::string_view reason) {
     m.timestamp_s = nowUnixMs() / 1000;
     m.headers = carriedHeaders(env_);
     m.headers.push_back({"kanban-reason", std::string(reason), std::nullopt});
+    m.headers.push_back({"kanban-reason-code", std::string(code), std::nullopt});
     m.headers.push_back({"kanban-attempts", {}, static_cast<std::int64_t>(attempt)});
     m.headers.push_back({"kanban-original-subject", amqpRoutingKey(domain, priority), std::nullopt});
     m.headers.push_back({"kanban-original-id", id, std::nullopt});
@@ -354,6 +355,7 @@ DeadLetter toDeadLetter(const amqp::Envelope& e) {
     const amqp::Header* h = e.header("kanban-original-id");
     dl.id = h != nullptr ? h->text : e.message_id;
     if (const amqp::Header* r = e.header("kanban-reason")) dl.reason = r->text;
+    if (const amqp::Header* r = e.header("kanban-reason-code")) dl.reason_code = r->text;
     if (const amqp::Header* s = e.header("kanban-original-subject")) dl.original_subject = s->text;
     dl.attempts = static_cast<std::uint32_t>(e.integer("kanban-attempts").value_or(0));
     if (auto at = e.integer("kanban-dead-lettered-at")) dl.dead_lettered_at = rfc3339(*at);

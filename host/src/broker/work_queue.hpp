@@ -92,14 +92,16 @@ public:
     virtual void progress() = 0;
     // Publishes the item to the dead-letter queue and, once that publish is
     // acknowledged, removes the original. On error the original stays
-    // (it will be redelivered); nothing is lost.
-    virtual Status deadLetter(std::string_view reason) = 0;
+    // (it will be redelivered); nothing is lost. `reason` is the text (the
+    // plugin's own, or the host's); `code` its label (kDeadLetterReasons).
+    virtual Status deadLetter(std::string_view reason, std::string_view code) = 0;
 };
 
 // An item in a dead-letter queue, as listed by the admin API.
 struct DeadLetter {
     std::uint64_t sequence = 0;  // JetStream: in the dead-letter stream; RabbitMQ: 0
     std::string id, reason, original_subject;
+    std::string reason_code;  // the label of kanban_items_dead_lettered_total; empty for older dead letters
     std::uint32_t attempts = 0;
     std::string dead_lettered_at;  // RFC 3339
     std::string payload;

@@ -417,7 +417,7 @@ void DomainWorkers::deadLetter(broker::Delivery& d, metrics::DeadLetterReason wh
                                broker::DoneStore& store, bool had_record) {
     const std::string& domain = settings_.domain.name;
     const std::string label(metrics::kDeadLetterReasons[static_cast<std::size_t>(why)]);
-    if (Status s = d.deadLetter(reason); !s) {
+    if (Status s = d.deadLetter(reason, label); !s) {
         // The DLQ is full or unreachable. The item is settled all the same:
         // its record says so, and every later delivery (here or on another
         // host) offers it to the DLQ again without calling the handler, at a
