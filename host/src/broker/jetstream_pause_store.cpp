@@ -26,19 +26,10 @@ Result<nlohmann::json> parse(kvEntry* e) {
 }  // namespace
 
 Result<kvStore*> JetStreamPauseStore::bucket() {
-    const std::string bucket = controlBucketName(nats_.streamName());
-    kvStore* kv = nullptr;
-    if (js_KeyValue(&kv, nats_.js(), bucket.c_str()) == NATS_OK) return kv;
-    kvConfig kc;
-    kvConfig_Init(&kc);
-    kc.Bucket = bucket.c_str();
-    kc.Description = "TPS Kanban: paused domains";
-    kc.History = 1;
-    kc.StorageType = js_FileStorage;
-    kc.Replicas = nats_.options().replicas;
-    if (natsStatus s = js_CreateKeyValue(&kv, nats_.js(), &kc); s != NATS_OK)
-        return Error{"nats: cannot open key-value bucket " + bucket + ": " + nats::error(s)};
-    return kv;
+    return nats::keyValueBucket(nats_.js(),
+                                controlBucketName(nats_.streamName()),
+                                "TPS Kanban: paused domains",
+                                nats_.options().replicas);
 }
 
 Result<pause::Paused> JetStreamPauseStore::paused() {

@@ -7,19 +7,10 @@
 namespace kanban::host::broker {
 
 Result<kvStore*> JetStreamScheduleStore::bucket() {
-    const std::string bucket = scheduleBucketName(nats_.streamName());
-    kvStore* kv = nullptr;
-    if (js_KeyValue(&kv, nats_.js(), bucket.c_str()) == NATS_OK) return kv;
-    kvConfig kc;
-    kvConfig_Init(&kc);
-    kc.Bucket = bucket.c_str();
-    kc.Description = "TPS Kanban: schedules added at run time";
-    kc.History = 1;
-    kc.StorageType = js_FileStorage;
-    kc.Replicas = nats_.options().replicas;
-    if (natsStatus s = js_CreateKeyValue(&kv, nats_.js(), &kc); s != NATS_OK)
-        return Error{"nats: cannot open key-value bucket " + bucket + ": " + nats::error(s)};
-    return kv;
+    return nats::keyValueBucket(nats_.js(),
+                                scheduleBucketName(nats_.streamName()),
+                                "TPS Kanban: schedules added at run time",
+                                nats_.options().replicas);
 }
 
 Status JetStreamScheduleStore::put(const std::string& name, const std::string& json) {

@@ -82,4 +82,19 @@ void onAsyncError(natsConnection*, natsSubscription*, natsStatus err, void*) {
     spdlog::warn("nats: asynchronous error: {}", natsStatus_GetText(err));
 }
 
+Result<kvStore*> keyValueBucket(jsCtx* js, const std::string& name, const char* description, int replicas) {
+    kvStore* kv = nullptr;
+    if (js_KeyValue(&kv, js, name.c_str()) == NATS_OK) return kv;
+    kvConfig kc;
+    kvConfig_Init(&kc);
+    kc.Bucket = name.c_str();
+    kc.Description = description;
+    kc.History = 1;
+    kc.StorageType = js_FileStorage;
+    kc.Replicas = replicas;
+    if (natsStatus s = js_CreateKeyValue(&kv, js, &kc); s != NATS_OK)
+        return Error{"nats: cannot open key-value bucket " + name + ": " + error(s)};
+    return kv;
+}
+
 }  // namespace kanban::host::broker::nats

@@ -10,6 +10,8 @@
 #include <string>
 #include <string_view>
 
+#include "common/result.hpp"
+
 namespace kanban::host::broker::nats {
 
 inline constexpr std::int64_t kNsPerMs = 1'000'000;
@@ -30,6 +32,10 @@ std::optional<std::int64_t> parseInt64(const char* s);
 bool allDigits(const char* s);
 // "2026-11-29T12:07:38.384768356Z" (RFC 3339, UTC, as the server stamps) in epoch ms.
 std::optional<std::int64_t> parseTimestampMs(const char* rfc3339);
+
+// Binds the key-value bucket `name`, creating it (file storage, history 1,
+// `replicas`) when it does not exist; the caller destroys it.
+Result<kvStore*> keyValueBucket(jsCtx* js, const std::string& name, const char* description, int replicas);
 
 // Disconnections so far, of any connection of this process: a quiet
 // worker may have missed a publish notice meanwhile.
