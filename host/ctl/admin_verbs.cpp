@@ -43,19 +43,19 @@ int health(AdminClient& admin, bool json) {
     return kExitOk;
 }
 
-int drain(AdminClient& admin, bool wait, int timeout_s, bool cancel) {
+int drain(AdminClient& admin, bool wait, int timeout_s, bool cancel, bool json) {
     if (cancel) {
         auto r = admin.call("POST", "/drain/cancel");
         if (!r) return admin.unreachable();
         if (r->status != 200) return AdminClient::refused(*r);
-        std::cout << "drain cancelled\n";
+        std::cout << (json ? dump(r->body) : "drain cancelled") << "\n";
         return kExitOk;
     }
     auto r = admin.call("POST", "/drain");
     if (!r) return admin.unreachable();
     if (r->status != 202 && r->status != 200) return AdminClient::refused(*r);
     if (!wait) {
-        std::cout << "draining\n";
+        std::cout << (json ? dump(r->body) : "draining") << "\n";
         return kExitOk;
     }
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
@@ -63,7 +63,7 @@ int drain(AdminClient& admin, bool wait, int timeout_s, bool cancel) {
         auto h = admin.call("GET", "/health");
         if (!h) return admin.unreachable();
         if (h->status == 200 && h->body.is_object() && h->body.value("drained", false)) {
-            std::cout << "drained\n";
+            std::cout << (json ? dump(h->body) : "drained") << "\n";
             return kExitOk;
         }
         if (timeout_s > 0 && std::chrono::steady_clock::now() >= deadline)

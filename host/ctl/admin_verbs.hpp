@@ -12,7 +12,8 @@
 namespace kanban::ctl {
 
 int health(AdminClient& admin, bool json);
-int drain(AdminClient& admin, bool wait, int timeout_s, bool cancel);
+// With `json`: the answer of POST /drain (or /drain/cancel), or with `wait` the last GET /health.
+int drain(AdminClient& admin, bool wait, int timeout_s, bool cancel, bool json);
 int dlqList(AdminClient& admin, const std::string& domain, bool json, int limit, const std::string& reason);
 // dlq replay (replay = true) / dlq purge.
 int dlqSettle(AdminClient& admin, bool replay, const std::string& domain, const std::string& id,

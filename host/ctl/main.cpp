@@ -56,6 +56,7 @@ int main(int argc, char** argv) {
     bool cancel_drain = false;
     auto* wait_flag = drain_cmd->add_flag("--wait", wait, "wait until every queue and every worker is empty");
     drain_cmd->add_flag("--cancel", cancel_drain, "undo a drain: ready again, scheduled ticks resume")->excludes(wait_flag);
+    drain_cmd->add_flag("--json", json, "print the JSON answer (with --wait: the last GET /health)");
     drain_cmd->add_option("--timeout", timeout_s, "with --wait: give up after this many seconds (0 = never)")
         ->check(CLI::NonNegativeNumber);
 
@@ -162,7 +163,7 @@ int main(int argc, char** argv) {
         rc = admin.setup(config_path, admin_addr);
         if (rc == kExitOk) {
             if (*health_cmd) rc = health(admin, json);
-            if (*drain_cmd) rc = drain(admin, wait, timeout_s, cancel_drain);
+            if (*drain_cmd) rc = drain(admin, wait, timeout_s, cancel_drain, json);
             if (*dlq_list) rc = dlqList(admin, dlq_domain, json, dlq_limit, dlq_reason);
             if (*dlq_replay) rc = dlqSettle(admin, true, dlq_domain, dlq_id, dlq_id_base64, dlq_reason, json);
             if (*dlq_purge) rc = dlqSettle(admin, false, dlq_domain, dlq_id, dlq_id_base64, dlq_reason, json);

@@ -303,6 +303,11 @@ TEST_F(Operations, DrainWaitsUntilTheQueuesAreEmptyAndCanBeCancelled) {
     const auto more = publish(cfg, "orders", "normal", 3);
     EXPECT_TRUE(waitFor([&] { return allHandled(out, more); }, 20s));
     EXPECT_EQ(ctl(kd, {"drain", "--cancel", "--wait"}).exit_code, 64) << "--cancel with --wait is a usage error";
+    auto json = ctl(kd, {"drain", "--json"});
+    EXPECT_EQ(json.exit_code, 0) << json.err;
+    EXPECT_EQ(nlohmann::json::parse(json.out)["queue_draining"], true);
+    json = ctl(kd, {"drain", "--cancel", "--json"});
+    EXPECT_EQ(nlohmann::json::parse(json.out)["queue_draining"], false);
 }
 
 // GET /dlq/<domain>, POST /dlq/<domain>/replay and their kanbanctl verbs.
