@@ -110,6 +110,69 @@ TEST(Config, IsolationAndRunnerLimitsPerDomain) {
                 HasSubstr("unknown key 'domain[0].runner.max_memory'"));
 }
 
+// [domain.workers], [domain.retry], [domain.circuit_breaker]: unset keys
+// inherit the global tables, whatever their order in the file.
+TEST(Config, DomainPoliciesOverrideTheGlobalTablesKeyByKey) {
+    const Config c = parseOk(R"(
+[[domain]]
+name = "partner"
+[domain.workers]
+max = 4
+pull_batch = 1
+[domain.retry]
+max_attempts = 2
+backoff_initial_ms = 1000
+jitter = 0.5
+[domain.circuit_breaker]
+open_ms = 5000
+
+[[domain]]
+name = "health"
+
+[workers]
+min = 3
+max = 10
+[retry]
+max_attempts = 4
+backoff_max_ms = 60000
+jitter = 0
+[circuit_breaker]
+failure_threshold = 7
+)");
+    const DomainConfig& partner = c.domains.at(0);
+    EXPECT_EQ(partner.workers.min, 3);  // inherited
+    EXPECT_EQ(partner.workers.max, 4);
+    EXPECT_EQ(partner.workers.pull_batch, 1);
+    EXPECT_EQ(partner.retry.max_attempts, 2);
+    EXPECT_EQ(partner.retry.backoff_initial_ms, 1000);
+    EXPECT_EQ(partner.retry.backoff_max_ms, 60000);  // inherited
+    EXPECT_DOUBLE_EQ(partner.retry.jitter, 0.5);
+    EXPECT_EQ(partner.circuit_breaker.failure_threshold, 7);  // inherited
+    EXPECT_EQ(partner.circuit_breaker.open_ms, 5000);
+    const DomainConfig& health = c.domains.at(1);
+    EXPECT_EQ(health.workers, c.workers);
+    EXPECT_EQ(health.retry, c.retry);
+    EXPECT_EQ(health.retry.max_attempts, 4);
+    EXPECT_DOUBLE_EQ(health.retry.jitter, 0.0);
+    EXPECT_EQ(health.circuit_breaker, c.circuit_breaker);
+}
+
+TEST(Config, DomainPoliciesAreCheckedLikeTheGlobalOnes) {
+    EXPECT_THAT(parseError("[[domain]]\nname = \"a\"\n[domain.retry]\nmax_attempt = 2\n", "c.toml"),
+                HasSubstr("c.toml:4:1: unknown key 'domain[0].retry.max_attempt'"));
+    EXPECT_THAT(parseError("[[domain]]\nname = \"a\"\n[domain.workers]\nhosts = 2\n", "c.toml"),
+                HasSubstr("unknown key 'domain[0].workers.hosts'"))
+        << "hosts is the cluster's, not a domain's";
+    EXPECT_THAT(parseError("[[domain]]\nname = \"a\"\n[domain.workers]\nmin = 30\n", "c.toml"),
+                HasSubstr("domain[0].workers.min (30) must not exceed domain[0].workers.max (20)"));
+    EXPECT_THAT(parseError("[[domain]]\nname = \"a\"\n[domain.retry]\njitter = 1.5\n", "c.toml"),
+                HasSubstr("c.toml:4:10: domain[0].retry.jitter must be between 0.00 and 0.99"));
+    EXPECT_THAT(parseError("[[domain]]\nname = \"a\"\n[domain.retry]\nbackoff_initial_ms = 40000\n", "c.toml"),
+                HasSubstr("domain[0].retry.backoff_initial_ms must not exceed domain[0].retry.backoff_max_ms"));
+    EXPECT_THAT(parseError("[[domain]]\nname = \"a\"\ncircuit_breaker = 3\n", "c.toml"),
+                HasSubstr("domain[0].circuit_breaker must be a table ([domain.circuit_breaker]), got integer"));
+}
+
 struct BadValue {
     const char* toml;
     const char* expected;

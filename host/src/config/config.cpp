@@ -108,6 +108,19 @@ public:
         if (v >= min) out = v;
     }
 
+    void number(std::string_view key, double& out, double min, double max) {
+        const toml::node* n = node(key);
+        if (n == nullptr) return;
+        if (!n->is_number()) return wrongType(*n, key, "a number");
+        const double v = n->is_integer() ? static_cast<double>(n->as_integer()->get()) : n->as_floating_point()->get();
+        if (!(v >= min && v <= max)) {
+            diag_.at(n->source(), full(key) + " must be between " + std::to_string(min).substr(0, 4) + " and " +
+                                      std::to_string(max).substr(0, 4) + ", got " + std::to_string(v));
+            return;
+        }
+        out = v;
+    }
+
     void boolean(std::string_view key, bool& out) {
         const toml::node* n = node(key);
         if (n == nullptr) return;
@@ -253,6 +266,49 @@ std::vector<const toml::table*> arrayOfTables(const toml::node* n, const std::st
     return out;
 }
 
+// The policy tables, global or a domain's override (`prefix` names it in
+// errors); the keys a domain may override are the ones read here.
+void parseWorkers(Section& s, WorkersConfig& w, bool global) {
+    s.integer("pull_batch", w.pull_batch, 1, 1000);
+    s.integer("min", w.min, 1, 1000);
+    s.integer("max", w.max, 1, 1000);
+    if (global) {
+        s.integer("starvation_ms", w.starvation_ms, 0, kMaxI64);
+        s.integer("hosts", w.hosts, 1, 1000);
+    }
+    s.finish();
+    if (w.min > w.max)
+        s.error("min", s.full("min") + " (" + std::to_string(w.min) + ") must not exceed " + s.full("max") + " (" +
+                           std::to_string(w.max) + ")");
+}
+
+void parseRetry(Section& s, RetryConfig& r) {
+    s.integer("max_attempts", r.max_attempts, 1, 1000);
+    s.integer("backoff_initial_ms", r.backoff_initial_ms, 1, kMaxI64);
+    s.integer("backoff_max_ms", r.backoff_max_ms, 1, kMaxI64);
+    s.number("jitter", r.jitter, 0.0, 0.99);
+    s.finish();
+    if (r.backoff_initial_ms > r.backoff_max_ms)
+        s.error("backoff_initial_ms", s.full("backoff_initial_ms") + " must not exceed " + s.full("backoff_max_ms"));
+}
+
+void parseBreaker(Section& s, CircuitBreakerConfig& b) {
+    s.integer("failure_threshold", b.failure_threshold, 1, kMaxI64);
+    s.integer("open_ms", b.open_ms, 1, kMaxI64);
+    s.finish();
+}
+
+// A domain's [domain.<key>] sub-table, or nullptr (absent, or not a table: reported).
+const toml::table* domainTable(Section& s, const std::string& prefix, const char* key, Diagnostics& diag) {
+    const toml::node* n = s.node(key);
+    if (n == nullptr) return nullptr;
+    if (!n->is_table()) {
+        diag.at(n->source(), prefix + "." + key + " must be a table ([domain." + key + "]), got " + typeName(*n));
+        return nullptr;
+    }
+    return n->as_table();
+}
+
 // Reads the required, valid, unique `name` of one [[domain]] or [[schedule]].
 void uniqueName(Section& s, const std::string& prefix, const char* kind, bool (*valid)(std::string_view),
                 const char* rule, std::set<std::string>& seen, std::string& out) {
@@ -287,15 +343,27 @@ void parseDomains(Section& root, Config& cfg, Diagnostics& diag, const fs::path&
             else if (isolation != "thread")
                 s.error("isolation", prefix + ".isolation must be \"thread\" or \"process\", got \"" + isolation + "\"");
         }
-        if (const toml::node* r = s.node("runner")) {
-            if (!r->is_table()) {
-                diag.at(r->source(), prefix + ".runner must be a table ([domain.runner]), got " + typeName(*r));
-            } else {
-                Section rs(r->as_table(), prefix + ".runner", diag);
-                rs.integer("memory_max_mb", d.runner.memory_max_mb, 0, 1 << 20);
-                rs.integer("recycle_after_items", d.runner.recycle_after_items, 0, kMaxI64);
-                rs.finish();
-            }
+        if (const toml::table* r = domainTable(s, prefix, "runner", diag)) {
+            Section rs(r, prefix + ".runner", diag);
+            rs.integer("memory_max_mb", d.runner.memory_max_mb, 0, 1 << 20);
+            rs.integer("recycle_after_items", d.runner.recycle_after_items, 0, kMaxI64);
+            rs.finish();
+        }
+        // Per-domain policies: unset keys inherit the global tables (parsed before).
+        d.workers = cfg.workers;
+        d.retry = cfg.retry;
+        d.circuit_breaker = cfg.circuit_breaker;
+        if (const toml::table* t = domainTable(s, prefix, "workers", diag)) {
+            Section ws(t, prefix + ".workers", diag);
+            parseWorkers(ws, d.workers, /*global=*/false);
+        }
+        if (const toml::table* t = domainTable(s, prefix, "retry", diag)) {
+            Section rs(t, prefix + ".retry", diag);
+            parseRetry(rs, d.retry);
+        }
+        if (const toml::table* t = domainTable(s, prefix, "circuit_breaker", diag)) {
+            Section bs(t, prefix + ".circuit_breaker", diag);
+            parseBreaker(bs, d.circuit_breaker);
         }
         if (const toml::node* st = s.node("settings")) {
             if (!st->is_table())
@@ -436,30 +504,15 @@ Result<Config> parseConfig(std::string_view toml_text, const std::string& path) 
     }
     {
         Section s(subTable(top, "workers", diag), "workers", diag);
-        s.integer("pull_batch", cfg.workers.pull_batch, 1, 1000);
-        s.integer("min", cfg.workers.min, 1, 1000);
-        s.integer("max", cfg.workers.max, 1, 1000);
-        s.integer("starvation_ms", cfg.workers.starvation_ms, 0, kMaxI64);
-        s.integer("hosts", cfg.workers.hosts, 1, 1000);
-        s.finish();
-        if (cfg.workers.min > cfg.workers.max)
-            diag.atKey("workers.min", "workers.min (" + std::to_string(cfg.workers.min) + ") must not exceed workers.max (" +
-                                          std::to_string(cfg.workers.max) + ")");
+        parseWorkers(s, cfg.workers, /*global=*/true);
     }
     {
         Section s(subTable(top, "retry", diag), "retry", diag);
-        s.integer("max_attempts", cfg.retry.max_attempts, 1, 1000);
-        s.integer("backoff_initial_ms", cfg.retry.backoff_initial_ms, 1, kMaxI64);
-        s.integer("backoff_max_ms", cfg.retry.backoff_max_ms, 1, kMaxI64);
-        s.finish();
-        if (cfg.retry.backoff_initial_ms > cfg.retry.backoff_max_ms)
-            diag.atKey("retry.backoff_initial_ms", "retry.backoff_initial_ms must not exceed retry.backoff_max_ms");
+        parseRetry(s, cfg.retry);
     }
     {
         Section s(subTable(top, "circuit_breaker", diag), "circuit_breaker", diag);
-        s.integer("failure_threshold", cfg.circuit_breaker.failure_threshold, 1, kMaxI64);
-        s.integer("open_ms", cfg.circuit_breaker.open_ms, 1, kMaxI64);
-        s.finish();
+        parseBreaker(s, cfg.circuit_breaker);
     }
     {
         Section s(subTable(top, "coordinator", diag), "coordinator", diag);

@@ -67,6 +67,9 @@ struct RetryConfig {
     std::int64_t max_attempts = 5;
     std::int64_t backoff_initial_ms = 100;
     std::int64_t backoff_max_ms = 30000;
+    // Each delay is shortened by up to this fraction (random), so that
+    // retries from many workers do not arrive in lockstep.
+    double jitter = 0.2;
     bool operator==(const RetryConfig&) const = default;
 };
 
@@ -110,6 +113,12 @@ struct DomainConfig {
     std::string settings_json = "{}";  // [domain.settings] as a compact JSON object
     Isolation isolation = Isolation::thread;
     RunnerConfig runner;
+    // The global [workers], [retry] and [circuit_breaker] with this domain's
+    // [domain.workers] (min, max, pull_batch), [domain.retry] and
+    // [domain.circuit_breaker] keys over them: what its pool runs with.
+    WorkersConfig workers;
+    RetryConfig retry;
+    CircuitBreakerConfig circuit_breaker;
     bool operator==(const DomainConfig&) const = default;
 };
 

@@ -155,7 +155,9 @@ void Coordinator::tick() {
         double avg = 0;
         for (auto v : w.samples) avg += static_cast<double>(v);
         avg /= static_cast<double>(w.samples.size());
-        const auto target = std::min(static_cast<std::size_t>(targetWorkers(avg, cfg->workers.min, cfg->workers.max)),
+        const config::DomainConfig* dc = cfg->findDomain(d.name);
+        const config::WorkersConfig& limits = dc != nullptr ? dc->workers : cfg->workers;  // its own min/max
+        const auto target = std::min(static_cast<std::size_t>(targetWorkers(avg, limits.min, limits.max)),
                                      d.pool->capacity());
         if (target != d.pool->target()) {
             spdlog::info("coordinator: domain={} workers {} -> {} (average depth {:.1f} over {} samples)", d.name,

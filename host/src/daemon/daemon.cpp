@@ -222,12 +222,13 @@ scheduler::Scheduler::Hooks Host::schedulerHooks() {
     return hooks;
 }
 
-worker::WorkerSettings Host::workerSettings(const config::DomainConfig& d, const config::Config& c) {
+// The domain's own policies: the global tables with its overrides (config).
+worker::WorkerSettings Host::workerSettings(const config::DomainConfig& d, const config::Config& /*c*/) {
     return worker::WorkerSettings{
         .domain = d,
-        .workers = c.workers,
-        .retry = c.retry,
-        .breaker = c.circuit_breaker,
+        .workers = d.workers,
+        .retry = d.retry,
+        .breaker = d.circuit_breaker,
         .on_scheduled_settled = [this](const std::string& id, bool ok) { scheduler_.settled(id, ok); }};
 }
 
@@ -244,7 +245,7 @@ void Host::startDomain(const config::DomainConfig& d, const config::Config& c, p
     metrics_.setPluginInfo(d.name, lib.name, lib.version);
     std::unique_ptr<worker::InflightJournal> journal;
     if (state_dir_ != nullptr) {
-        auto opened = worker::InflightJournal::open(*state_dir_, d.name, static_cast<std::size_t>(c.workers.max));
+        auto opened = worker::InflightJournal::open(*state_dir_, d.name, static_cast<std::size_t>(d.workers.max));
         if (opened)
             journal = std::move(*opened);
         else
@@ -253,7 +254,7 @@ void Host::startDomain(const config::DomainConfig& d, const config::Config& c, p
     auto pool = std::make_shared<worker::DomainWorkers>(workerSettings(d, c), g.handler, brokers_, done_, ledger_,
                                                         metrics_.domain(d.name), std::move(journal));
     pool->setPaused(pauses_.paused(d.name));
-    pool->start(static_cast<std::size_t>(c.workers.min));
+    pool->start(static_cast<std::size_t>(d.workers.min));
     domains_.put({d.name, pool, lib.name, lib.version, ""});
     pool->setPaused(pauses_.paused(d.name));  // a pause that came meanwhile found no pool to apply to
     registry_.set(d.name, std::move(g));

@@ -137,7 +137,7 @@ void DomainWorkers::handBack(broker::DeliveryBatch& batch, const std::vector<boo
             continue;
         }
         // The delay keeps this from spinning.
-        batch[i]->retryAfter(backoffDelay(1, s.retry.backoff_initial_ms, s.retry.backoff_max_ms, kBackoffJitter, unitRandom()));
+        batch[i]->retryAfter(backoffDelay(1, s.retry.backoff_initial_ms, s.retry.backoff_max_ms, s.retry.jitter, unitRandom()));
         metrics_.nacked->Increment();
     }
 }
@@ -406,7 +406,7 @@ void DomainWorkers::ackDuplicate(broker::Delivery& d) {
 
 void DomainWorkers::retry(broker::Delivery& d, const std::string& reason, const WorkerSettings& s) {
     const auto& retry = s.retry;
-    const auto delay = backoffDelay(d.attempt, retry.backoff_initial_ms, retry.backoff_max_ms, kBackoffJitter, unitRandom());
+    const auto delay = backoffDelay(d.attempt, retry.backoff_initial_ms, retry.backoff_max_ms, retry.jitter, unitRandom());
     d.retryAfter(delay);
     metrics_.nacked->Increment();
     spdlog::info("item will be retried domain={} id={} attempt={} delay_ms={} reason=\"{}\"", settings_.domain.name, d.id,

@@ -1,0 +1,62 @@
+// Flow control per domain (issue 23): a domain's own retry, workers and
+// breaker policies over the global tables.
+#include "harness.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <csignal>
+
+namespace kanban::test {
+namespace {
+
+class FlowControl : public DaemonTest {
+protected:
+    double value(Kanband& kd, const std::string& sample) {
+        return metric(kd.http("GET", "/metrics").body, sample).value_or(-1);
+    }
+};
+
+std::size_t attempts(const std::string& out, const std::string& id) { return callsFor(readCalls(out), id).size(); }
+
+// [domain.retry] max_attempts = 2 dead-letters after 2 calls while the
+// global 4 applies to the other domain; a SIGHUP changes it live.
+TEST_F(FlowControl, ADomainsRetryPolicyOverridesTheGlobalOneAndReloadsLive) {
+    HostOptions o;
+    o.max_attempts = 4;
+    o.backoff_initial_ms = 20;
+    o.backoff_max_ms = 50;
+    const std::string partner_out = dir.file("partner.txt");
+    auto domains = [&](int partner_attempts) {
+        return std::vector<DomainSpec>{
+            {"health", kFixtures + "/recorder.so", recorderSettings(out)},
+            {"partner", kFixtures + "/recorder.so", recorderSettings(partner_out), 10000,
+             "[domain.retry]\nmax_attempts = " + std::to_string(partner_attempts) + "\n"}};
+    };
+    Kanband& kd = start(domains(2), o);
+    ASSERT_TRUE(kd.waitReady()) << kd.log();
+    NatsProbe probe(nats.url());
+
+    const auto partner = publish(cfg, "partner", "normal", 1, "retry");
+    const auto health = publish(cfg, "health", "normal", 1, "retry");
+    ASSERT_TRUE(waitFor([&] { return probe.deadLetters("partner").size() == 1 && probe.deadLetters("health").size() == 1; },
+                        30s))
+        << kd.log();
+    EXPECT_EQ(attempts(partner_out, partner[0]), 2u) << "the domain's max_attempts";
+    EXPECT_EQ(attempts(out, health[0]), 4u) << "the global max_attempts";
+    EXPECT_EQ(probe.deadLetters("partner")[0].headers.at("Kanban-Attempts"), "2");
+
+    // Live: the domain's override changes on SIGHUP, the other domain keeps the global one.
+    writeConfig(domains(3), o);
+    kd.proc().signal(SIGHUP);
+    ASSERT_TRUE(waitFor([&] { return value(kd, R"(kanban_config_reloads_total{result="success"})") == 1; }, 20s))
+        << kd.log();
+    const auto again = publish(cfg, "partner", "normal", 1, "retry");
+    ASSERT_TRUE(waitFor([&] { return probe.deadLetters("partner").size() == 2; }, 30s)) << kd.log();
+    EXPECT_EQ(attempts(partner_out, again[0]), 3u) << "the reloaded override";
+}
+
+}  // namespace
+}  // namespace kanban::test
