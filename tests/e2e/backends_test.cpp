@@ -153,6 +153,35 @@ TEST_P(Backends, RetriesBackOffThenDeadLetter) {
     EXPECT_TRUE(waitFor([&] { return callsFor(readCalls(out), failing[0]).size() == 2; }, 10s)) << r.body << kd.log();
 }
 
+// Result::retry(reason, delay) on both brokers: the item comes back no
+// earlier than the handler asked, and on RabbitMQ a long chosen delay does
+// not hold up other items' backoff (it waits in a queue of its own: a
+// classic queue expires messages at its head only).
+TEST_P(Backends, AHandlerChosenDelayIsKeptAndHoldsNothingUp) {
+    HostOptions o = options();
+    o.max_attempts = 2;
+    o.backoff_initial_ms = 50;
+    o.backoff_max_ms = 600000;
+    Kanband& kd = start({{"orders", kFixtures + "/recorder.so", recorderSettings(out)}}, o);
+    ASSERT_TRUE(kd.waitReady()) << kd.log();
+    const auto parked = publish(cfg, "orders", "normal", 1, "retry-after:600000");  // ten minutes
+    ASSERT_TRUE(waitFor([&] { return callsFor(readCalls(out), parked[0]).size() == 1; }, 20s)) << kd.log();
+    const auto later = publish(cfg, "orders", "normal", 1, "retry-after:1200");
+    const auto backoff = publish(cfg, "orders", "normal", 1, "retry");
+    ASSERT_TRUE(waitFor(
+        [&] {
+            const auto calls = readCalls(out);
+            return callsFor(calls, later[0]).size() == 2 && callsFor(calls, backoff[0]).size() == 2;
+        },
+        30s))
+        << kd.log();
+    const auto calls = callsFor(readCalls(out), later[0]);
+    const double gap_ms = static_cast<double>(calls[1].epoch_us - calls[0].epoch_us) / 1000.0;
+    std::cout << "[ measured ] " << backendName() << " handler-chosen delay 1200 ms: back after " << gap_ms << " ms\n";
+    EXPECT_GE(gap_ms, 1200.0 * 0.99) << "back before the delay the handler asked for";
+    EXPECT_EQ(callsFor(readCalls(out), parked[0]).size(), 1u) << "the ten-minute retry came back early";
+}
+
 // An expired deadline is dead-lettered without calling the handler.
 TEST_P(Backends, ExpiredDeadlineIsDeadLetteredWithoutTheHandler) {
     HostOptions o = options();

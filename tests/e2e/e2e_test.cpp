@@ -84,7 +84,7 @@ TEST(EndToEnd, PluginForAnotherAbiMajorIsRefusedAndOtherDomainsRun) {
 
     auto check = runCommand({kKanband, "--check-config", cfg});
     EXPECT_EQ(check.exit_code, 1);
-    EXPECT_THAT(check.err, HasSubstr(bad_plugin + ": plugin ABI 2.0 is not supported by this host (ABI 1.0)"));
+    EXPECT_THAT(check.err, HasSubstr(bad_plugin + ": plugin ABI 2.0 is not supported by this host (ABI 1.1)"));
 
     Kanband kd(dir, cfg);
     ASSERT_TRUE(kd.waitReady()) << kd.log();

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <csignal>
+#include <iostream>
 
 namespace kanban::test {
 namespace {
@@ -56,6 +57,32 @@ TEST_F(FlowControl, ADomainsRetryPolicyOverridesTheGlobalOneAndReloadsLive) {
     const auto again = publish(cfg, "partner", "normal", 1, "retry");
     ASSERT_TRUE(waitFor([&] { return probe.deadLetters("partner").size() == 2; }, 30s)) << kd.log();
     EXPECT_EQ(attempts(partner_out, again[0]), 3u) << "the reloaded override";
+}
+
+// Result::retry(reason, delay): the handler's delay replaces the backoff
+// (a partner's Retry-After), capped by the domain's backoff_max_ms.
+TEST_F(FlowControl, AHandlerChosenRetryDelayIsRespectedWithinTheBackoffMaximum) {
+    HostOptions o;
+    o.max_attempts = 2;
+    o.backoff_initial_ms = 20;  // the backoff alone would retry after ~20 ms
+    o.backoff_max_ms = 60000;
+    const std::string capped_out = dir.file("capped.txt");
+    Kanband& kd = start({{"partner", kFixtures + "/recorder.so", recorderSettings(out)},
+                         {"capped", kFixtures + "/recorder.so", recorderSettings(capped_out), 10000,
+                          "[domain.retry]\nbackoff_max_ms = 300\n"}},
+                        o);
+    ASSERT_TRUE(kd.waitReady()) << kd.log();
+    const auto later = publish(cfg, "partner", "normal", 1, "retry-after:1500");
+    const auto capped = publish(cfg, "capped", "normal", 1, "retry-after:3600000");  // an hour, capped to 300 ms
+    ASSERT_TRUE(waitFor([&] { return attempts(out, later[0]) == 2 && attempts(capped_out, capped[0]) == 2; }, 30s))
+        << kd.log();
+    const auto calls = callsFor(readCalls(out), later[0]);
+    const double gap_ms = static_cast<double>(calls[1].epoch_us - calls[0].epoch_us) / 1000.0;
+    std::cout << "[ measured ] handler-chosen delay 1500 ms: second attempt after " << gap_ms << " ms\n";
+    EXPECT_GE(gap_ms, 1500.0) << "retried before the delay the handler asked for";
+    EXPECT_THAT(kd.log(), ::testing::HasSubstr("id=" + later[0] + " attempt=1 delay_ms=1500"));
+    EXPECT_THAT(kd.log(), ::testing::HasSubstr("id=" + capped[0] + " attempt=1 delay_ms=300"))
+        << "capped by the domain's backoff_max_ms";
 }
 
 }  // namespace

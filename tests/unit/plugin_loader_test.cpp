@@ -40,7 +40,7 @@ std::pair<kanban_status, std::string> handleOne(const Instance& inst, std::strin
     item.payload_len = payload.size();
     item.attempt = 1;
     char reason[256] = {};
-    kanban_result result{sizeof result, KANBAN_STATUS_FAIL, reason, sizeof reason};
+    kanban_result result{sizeof result, KANBAN_STATUS_FAIL, reason, sizeof reason, -1};
     inst.handle(item, &ctx, &result);
     return {result.status, reason};
 }
@@ -92,13 +92,28 @@ TEST(PluginLoader, RefusesAnotherAbiMajorNamingFileAndBothVersions) {
     const std::string path = kFixtures + "/abi_major_mismatch.so";
     const std::string err = loadError(path);
     EXPECT_THAT(err, HasSubstr(path));
-    EXPECT_THAT(err, HasSubstr("plugin ABI 2.0 is not supported by this host (ABI 1.0)"));
+    EXPECT_THAT(err, HasSubstr("plugin ABI 2.0 is not supported by this host (ABI 1.1)"));
+}
+
+// ABI 1.1 is additive: a plugin built against 1.0 (a shorter kanban_result)
+// loads and behaves as before.
+TEST(PluginLoader, APluginBuiltAgainstAbi10LoadsAndBehavesAsBefore) {
+    auto lib = Library::load(kFixtures + "/abi_1_0.so");
+    ASSERT_TRUE(lib.ok()) << lib.message();
+    EXPECT_EQ((*lib)->name(), "abi_1_0");
+    auto inst = Instance::create(*lib, "{}");
+    ASSERT_TRUE(inst.ok()) << inst.message();
+    const auto [ok_status, ok_reason] = handleOne(**inst, "x");
+    EXPECT_EQ(ok_status, KANBAN_STATUS_OK);
+    const auto [status, reason] = handleOne(**inst, "retry");
+    EXPECT_EQ(status, KANBAN_STATUS_RETRY);
+    EXPECT_EQ(reason, "v1");
 }
 
 TEST(PluginLoader, RefusesANewerAbiMinor) {
     const std::string err = loadError(kFixtures + "/newer_minor.so");
     EXPECT_THAT(err, HasSubstr(kFixtures + "/newer_minor.so"));
-    EXPECT_THAT(err, HasSubstr("plugin ABI 1.1 is newer than this host's ABI 1.0"));
+    EXPECT_THAT(err, HasSubstr("plugin ABI 1.2 is newer than this host's ABI 1.1"));
 }
 
 TEST(PluginLoader, RefusesAFileWithoutTheEntrySymbol) {
@@ -182,7 +197,7 @@ TEST(PluginLoader, DescriptorChecks) {
     d.version = "1";
     EXPECT_THAT(checkDescriptor(&d), HasSubstr("lacks create, handle or destroy"));
     d.struct_size = offsetof(kanban_plugin_descriptor, destroy);
-    EXPECT_THAT(checkDescriptor(&d), HasSubstr("smaller than ABI 1.0 requires"));
+    EXPECT_THAT(checkDescriptor(&d), HasSubstr("smaller than ABI 1.1 requires"));
 }
 
 TEST(HostApi, ContextReportsDeadlineAndCancellation) {

@@ -40,6 +40,9 @@ public:
     RabbitDelivery(RabbitConsumer& owner, amqp::Envelope envelope);
     void ack() override;
     void retryAfter(std::chrono::milliseconds delay) override;
+    void retryAfterChosen(std::chrono::milliseconds delay) override {
+        republishAfter(delay, attempt + 1, amqpChosenDelayQueue(domain, delay));
+    }
     void release() override;
     void defer(std::chrono::milliseconds delay) override { republishAfter(delay, attempt); }
     void progress() override {}  // classic queues have no ack wait (only the broker's 30-minute consumer_timeout)
@@ -48,7 +51,8 @@ public:
 private:
     // A copy through the retry queue, back after `delay` with `next_attempt`;
     // the original is acked once the copy is confirmed.
-    void republishAfter(std::chrono::milliseconds delay, std::uint32_t next_attempt);
+    // `queue`: the retry queue (default: the one of this attempt).
+    void republishAfter(std::chrono::milliseconds delay, std::uint32_t next_attempt, std::string queue = "");
 
     RabbitConsumer& owner_;
     amqp::Envelope env_;
@@ -132,15 +136,15 @@ public:
     }
 
     // Publishes a copy and waits for the confirm, on the second connection.
-    Status publishCopy(const amqp::Message& m, std::uint32_t retry_attempt = 0) {
+    // `retry`: into the retry queue named by its routing key (declared here).
+    Status publishCopy(const amqp::Message& m, bool retry = false) {
         if (!pub_ || pub_->broken()) {
             auto c = mq_.connect("publisher " + spec_.domain);
             if (!c) return c.error();
             pub_ = std::move(*c);
         }
-        if (retry_attempt != 0) {
-            const std::string q = amqpRetryQueue(spec_.domain, retry_attempt);
-            Status s = pub_->declareQueue(q, {{"x-dead-letter-exchange", kExchange, std::nullopt},
+        if (retry) {
+            Status s = pub_->declareQueue(m.routing_key, {{"x-dead-letter-exchange", kExchange, std::nullopt},
                                               {"x-dead-letter-routing-key", "retry." + spec_.domain, std::nullopt}});
             if (!s) return s;
         } else if (Status s = RabbitMq::declareDomain(*pub_, spec_.domain); !s) {
@@ -211,12 +215,12 @@ void RabbitDelivery::release() {
 
 void RabbitDelivery::retryAfter(std::chrono::milliseconds delay) { republishAfter(delay, attempt + 1); }
 
-void RabbitDelivery::republishAfter(std::chrono::milliseconds delay, std::uint32_t next_attempt) {
+void RabbitDelivery::republishAfter(std::chrono::milliseconds delay, std::uint32_t next_attempt, std::string queue) {
     // Never nack-with-requeue: that puts the item back at the head of the
     // queue at once, a hot loop. A copy waits out the delay in a retry queue.
     amqp::Message m;
     m.exchange = "";  // the default exchange: routing key = queue name
-    m.routing_key = amqpRetryQueue(domain, attempt);
+    m.routing_key = queue.empty() ? amqpRetryQueue(domain, attempt) : std::move(queue);
     m.body = env_.body;
     m.message_id = id;
     m.priority = amqpPriority(priority);
@@ -224,7 +228,7 @@ void RabbitDelivery::republishAfter(std::chrono::milliseconds delay, std::uint32
     m.expiration_ms = std::to_string(std::max<std::int64_t>(0, delay.count()));
     m.headers = carriedHeaders(env_);
     m.headers.push_back({"kanban-attempts", {}, static_cast<std::int64_t>(next_attempt)});
-    if (Status s = owner_.publishCopy(m, attempt); !s) {
+    if (Status s = owner_.publishCopy(m, /*retry=*/true); !s) {
         // The original stays unacknowledged; dropping the connection makes
         // the broker requeue it (a prompt retry instead of a delayed one).
         spdlog::warn("retry of domain={} id={} not stored ({}); the item goes back to the queue", domain, id, s.message());

@@ -37,6 +37,12 @@ std::string amqpRetryQueue(std::string_view domain, std::uint32_t attempt) {
     return "kanban.retry." + std::string(domain) + "." +
            std::to_string(std::clamp<std::uint32_t>(attempt, 1, kAmqpRetryQueues));
 }
+std::string amqpChosenDelayQueue(std::string_view domain, std::chrono::milliseconds delay) {
+    std::uint64_t bucket = 1;
+    while (bucket < static_cast<std::uint64_t>(std::max<std::int64_t>(1, delay.count())) && bucket < (1ULL << 62))
+        bucket <<= 1;
+    return "kanban.retry." + std::string(domain) + ".after." + std::to_string(bucket);
+}
 std::string amqpRoutingKey(std::string_view domain, Priority priority) {
     return std::string(priorityName(priority)) + "." + std::string(domain);
 }

@@ -13,6 +13,7 @@
 #include <array>
 #include <cstdint>
 #include <optional>
+#include <chrono>
 #include <string>
 #include <string_view>
 
@@ -59,6 +60,10 @@ inline constexpr std::uint32_t kAmqpRetryQueues = 16;
 std::string amqpQueue(std::string_view domain);                              // kanban.<domain>
 std::string amqpDeadLetterQueue(std::string_view domain);                    // kanban.dlq.<domain>
 std::string amqpRetryQueue(std::string_view domain, std::uint32_t attempt);  // kanban.retry.<domain>.<n>
+// For a delay a handler chose: kanban.retry.<domain>.after.<B>, B the
+// smallest power of two of ms >= the delay, so that the copies in one queue
+// differ by at most 2x (a classic queue expires at its head only).
+std::string amqpChosenDelayQueue(std::string_view domain, std::chrono::milliseconds delay);
 std::string amqpRoutingKey(std::string_view domain, Priority priority);      // <priority>.<domain>
 std::string amqpDomainBinding(std::string_view domain);                      // *.<domain>
 // AMQP priority property: low 0, normal 1, high 2 (x-max-priority 2).

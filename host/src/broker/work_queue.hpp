@@ -80,6 +80,9 @@ public:
     virtual void ack() = 0;
     // Redeliver no earlier than `delay` from now.
     virtual void retryAfter(std::chrono::milliseconds delay) = 0;
+    // The same with a delay the handler chose (Result::retry(reason, delay)),
+    // which need not follow the domain's backoff.
+    virtual void retryAfterChosen(std::chrono::milliseconds delay) { retryAfter(delay); }
     // Hand back an item that was not started (shutdown): redelivered at once.
     virtual void release() = 0;
     // Another worker of this host is running this very item (the broker

@@ -49,6 +49,7 @@ enum class ItemState : std::uint32_t {
 struct ItemResult {
     std::atomic<std::uint32_t> state;  // ItemState; written last (release)
     std::int32_t status;
+    std::int64_t retry_after_ms;  // as the handler set it (-1: none)
     std::int64_t started_ns, ended_ns, deadline_ns;  // steady clock (CLOCK_MONOTONIC: the same in both processes)
     char reason[kReasonBytes];
 };

@@ -120,7 +120,7 @@ private:
         item.deadline_unix_ms = w.deadline_unix_ms;
 
         r.reason[0] = '\0';
-        kanban_result result{sizeof(kanban_result), KANBAN_STATUS_FAIL, r.reason, kReasonBytes};
+        kanban_result result{sizeof(kanban_result), KANBAN_STATUS_FAIL, r.reason, kReasonBytes, -1};
         r.started_ns = start.time_since_epoch().count();
         r.deadline_ns = ctx.deadline.time_since_epoch().count();
         shared_.current_started_ns.store(r.started_ns);
@@ -130,6 +130,7 @@ private:
         r.ended_ns = std::chrono::steady_clock::now().time_since_epoch().count();
         r.reason[kReasonBytes - 1] = '\0';
         r.status = static_cast<std::int32_t>(result.status);
+        r.retry_after_ms = result.retry_after_ms;
         shared_.current.store(0, std::memory_order_release);
     }
 

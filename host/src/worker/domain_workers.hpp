@@ -221,7 +221,7 @@ private:
     void ackDuplicate(broker::Delivery& d);
     void notifyScheduled(const broker::Delivery& d, bool ok);
     // Retries with backoff.
-    void retry(broker::Delivery& d, const std::string& reason, const WorkerSettings& s);
+    void retry(broker::Delivery& d, const std::string& reason, const WorkerSettings& s, std::int64_t handler_delay_ms = -1);
     void deadLetter(broker::Delivery& d, metrics::DeadLetterReason why, const std::string& reason,
                     broker::DoneStore& store, bool had_record);
     // The gauge and the transition counter follow a breaker state change.

@@ -293,7 +293,7 @@ DomainWorkers::Outcome DomainWorkers::process(broker::Delivery& d, Slot& slot, c
     item.deadline_unix_ms = deadline_ms;
 
     char reason[kReasonCapacity] = {};
-    kanban_result result{sizeof(kanban_result), KANBAN_STATUS_FAIL, reason, sizeof reason};
+    kanban_result result{sizeof(kanban_result), KANBAN_STATUS_FAIL, reason, sizeof reason, -1};
     slot.busy_since_ns = start.time_since_epoch().count();
     {
         // A shutdown that began before this item started still cancels it.
@@ -328,7 +328,8 @@ DomainWorkers::Outcome DomainWorkers::process(broker::Delivery& d, Slot& slot, c
                      .overran = end > ctx.deadline,
                      .cancelled_by_stop = ctx.cancelled.load() && cancel_running_.load(),
                      .attempt = d.attempt,
-                     .max_attempts = s.retry.max_attempts},
+                     .max_attempts = s.retry.max_attempts,
+                     .retry_after_ms = result.retry_after_ms},
                     end - start);
 }
 
@@ -356,7 +357,7 @@ DomainWorkers::Outcome DomainWorkers::conclude(broker::Delivery& d, const Worker
             break;
         case Action::retry:
             charge(d, store, {d.attempt, false, "retries_exhausted", decision.reason});
-            retry(d, decision.reason, s);
+            retry(d, decision.reason, s, r.retry_after_ms);
             break;
         case Action::dead_letter:
             deadLetter(d, decision.dead_letter_reason, decision.reason, store, had_record);
@@ -404,10 +405,19 @@ void DomainWorkers::ackDuplicate(broker::Delivery& d) {
                  d.id, d.attempt);
 }
 
-void DomainWorkers::retry(broker::Delivery& d, const std::string& reason, const WorkerSettings& s) {
+void DomainWorkers::retry(broker::Delivery& d, const std::string& reason, const WorkerSettings& s,
+                          std::int64_t handler_delay_ms) {
     const auto& retry = s.retry;
-    const auto delay = backoffDelay(d.attempt, retry.backoff_initial_ms, retry.backoff_max_ms, retry.jitter, unitRandom());
-    d.retryAfter(delay);
+    // The handler's own delay (Result::retry(reason, delay)) wins over the
+    // backoff, within backoff_max_ms.
+    const auto delay = handler_delay_ms >= 0
+                           ? std::chrono::milliseconds(std::clamp<std::int64_t>(handler_delay_ms, 1, retry.backoff_max_ms))
+                           : backoffDelay(d.attempt, retry.backoff_initial_ms, retry.backoff_max_ms, retry.jitter,
+                                          unitRandom());
+    if (handler_delay_ms >= 0)
+        d.retryAfterChosen(delay);
+    else
+        d.retryAfter(delay);
     metrics_.nacked->Increment();
     spdlog::info("item will be retried domain={} id={} attempt={} delay_ms={} reason=\"{}\"", settings_.domain.name, d.id,
                  d.attempt, delay.count(), reason);

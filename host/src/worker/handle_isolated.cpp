@@ -159,7 +159,8 @@ void DomainWorkers::handleIsolated(broker::DeliveryBatch& batch, const std::vect
                                     .overran = r.ended_ns > r.deadline_ns,
                                     .cancelled_by_stop = sh.cancel.load() != 0 && cancel_running_.load(),
                                     .attempt = d.attempt,
-                                    .max_attempts = s.retry.max_attempts};
+                                    .max_attempts = s.retry.max_attempts,
+                                    .retry_after_ms = r.retry_after_ms};
             crashes_in_row_ = 0;
             applyOutcome(conclude(d, s, store, had_record, ret, std::chrono::nanoseconds(r.ended_ns - r.started_ns)), d,
                          store, awaiting_ack);

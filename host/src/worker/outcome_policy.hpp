@@ -35,6 +35,7 @@ struct HandlerReturn {
     bool cancelled_by_stop = false;   // the host asked it to stop (shutdown)
     std::uint32_t attempt = 1;
     std::int64_t max_attempts = 5;
+    std::int64_t retry_after_ms = -1;  // ABI 1.1: the delay the handler chose for a retry (-1: the backoff)
 };
 
 enum class Action { ack, retry, dead_letter, release };

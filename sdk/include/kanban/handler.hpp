@@ -32,6 +32,7 @@
 #include <cstdint>
 #include <cstring>
 #include <exception>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -102,15 +103,25 @@ public:
 
     static Result ok() { return Result(Status::ok, {}); }
     static Result retry(std::string reason) { return Result(Status::retry, std::move(reason)); }
+    // Retry after `delay` instead of the domain's backoff (capped by its
+    // retry.backoff_max_ms). ABI 1.1.
+    static Result retry(std::string reason, std::chrono::milliseconds delay) {
+        Result r(Status::retry, std::move(reason));
+        r.retry_after_ = delay < std::chrono::milliseconds(0) ? std::chrono::milliseconds(0) : delay;
+        return r;
+    }
     static Result fail(std::string reason) { return Result(Status::fail, std::move(reason)); }
 
     Status status() const noexcept { return status_; }
     const std::string& reason() const noexcept { return reason_; }
+    // The delay retry(reason, delay) asked for, if any.
+    std::optional<std::chrono::milliseconds> retryAfter() const noexcept { return retry_after_; }
 
 private:
     Result(Status status, std::string reason) : status_(status), reason_(std::move(reason)) {}
     Status status_;
     std::string reason_;
+    std::optional<std::chrono::milliseconds> retry_after_;
 };
 
 class Handler {
@@ -176,6 +187,8 @@ struct Adapter {
             const Result r = self->handler.handle(item, context);
             result->status = static_cast<kanban_status>(r.status());
             copyText(result->reason, result->reason_capacity, r.reason());
+            if (r.retryAfter() && KANBAN_RESULT_HAS_RETRY_AFTER(result))
+                result->retry_after_ms = static_cast<std::int64_t>(r.retryAfter()->count());
         } catch (const std::exception& e) {
             result->status = KANBAN_STATUS_RETRY;
             copyText(result->reason, result->reason_capacity, std::string("exception: ") + e.what());

@@ -1,5 +1,5 @@
 /*
- * kanban/plugin.h: the TPS Kanban handler plugin ABI (C, version 1.0).
+ * kanban/plugin.h: the TPS Kanban handler plugin ABI (C, version 1.1).
  *
  * This header is THE contract between the kanband host and handler plugins.
  * It uses only <stddef.h> and <stdint.h>; no C++ type crosses the boundary.
@@ -58,7 +58,7 @@ extern "C" {
 
 /** ABI version implemented by this header. */
 #define KANBAN_ABI_MAJOR 1
-#define KANBAN_ABI_MINOR 0
+#define KANBAN_ABI_MINOR 1
 
 /** Name of the one symbol a plugin exports. */
 #define KANBAN_PLUGIN_ENTRY_NAME "kanban_plugin_v1"
@@ -160,13 +160,24 @@ typedef struct kanban_host_api {
  * call, so a handler that sets nothing fails the item. `reason` points to a
  * host buffer of `reason_capacity` bytes (at least 256): copy a NUL-terminated
  * reason into it, truncating if needed.
+ *
+ * 1.1: `retry_after_ms`, set to -1 by the host before the call. A handler
+ * returning KANBAN_STATUS_RETRY may set it to the delay it wants before the
+ * next attempt (a partner's Retry-After, say) instead of the domain's
+ * backoff; the host caps it at the domain's retry.backoff_max_ms. Write it
+ * only when `struct_size` covers it (KANBAN_RESULT_HAS_RETRY_AFTER).
  */
 typedef struct kanban_result {
     size_t struct_size;
     kanban_status status;
     char* reason;
     size_t reason_capacity;
+    int64_t retry_after_ms; /* 1.1 */
 } kanban_result;
+
+/** Whether the host's result `r` has the 1.1 field retry_after_ms. */
+#define KANBAN_RESULT_HAS_RETRY_AFTER(r) \
+    ((r)->struct_size >= offsetof(kanban_result, retry_after_ms) + sizeof(int64_t))
 
 /**
  * The plugin descriptor, returned by kanban_plugin_v1(). It must have static
