@@ -7,6 +7,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <csignal>
 #include <iostream>
 
@@ -21,6 +22,24 @@ protected:
 };
 
 std::size_t attempts(const std::string& out, const std::string& id) { return callsFor(readCalls(out), id).size(); }
+
+// The most calls in a handler at once, each taken as the last `ms` before
+// it was recorded (the recorder writes when the call ends, after sleeping at
+// least `ms`): a lower bound of the true overlap, so a bound on it is sound.
+std::size_t mostAtOnce(const std::vector<Call>& calls, std::int64_t ms) {
+    std::vector<std::pair<std::int64_t, int>> edges;
+    for (const auto& c : calls) {
+        edges.emplace_back(c.epoch_us - ms * 1000, +1);
+        edges.emplace_back(c.epoch_us, -1);
+    }
+    std::sort(edges.begin(), edges.end());  // an end sorts before a start at the same instant
+    std::size_t now = 0, most = 0;
+    for (const auto& [t, d] : edges) {
+        now = static_cast<std::size_t>(static_cast<int>(now) + d);
+        most = std::max(most, now);
+    }
+    return most;
+}
 
 // [domain.retry] max_attempts = 2 dead-letters after 2 calls while the
 // global 4 applies to the other domain; a SIGHUP changes it live.
@@ -83,6 +102,35 @@ TEST_F(FlowControl, AHandlerChosenRetryDelayIsRespectedWithinTheBackoffMaximum) 
     EXPECT_THAT(kd.log(), ::testing::HasSubstr("id=" + later[0] + " attempt=1 delay_ms=1500"));
     EXPECT_THAT(kd.log(), ::testing::HasSubstr("id=" + capped[0] + " attempt=1 delay_ms=300"))
         << "capped by the domain's backoff_max_ms";
+}
+
+// max_in_flight = 2: two hosts with 4 workers each never have more than 2
+// of the domain's items in handlers at once; an uncapped domain on the same
+// hosts, same load, runs several at once (so the measure can see overlap).
+TEST_F(FlowControl, MaxInFlightHoldsAcrossTwoHosts) {
+    HostOptions o;
+    o.workers = 4;
+    o.max_workers = 4;
+    o.hosts = 2;
+    o.pull_batch = 1;  // so that the uncapped domain spreads over every worker
+    const std::string free_out = dir.file("free.txt");
+    writeConfig({{"capped", kFixtures + "/recorder.so", recorderSettings(out), 10000, "max_in_flight = 2\n"},
+                 {"free", kFixtures + "/recorder.so", recorderSettings(free_out)}},
+                o);
+    Kanband a(dir, cfg, "a"), b(dir, cfg, "b");
+    ASSERT_TRUE(a.waitReady()) << a.log();
+    ASSERT_TRUE(b.waitReady()) << b.log();
+    const auto capped = publish(cfg, "capped", "normal", 16, "sleep:300");
+    const auto free = publish(cfg, "free", "normal", 16, "sleep:300");
+    ASSERT_TRUE(waitFor([&] { return allHandled(out, capped) && allHandled(free_out, free); }, 60s))
+        << a.log() << b.log();
+    const auto capped_calls = readCalls(out);
+    const auto free_calls = readCalls(free_out);
+    const std::size_t capped_most = mostAtOnce(capped_calls, 300), free_most = mostAtOnce(free_calls, 300);
+    std::cout << "[ measured ] most in handlers at once: capped " << capped_most << ", uncapped " << free_most << "\n";
+    EXPECT_LE(capped_most, 2u) << "max_in_flight = 2 across both hosts";
+    EXPECT_EQ(capped_calls.size(), 16u) << "each once";
+    EXPECT_GT(free_most, 2u) << "the uncapped domain ran more at once: the measure sees overlap";
 }
 
 }  // namespace

@@ -336,6 +336,7 @@ void parseDomains(Section& root, Config& cfg, Diagnostics& diag, const fs::path&
                    d.name);
         s.string("plugin", d.plugin);
         s.integer("timeout_ms", d.timeout_ms, 1, 24LL * 3600 * 1000);
+        s.integer("max_in_flight", d.max_in_flight, 0, 100000);
         std::string isolation;
         if (s.string("isolation", isolation)) {
             if (isolation == "process")

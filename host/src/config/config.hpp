@@ -111,6 +111,9 @@ struct DomainConfig {
     std::string plugin_path;  // resolved absolute or config-relative path of the .so
     std::int64_t timeout_ms = 30000;
     std::string settings_json = "{}";  // [domain.settings] as a compact JSON object
+    // At most this many of the domain's items in hand at once across every
+    // host (each worker then fetches one item per slot); 0 = no cap.
+    std::int64_t max_in_flight = 0;
     Isolation isolation = Isolation::thread;
     RunnerConfig runner;
     // The global [workers], [retry] and [circuit_breaker] with this domain's

@@ -157,7 +157,10 @@ void Coordinator::tick() {
         avg /= static_cast<double>(w.samples.size());
         const config::DomainConfig* dc = cfg->findDomain(d.name);
         const config::WorkersConfig& limits = dc != nullptr ? dc->workers : cfg->workers;  // its own min/max
-        const auto target = std::min(static_cast<std::size_t>(targetWorkers(avg, limits.min, limits.max)),
+        auto wanted = static_cast<std::size_t>(targetWorkers(avg, limits.min, limits.max));
+        // More workers than slots would only wait for one.
+        if (dc != nullptr && dc->max_in_flight > 0) wanted = std::min(wanted, static_cast<std::size_t>(dc->max_in_flight));
+        const auto target = std::min(wanted,
                                      d.pool->capacity());
         if (target != d.pool->target()) {
             spdlog::info("coordinator: domain={} workers {} -> {} (average depth {:.1f} over {} samples)", d.name,

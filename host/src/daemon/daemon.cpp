@@ -21,6 +21,7 @@
 #include "broker/broker_options.hpp"
 #include "broker/failover.hpp"
 #include "broker/jetstream.hpp"
+#include "broker/jetstream_leases.hpp"
 #include "broker/jetstream_pause_store.hpp"
 #include "broker/jetstream_schedule_store.hpp"
 #include "broker/rabbitmq.hpp"
@@ -123,6 +124,7 @@ public:
           scheduler_(cfg, schedulerHooks()),
           stored_jobs_(schedule_store_, scheduler_, [this] { return config(); }),
           pause_store_(nats),
+          leases_(std::make_shared<broker::JetStreamLeases>(nats)),
           pauses_(pause_store_,
                   [this](const std::string& d, bool paused) {
                       if (auto pool = domains_.pool(d)) pool->setPaused(paused);
@@ -177,6 +179,7 @@ private:
     scheduler::StoredJobs stored_jobs_;
     worker::DomainTable domains_;
     broker::JetStreamPauseStore pause_store_;
+    std::shared_ptr<flow::InFlightLeases> leases_;  // max_in_flight slots
     pause::DomainPauses pauses_;  // applied to domains_' pools
     plugin::Registry registry_;  // control thread only
     coordinator::Coordinator coordinator_;
@@ -229,7 +232,8 @@ worker::WorkerSettings Host::workerSettings(const config::DomainConfig& d, const
         .workers = d.workers,
         .retry = d.retry,
         .breaker = d.circuit_breaker,
-        .on_scheduled_settled = [this](const std::string& id, bool ok) { scheduler_.settled(id, ok); }};
+        .on_scheduled_settled = [this](const std::string& id, bool ok) { scheduler_.settled(id, ok); },
+        .leases = leases_};
 }
 
 std::vector<coordinator::Domain> Host::coordinated() const {

@@ -10,6 +10,11 @@
 #include <thread>
 
 namespace kanban::host::worker {
+namespace {
+// A max_in_flight slot is held for timeout_ms plus this: a holder that dies
+// frees it then; a live one has returned or been given up on by then.
+constexpr std::int64_t kLeaseGraceMs = 30000;
+}  // namespace
 
 DomainWorkers::DomainWorkers(WorkerSettings settings, std::shared_ptr<const plugin::Handler> handler,
                              broker::WorkQueue& queue, LocalDoneRecord& done, AttemptLedger& ledger,
@@ -272,6 +277,8 @@ void DomainWorkers::run(std::size_t index) {
     };
     std::unique_ptr<broker::DoneStore> store;
     std::chrono::milliseconds retry_wait{250};
+    std::chrono::milliseconds lease_wait{20};  // between tries for a max_in_flight slot
+    bool slots_unreadable = false;             // logged once until they are readable again
     for (;;) {
     while (!stop_.load() && index < target_.load()) {
         // Runners that keep crashing are restarted with a backoff, before
@@ -310,6 +317,8 @@ void DomainWorkers::run(std::size_t index) {
             spec.timeout_ms = in_use->domain.timeout_ms;
             spec.max_attempts = in_use->retry.max_attempts;
             spec.max_ack_pending = in_use->workers.hosts * in_use->workers.max * in_use->workers.pull_batch;
+            if (in_use->domain.max_in_flight > 0)  // per priority consumer; the slots cap the domain as a whole
+                spec.max_ack_pending = std::min(spec.max_ack_pending, in_use->domain.max_in_flight);
             spec.starvation_ms = in_use->workers.starvation_ms;
             spec.pull_batch = in_use->workers.pull_batch;
             store.reset();
@@ -337,7 +346,27 @@ void DomainWorkers::run(std::size_t index) {
             park();
             continue;
         }
-        const int max = permit.trial ? 1 : static_cast<int>(in_use->workers.pull_batch);
+        // max_in_flight: one slot (shared by every host) per item in hand.
+        std::optional<flow::Lease> lease;
+        const std::int64_t cap = settings_.leases ? in_use->domain.max_in_flight : 0;
+        if (cap > 0) {
+            auto got = settings_.leases->acquire(domain, cap, in_use->domain.timeout_ms + kLeaseGraceMs);
+            if (!got || !*got) {
+                if (permit.trial) breaker_.trialUnused();
+                if (!got && index == 0 && !slots_unreadable)
+                    spdlog::warn("worker: domain={} pulls nothing: its max_in_flight slots cannot be read ({})", domain,
+                                 got.message());
+                slots_unreadable = !got;
+                sleepUnlessStopped(lease_wait);
+                lease_wait = std::min(lease_wait * 2, std::chrono::milliseconds(1000));
+                continue;
+            }
+            lease = **got;
+            lease_wait = std::chrono::milliseconds(20);
+            if (slots_unreadable && index == 0) spdlog::info("worker: domain={} max_in_flight slots readable again", domain);
+            slots_unreadable = false;
+        }
+        const int max = permit.trial || cap > 0 ? 1 : static_cast<int>(in_use->workers.pull_batch);
         auto batch = consumer->fetch(max, settings_.idle_wait);
         bool healthy = static_cast<bool>(batch);
         if (!batch) {
@@ -359,6 +388,7 @@ void DomainWorkers::run(std::size_t index) {
             // A trial that decided nothing (expired, a duplicate): let another one try.
             if (permit.trial && breaker_.state() == CircuitBreaker::State::half_open) breaker_.trialUnused();
         }
+        if (lease) settings_.leases->release(*lease);
         if (!healthy) {
             if (permit.trial) breaker_.trialUnused();
             // Drop the consumer and open a new one after a backoff: never spin.

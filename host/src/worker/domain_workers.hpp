@@ -8,6 +8,7 @@
 
 #include "broker/work_queue.hpp"
 #include "config/config.hpp"
+#include "flow/in_flight_leases.hpp"
 #include "metrics/metrics.hpp"
 #include "plugin/handler.hpp"
 #include "runner/runner_process.hpp"
@@ -41,6 +42,9 @@ struct WorkerSettings {
     // Told when a scheduled item (id "sched:...") was acked done (true) or
     // dead-lettered (false): the scheduler's canaries. Any thread.
     std::function<void(const std::string& id, bool ok)> on_scheduled_settled;
+    // The slots of domain.max_in_flight, shared by every host (null: no cap
+    // can be kept, the domain is not capped).
+    std::shared_ptr<flow::InFlightLeases> leases;
 };
 
 // The last runner process of a domain that crashed or was killed (isolation = "process").
