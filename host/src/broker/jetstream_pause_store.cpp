@@ -33,8 +33,16 @@ Result<kvStore*> JetStreamPauseStore::bucket() {
 }
 
 Result<pause::Paused> JetStreamPauseStore::paused() {
-    auto kv = bucket();
-    if (!kv) return kv.error();
+    // Reading never creates the bucket: no bucket, nothing paused. (Every
+    // host reads at start; creating a replicated stream from several hosts
+    // at once can take the JetStream API's whole timeout.)
+    kvStore* bound = nullptr;
+    const std::string name = controlBucketName(nats_.streamName());
+    if (natsStatus s = js_KeyValue(&bound, nats_.js(), name.c_str()); s == NATS_NOT_FOUND)
+        return pause::Paused{};
+    else if (s != NATS_OK)
+        return Error{"nats: cannot open key-value bucket " + name + ": " + nats::error(s)};
+    Result<kvStore*> kv = bound;
     kvEntry* e = nullptr;
     natsStatus s = kvStore_Get(&e, *kv, kKey);
     kvStore_Destroy(*kv);
