@@ -1,4 +1,5 @@
 #include "daemon/daemon.hpp"
+#include "daemon/exit_guard.hpp"
 #include "log/json_formatter.hpp"
 
 #include <nats/nats.h>
@@ -78,26 +79,6 @@ void setupLogging(const std::string& level, const std::string& format) {
     setLogLevel(level);
 }
 
-// An exit that is not kanband's own (a plugin calling exit(), even with
-// status 0) must not look like an orderly stop: systemd's
-// Restart=on-failure would leave the service down.
-constexpr int kExitUnexpected = 70;  // EX_SOFTWARE
-std::atomic<bool> g_orderly_exit{false};
-
-void exitUnlessOrderly() {
-    if (g_orderly_exit.load()) return;
-    // No spdlog here: its registry may be gone already.
-    static constexpr char kMessage[] =
-        "kanband: exit() was called outside an orderly stop (by a plugin?); exiting with status 70\n";
-    (void)!::write(STDERR_FILENO, kMessage, sizeof kMessage - 1);
-    std::_Exit(kExitUnexpected);
-}
-
-// exit() runs the atexit handlers in reverse order of registration: the
-// guard must come before the destructors of what was set up since (the
-// logger, the plugins loaded at start or by a reload), so it is registered
-// again after each of those.
-void guardExit() { std::atexit(&exitUnlessOrderly); }
 
 double nowSeconds() {
     return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -535,7 +516,7 @@ void blockSignals() {
 
 int run(const std::string& path) {
     struct Orderly {  // every return from here on is kanband's own
-        ~Orderly() { g_orderly_exit = true; }
+        ~Orderly() { markOrderlyExit(); }
     } orderly;
     auto loaded = config::loadConfigFile(path);
     if (!loaded) {
