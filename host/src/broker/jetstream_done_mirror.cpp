@@ -40,6 +40,11 @@ void DoneMirror::stop() {
 
 Status DoneMirror::start(bool from_scratch) {
     std::lock_guard starting(start_mu_);
+    return startLocked(from_scratch);
+}
+
+Status DoneMirror::startLocked(bool from_scratch) {
+    ++generation_;
     stop();
     jsSubOptions so;
     jsSubOptions_Init(&so);
@@ -112,6 +117,9 @@ Status DoneMirror::sync(std::chrono::milliseconds wait, bool resume_if_stalled) 
     const std::uint64_t msgs = si->State.Msgs;
     jsStreamInfo_Destroy(si);
     {
+        // Decided under start_mu_: many workers sync at once, and only the
+        // first of them may (re)start the subscription.
+        std::lock_guard starting(start_mu_);
         bool restart = false;
         {
             std::lock_guard lock(sub_mu_);
@@ -121,18 +129,26 @@ Status DoneMirror::sync(std::chrono::milliseconds wait, bool resume_if_stalled) 
             restart = sub_ == nullptr || last < applied_before;
         }
         if (restart)
-            if (Status s = start(/*from_scratch=*/true); !s) return s;
+            if (Status s = startLocked(/*from_scratch=*/true); !s) return s;
     }
     // Only the first build may take long (and /readyz waits for it); a
     // rebuild later (a bucket made anew) hands batches back rather than
     // holding workers.
     const auto limit = ever_built_ || !resume_if_stalled ? wait : std::max(wait, kBuildWait);
+    const std::uint64_t generation = generation_.load();
+    const std::uint64_t applied_at_wait = index_.applied();
     if (msgs > 0 && resume_if_stalled && !index_.waitApplied(last, limit)) {
         // The ordered consumer stalled (a restarted server forgot it; cnats
         // would notice after missed heartbeats): read on from where it was.
-        spdlog::info("idempotency index: at record {} of {} after {} ms; reading the {} bucket again from there",
-                     index_.applied(), last, limit.count(), bucket_);
-        if (Status s = start(/*from_scratch=*/false); !s) return s;
+        // Only when nothing arrived during the whole wait and nobody started
+        // it again meanwhile: forty workers restarting one another's
+        // subscription in turn would each kill the one before it delivered.
+        std::lock_guard starting(start_mu_);
+        if (generation_.load() == generation && index_.applied() == applied_at_wait) {
+            spdlog::info("idempotency index: at record {} of {} after {} ms; reading the {} bucket again from there",
+                         index_.applied(), last, limit.count(), bucket_);
+            if (Status s = startLocked(/*from_scratch=*/false); !s) return s;
+        }
     }
     if (msgs > 0 && !index_.waitApplied(last, limit))
         return Error{"idempotency lookup: the local index of the " + bucket_ + " bucket is at record " +

@@ -48,6 +48,7 @@ private:
     Status sync(std::chrono::milliseconds wait, bool resume_if_stalled);
     static void onMessage(__natsConnection*, __natsSubscription*, __natsMsg* m, void* closure);
     void apply(__natsMsg* m);
+    Status startLocked(bool from_scratch);  // start_mu_ held
     void stop();
 
     __natsConnection* nc_;
@@ -60,6 +61,7 @@ private:
     std::mutex apply_mu_;  // held by the subscription's callback
     std::mutex sub_mu_;
     __natsSubscription* sub_ = nullptr;
+    std::atomic<std::uint64_t> generation_{0};  // start()s so far
     std::atomic<bool> built_{false};      // caught up once since start()
     std::atomic<bool> ever_built_{false};  // caught up once in this process
     std::atomic<std::uint64_t> warned_forgotten_{0};
