@@ -133,5 +133,57 @@ TEST_F(FlowControl, MaxInFlightHoldsAcrossTwoHosts) {
     EXPECT_GT(free_most, 2u) << "the uncapped domain ran more at once: the measure sees overlap";
 }
 
+// rate_limit = "20/s": 200 items take no less than ~9 s in total over two
+// hosts (one of them joining midway), no 2-second window holds much more
+// than 40 of them, and a domain without a limit on the same hosts is done
+// long before.
+TEST_F(FlowControl, ARateLimitHoldsAcrossHostsThatComeAndGoWhileAnotherDomainRunsFree) {
+    HostOptions o;
+    o.workers = 4;
+    o.max_workers = 4;
+    o.hosts = 2;
+    const std::string free_out = dir.file("free.txt");
+    writeConfig({{"limited", kFixtures + "/recorder.so", recorderSettings(out), 10000, "rate_limit = \"20/s\"\n"},
+                 {"free", kFixtures + "/recorder.so", recorderSettings(free_out)}},
+                o);
+    const auto limited = publish(cfg, "limited", "normal", 200);
+    const auto free = publish(cfg, "free", "normal", 200);
+    Kanband a(dir, cfg, "a");
+    ASSERT_TRUE(a.waitReady()) << a.log();
+    ASSERT_TRUE(waitFor([&] { return readCalls(out).size() >= 30; }, 60s)) << a.log();
+    Kanband b(dir, cfg, "b");  // joins midway
+    ASSERT_TRUE(b.waitReady()) << b.log();
+    ASSERT_TRUE(waitFor([&] { return allHandled(out, limited) && allHandled(free_out, free); }, 90s))
+        << a.log() << b.log();
+
+    auto ends = [](const std::vector<Call>& calls) {
+        std::vector<std::int64_t> t;
+        for (const auto& c : calls) t.push_back(c.epoch_us);
+        std::sort(t.begin(), t.end());
+        return t;
+    };
+    const auto lim = ends(readCalls(out)), fr = ends(readCalls(free_out));
+    ASSERT_EQ(lim.size(), 200u) << "each once";
+    const double span_s = static_cast<double>(lim.back() - lim.front()) / 1e6;
+    const double free_span_s = static_cast<double>(fr.back() - fr.front()) / 1e6;
+    std::size_t most_in_2s = 0;
+    for (std::size_t i = 0, j = 0; i < lim.size(); ++i) {
+        while (lim[i] - lim[j] >= 2000000) ++j;
+        most_in_2s = std::max(most_in_2s, i - j + 1);
+    }
+    std::cout << "[ measured ] 200 items at 20/s over 2 hosts: " << span_s << " s (unlimited domain: " << free_span_s
+              << " s); most in any 2 s: " << most_in_2s << "\n";
+    EXPECT_GE(span_s, 9.0) << "199 intervals of 50 ms";
+    // 40 per 2 s, plus a start per host that a stalled machine may let
+    // bunch with the next ones: far below what two hosts each limiting
+    // themselves to 20/s would do (80).
+    EXPECT_LE(most_in_2s, 48u);
+    EXPECT_LT(free_span_s, span_s / 3) << "the unlimited domain was held back";
+    EXPECT_GT(value(a, R"(kanban_rate_limited_seconds_total{domain="limited"})") +
+                  value(b, R"(kanban_rate_limited_seconds_total{domain="limited"})"),
+              0.0);
+    EXPECT_EQ(value(a, R"(kanban_rate_limited_seconds_total{domain="free"})"), 0.0);
+}
+
 }  // namespace
 }  // namespace kanban::test

@@ -30,6 +30,7 @@ TEST_F(Monitoring, SeriesKnownFromTheConfigAreExportedAtZeroBeforeAnyTraffic) {
         R"(kanban_items_dead_lettered_total{domain="orders",reason="handler_crashed"})",
         R"(kanban_items_acked_total{domain="orders"})",
         R"(kanban_domain_paused{domain="orders"})",
+        R"(kanban_rate_limited_seconds_total{domain="orders"})",
         R"(kanban_items_nacked_total{domain="orders"})",
         R"(kanban_publish_errors_total{backend="nats",reason="replay"})",
         R"(kanban_publish_errors_total{backend="rabbitmq",reason="schedule"})",

@@ -173,6 +173,35 @@ TEST(Config, DomainPoliciesAreCheckedLikeTheGlobalOnes) {
                 HasSubstr("domain[0].circuit_breaker must be a table ([domain.circuit_breaker]), got integer"));
 }
 
+// rate_limit = "<count>/<s|m|h>" with rate_burst (default 1).
+TEST(Config, RateLimitsParseAndBadOnesAreRejectedWithTheirPlace) {
+    const Config c = parseOk(R"(
+[[domain]]
+name = "partner"
+rate_limit = "50/s"
+rate_burst = 5
+[[domain]]
+name = "nightly"
+rate_limit = " 600 / m "
+[[domain]]
+name = "free"
+)");
+    EXPECT_EQ(c.domains.at(0).rate_limit, (kanban::host::flow::RateLimit{50, 1000}));
+    EXPECT_EQ(c.domains.at(0).rate_burst, 5);
+    EXPECT_EQ(c.domains.at(1).rate_limit, (kanban::host::flow::RateLimit{600, 60000}));
+    EXPECT_EQ(c.domains.at(1).rate_burst, 1);
+    EXPECT_FALSE(c.domains.at(2).rate_limit);
+    EXPECT_THAT(parseError("[[domain]]\nname = \"a\"\nrate_limit = \"50/d\"\n", "c.toml"),
+                HasSubstr("c.toml:3:14: domain[0].rate_limit must be \"<count>/s\", \"<count>/m\" or \"<count>/h\""));
+    EXPECT_THAT(parseError("[[domain]]\nname = \"a\"\nrate_limit = \"0/s\"\n", "c.toml"), HasSubstr("got \"0/s\""));
+    EXPECT_THAT(parseError("[[domain]]\nname = \"a\"\nrate_limit = 50\n", "c.toml"),
+                HasSubstr("domain[0].rate_limit must be a string, got integer"));
+    EXPECT_THAT(parseError("[[domain]]\nname = \"a\"\nrate_burst = 3\n", "c.toml"),
+                HasSubstr("c.toml:3:14: domain[0].rate_burst needs rate_limit"));
+    EXPECT_THAT(parseError("[[domain]]\nname = \"a\"\nrate_limit = \"5/s\"\nrate_burst = 0\n", "c.toml"),
+                HasSubstr("domain[0].rate_burst must be between 1 and 1000000, got 0"));
+}
+
 struct BadValue {
     const char* toml;
     const char* expected;

@@ -337,6 +337,15 @@ void parseDomains(Section& root, Config& cfg, Diagnostics& diag, const fs::path&
         s.string("plugin", d.plugin);
         s.integer("timeout_ms", d.timeout_ms, 1, 24LL * 3600 * 1000);
         s.integer("max_in_flight", d.max_in_flight, 0, 100000);
+        if (std::string rate; s.string("rate_limit", rate)) {
+            if (auto parsed = flow::parseRateLimit(rate))
+                d.rate_limit = *parsed;
+            else
+                s.error("rate_limit", prefix + ".rate_limit must be \"<count>/s\", \"<count>/m\" or \"<count>/h\" "
+                                      "with a count from 1 to 1000000, got \"" + rate + "\"");
+        }
+        s.integer("rate_burst", d.rate_burst, 1, 1000000);
+        if (d.rate_burst > 1 && !d.rate_limit) s.error("rate_burst", prefix + ".rate_burst needs rate_limit");
         std::string isolation;
         if (s.string("isolation", isolation)) {
             if (isolation == "process")

@@ -4,6 +4,7 @@
 
 #include "common/priority.hpp"
 #include "common/result.hpp"
+#include "flow/rate_limit.hpp"
 
 #include <cstdint>
 #include <optional>
@@ -114,6 +115,10 @@ struct DomainConfig {
     // At most this many of the domain's items in hand at once across every
     // host (each worker then fetches one item per slot); 0 = no cap.
     std::int64_t max_in_flight = 0;
+    // rate_limit = "50/s" (or /m, /h): starts per period across every host,
+    // evenly spaced, at most rate_burst at once; no limit when unset.
+    flow::RateLimit rate_limit;
+    std::int64_t rate_burst = 1;
     Isolation isolation = Isolation::thread;
     RunnerConfig runner;
     // The global [workers], [retry] and [circuit_breaker] with this domain's

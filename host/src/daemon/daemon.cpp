@@ -23,6 +23,7 @@
 #include "broker/failover.hpp"
 #include "broker/jetstream.hpp"
 #include "broker/jetstream_leases.hpp"
+#include "broker/jetstream_rates.hpp"
 #include "broker/jetstream_pause_store.hpp"
 #include "broker/jetstream_schedule_store.hpp"
 #include "broker/rabbitmq.hpp"
@@ -106,6 +107,7 @@ public:
           stored_jobs_(schedule_store_, scheduler_, [this] { return config(); }),
           pause_store_(nats),
           leases_(std::make_shared<broker::JetStreamLeases>(nats)),
+          rates_(std::make_shared<broker::JetStreamRates>(nats)),
           pauses_(pause_store_,
                   [this](const std::string& d, bool paused) {
                       if (auto pool = domains_.pool(d)) pool->setPaused(paused);
@@ -161,6 +163,7 @@ private:
     worker::DomainTable domains_;
     broker::JetStreamPauseStore pause_store_;
     std::shared_ptr<flow::InFlightLeases> leases_;  // max_in_flight slots
+    std::shared_ptr<flow::RateStore> rates_;        // rate_limit state
     pause::DomainPauses pauses_;  // applied to domains_' pools
     plugin::Registry registry_;  // control thread only
     coordinator::Coordinator coordinator_;
@@ -214,7 +217,8 @@ worker::WorkerSettings Host::workerSettings(const config::DomainConfig& d, const
         .retry = d.retry,
         .breaker = d.circuit_breaker,
         .on_scheduled_settled = [this](const std::string& id, bool ok) { scheduler_.settled(id, ok); },
-        .leases = leases_};
+        .leases = leases_,
+        .rates = rates_};
 }
 
 std::vector<coordinator::Domain> Host::coordinated() const {

@@ -71,6 +71,9 @@ Metrics::Metrics(std::string_view version) : registry_(std::make_shared<promethe
                               "Items in a handler for longer than coordinator.stall_threshold_ms.");
     paused_family_ = &family(prometheus::BuildGauge(), r, "kanban_domain_paused",
                              "1 while the domain is paused (kanbanctl domain pause): its workers pull nothing.");
+    rate_limited_family_ = &family(prometheus::BuildCounter(), r, "kanban_rate_limited_seconds_total",
+                                   "Time the domain's fetched items waited for their start under rate_limit (shared by "
+                                   "every host); meanwhile the rest wait in the broker.");
     oldest_age_family_ = &family(prometheus::BuildGauge(), r, "kanban_oldest_item_age_seconds",
                                  "Age of the oldest item still in the broker (waiting or in a handler).");
     dead_letter_depth_family_ = &family(prometheus::BuildGauge(), r, "kanban_dead_letter_queue_depth",
@@ -161,6 +164,7 @@ DomainMetrics& Metrics::domain(const std::string& name) {
     }
     m.stalled = &stalled_family_->Add(d);
     m.paused = &paused_family_->Add(d);
+    m.rate_limited_seconds = &rate_limited_family_->Add(d);
     m.oldest_item_age = &oldest_age_family_->Add(d);
     m.dead_letter_depth = &dead_letter_depth_family_->Add({{"domain", name}, {"backend", "nats"}});
     m.queue_depth_rabbitmq = &queue_depth_family_->Add({{"domain", name}, {"backend", "rabbitmq"}});

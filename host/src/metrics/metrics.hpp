@@ -87,6 +87,7 @@ struct DomainMetrics {
     std::array<prometheus::Counter*, 3> circuit_transitions{};  // by the state entered
     prometheus::Gauge* stalled = nullptr;
     prometheus::Gauge* paused = nullptr;  // 1 while an operator paused the domain
+    prometheus::Counter* rate_limited_seconds = nullptr;  // items in hand waiting for their rate_limit start
     prometheus::Gauge* oldest_item_age = nullptr;  // seconds
     prometheus::Gauge* dead_letter_depth = nullptr;
     // The RabbitMQ fallback's queues (ready messages; no priorities there).
@@ -164,6 +165,7 @@ private:
     prometheus::Family<prometheus::Counter>* circuit_transitions_family_;
     prometheus::Family<prometheus::Gauge>* stalled_family_;
     prometheus::Family<prometheus::Gauge>* paused_family_;
+    prometheus::Family<prometheus::Counter>* rate_limited_family_;
     prometheus::Family<prometheus::Gauge>* oldest_age_family_;
     prometheus::Family<prometheus::Gauge>* dead_letter_depth_family_;
     prometheus::Family<prometheus::Gauge>* plugin_info_family_;

@@ -28,7 +28,8 @@ DomainWorkers::DomainWorkers(WorkerSettings settings, std::shared_ptr<const plug
       metrics_(metrics),
       journal_(std::move(journal)),
       breaker_(settings_.breaker.failure_threshold, std::chrono::milliseconds(settings_.breaker.open_ms), kBackoffJitter,
-               &unitRandom) {
+               &unitRandom),
+      rate_gate_(settings_.rates, settings_.domain.name) {
     for (std::int64_t i = 0; i < settings_.workers.max; ++i) {
         slots_.push_back(std::make_unique<Slot>());
         slots_.back()->index = static_cast<std::size_t>(i);
@@ -194,6 +195,32 @@ std::vector<StalledItem> DomainWorkers::stalledItems(std::chrono::milliseconds t
     }
     std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.in_handler_seconds > b.in_handler_seconds; });
     return out;
+}
+
+bool DomainWorkers::waitForRateStart(broker::DeliveryBatch& batch, const WorkerSettings& s) {
+    const std::int64_t start_us = rate_gate_.reserve(static_cast<std::int64_t>(batch.size()), s.domain.rate_limit,
+                                                     s.domain.rate_burst, s.workers.hosts);
+    const auto began = std::chrono::steady_clock::now();
+    // The items in hand must not reach their ack wait meanwhile.
+    const auto refresh = (broker::ackWaitFor(s.domain.timeout_ms) - std::chrono::milliseconds(s.domain.timeout_ms)) / 2;
+    auto refreshed = began;
+    bool stopped = false;
+    for (std::int64_t left_us; (left_us = start_us - nowUnixNs() / 1000) > 0;) {
+        if (stop_.load()) {
+            stopped = true;
+            break;
+        }
+        sleepUnlessStopped(std::min(std::chrono::milliseconds(left_us / 1000 + 1), std::chrono::milliseconds(250)));
+        if (std::chrono::steady_clock::now() - refreshed >= refresh) {
+            for (auto& d : batch) d->progress();
+            refreshed = std::chrono::steady_clock::now();
+        }
+    }
+    metrics_.rate_limited_seconds->Increment(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count());
+    if (!stopped) return true;
+    for (auto& d : batch) d->release();  // not started: not an attempt
+    return false;
 }
 
 bool DomainWorkers::sleepUnlessStopped(std::chrono::milliseconds d) {
@@ -366,8 +393,24 @@ void DomainWorkers::run(std::size_t index) {
             if (slots_unreadable && index == 0) spdlog::info("worker: domain={} max_in_flight slots readable again", domain);
             slots_unreadable = false;
         }
-        const int max = permit.trial || cap > 0 ? 1 : static_cast<int>(in_use->workers.pull_batch);
+        // rate_limit: one worker of the host at a time fetches (at most
+        // rate_burst) and waits for the start the shared state gives it.
+        const flow::RateLimit& rate = in_use->domain.rate_limit;
+        std::unique_lock<std::timed_mutex> rate_turn;
+        if (rate) {
+            rate_turn = rate_gate_.enter(std::chrono::milliseconds(250));
+            if (!rate_turn.owns_lock()) {
+                if (permit.trial) breaker_.trialUnused();
+                if (lease) settings_.leases->release(*lease);
+                continue;
+            }
+        }
+        const int max = permit.trial || cap > 0 ? 1
+                        : rate ? static_cast<int>(std::min(in_use->workers.pull_batch, in_use->domain.rate_burst))
+                               : static_cast<int>(in_use->workers.pull_batch);
         auto batch = consumer->fetch(max, settings_.idle_wait);
+        if (batch && !batch->empty() && rate && !waitForRateStart(*batch, *in_use)) batch->clear();
+        if (rate_turn.owns_lock()) rate_turn.unlock();
         bool healthy = static_cast<bool>(batch);
         if (!batch) {
             spdlog::warn("worker {} of domain={}: {}; reopening", index, domain, batch.message());

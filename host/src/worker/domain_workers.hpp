@@ -9,6 +9,7 @@
 #include "broker/work_queue.hpp"
 #include "config/config.hpp"
 #include "flow/in_flight_leases.hpp"
+#include "flow/rate_gate.hpp"
 #include "metrics/metrics.hpp"
 #include "plugin/handler.hpp"
 #include "runner/runner_process.hpp"
@@ -45,6 +46,9 @@ struct WorkerSettings {
     // The slots of domain.max_in_flight, shared by every host (null: no cap
     // can be kept, the domain is not capped).
     std::shared_ptr<flow::InFlightLeases> leases;
+    // The state of domain.rate_limit, shared by every host (null: each host
+    // keeps the limit / workers.hosts on its own).
+    std::shared_ptr<flow::RateStore> rates;
 };
 
 // The last runner process of a domain that crashed or was killed (isolation = "process").
@@ -200,6 +204,9 @@ private:
     // The worker's runner on `gen`; false if it cannot start.
     bool ensureRunner(Slot& slot, const std::shared_ptr<const plugin::Handler>& gen);
     // Ends the worker's runner: asked to exit, or killed (`ended` says how it died).
+    // rate_limit: waits until the fetched batch may start (false: stopped
+    // meanwhile, the items were handed back).
+    bool waitForRateStart(broker::DeliveryBatch& batch, const WorkerSettings& s);
     void dropRunner(Slot& slot, std::optional<metrics::RunnerRestart> why);
     // An item's outcome for the breaker; an ok one is recorded and waits for its ack.
     void applyOutcome(Outcome outcome, broker::Delivery& d, broker::DoneStore& store,
@@ -254,6 +261,7 @@ private:
     std::unordered_set<std::string> pending_dead_letters_;  // pending_mu_
     std::atomic<std::uint32_t> dead_letter_failures_in_row_{0};  // the retry delay's backoff
     CircuitBreaker breaker_;
+    flow::RateGate rate_gate_;  // rate_limit: one worker at a time fetches and waits for its start
     // Runners crashed or killed in a row, the earliest time to start the
     // next one (steady ns: a capped backoff) and the last crash.
     std::atomic<std::uint32_t> crashes_in_row_{0};
