@@ -40,7 +40,11 @@ int main(int argc, char** argv) {
     auto* file_opt = pub->add_option("--file", pa.file, "read the payload from this file");
     payload_opt->excludes(file_opt);
     pub->add_option("--id", pa.id, "work id (default: generated)");
-    pub->add_option("--deadline-ms", pa.deadline_ms, "deadline, milliseconds from now")->check(CLI::PositiveNumber);
+    pub->add_option("--deadline-ms", pa.deadline_ms, "deadline, milliseconds from now (from --delay/--at when given)")
+        ->check(CLI::PositiveNumber);
+    auto* delay_opt = pub->add_option("--delay", pa.delay, "hand it to a handler no earlier than this from now (1500ms, 30s, 5m, 2h, 1d)");
+    auto* at_opt = pub->add_option("--at", pa.at, "hand it to a handler no earlier than this RFC 3339 time (2026-12-24T18:00:00Z)");
+    delay_opt->excludes(at_opt);
     pub->add_option("--count", pa.count, "number of items")->check(CLI::Range(1, 10'000'000));
 
     std::string admin_addr;

@@ -1,6 +1,8 @@
 #include "publish.hpp"
 
+#include <algorithm>
 #include <fstream>
+#include <optional>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -11,6 +13,7 @@
 #include "broker/jetstream.hpp"
 #include "broker/rabbitmq.hpp"
 #include "common/clock.hpp"
+#include "common/time_text.hpp"
 #include "ctl_common.hpp"
 
 namespace kanban::ctl {
@@ -31,6 +34,18 @@ int publish(const std::string& config_path, const PublishArgs& args) {
                                     std::to_string(broker::kMaxWorkIdBytes));
     for (unsigned char c : args.id)
         if (c < 0x20 || c == 0x7f) return fail(kExitUsage, "--id must not contain control characters");
+
+    std::optional<std::int64_t> not_before;
+    if (!args.delay.empty()) {
+        const auto ms = parseDurationMs(args.delay);
+        if (!ms) return fail(kExitUsage, "--delay \"" + args.delay + "\": expected a whole number and a unit (1500ms, 30s, 5m, 2h, 1d)");
+        not_before = nowUnixMs() + *ms;
+    }
+    if (!args.at.empty()) {
+        not_before = parseRfc3339Ms(args.at);
+        if (!not_before)
+            return fail(kExitUsage, "--at \"" + args.at + "\": expected an RFC 3339 time with its zone (2026-12-24T18:00:00Z)");
+    }
 
     std::string payload = args.payload;
     if (!args.file.empty()) {
@@ -55,7 +70,8 @@ int publish(const std::string& config_path, const PublishArgs& args) {
     req.domain = args.domain;
     req.priority = *parsePriority(args.priority);
     req.payload = std::move(payload);
-    if (args.deadline_ms > 0) req.deadline_unix_ms = nowUnixMs() + args.deadline_ms;
+    req.not_before_unix_ms = not_before;
+    if (args.deadline_ms > 0) req.deadline_unix_ms = std::max(nowUnixMs(), not_before.value_or(0)) + args.deadline_ms;
     std::map<std::string, std::int64_t> by_backend;
     // After a failover, say where the items went (on stderr: stdout is the ids).
     auto summary = [&] {

@@ -13,7 +13,9 @@ struct PublishArgs {
     std::string payload;
     std::string file;
     std::string id;
-    std::int64_t deadline_ms = 0;
+    std::int64_t deadline_ms = 0;  // from the item's not-before when delayed, else from now
+    std::string delay;             // --delay 30s: not handled before now + that
+    std::string at;                // --at 2026-12-24T18:00:00Z: not handled before then
     std::int64_t count = 1;
 };
 

@@ -85,14 +85,6 @@ double statusMiB(pid_t pid, const std::string& field, const std::string& file = 
     return -1;
 }
 
-// User + system CPU seconds of all threads of `pid`.
-double cpuSeconds(pid_t pid) {
-    const std::string stat = readFile("/proc/" + std::to_string(pid) + "/stat");
-    std::istringstream f(stat.substr(stat.rfind(')') + 2));  // fields from 3 on
-    std::vector<std::string> v{std::istream_iterator<std::string>(f), {}};
-    return (std::stod(v.at(11)) + std::stod(v.at(12))) / static_cast<double>(::sysconf(_SC_CLK_TCK));  // 14, 15
-}
-
 struct Row {
     std::string what;
     int batch = 0, workers = 0, domains = 1, hosts = 1;

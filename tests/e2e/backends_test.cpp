@@ -182,6 +182,29 @@ TEST_P(Backends, AHandlerChosenDelayIsKeptAndHoldsNothingUp) {
     EXPECT_EQ(callsFor(readCalls(out), parked[0]).size(), 1u) << "the ten-minute retry came back early";
 }
 
+// A delayed item (kanbanctl publish --delay) is not handled before its
+// time on either backend, spends no attempt waiting, and an item published
+// after it is not held up (RabbitMQ: it waits in a delay queue of its own).
+TEST_P(Backends, ADelayedItemWaitsForItsTimeWithoutAnAttempt) {
+    HostOptions o = options();
+    Kanband& kd = start({{"orders", kFixtures + "/recorder.so", recorderSettings(out)}}, o);
+    ASSERT_TRUE(kd.waitReady()) << kd.log();
+    const std::int64_t before = epochMs();
+    auto r = runCommand({kKanbanctl, "--config", cfg, "publish", "--domain", "orders", "--payload", "later", "--delay",
+                         "2s"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const std::string delayed = r.out.substr(0, r.out.find('\n'));
+    const auto now_item = publish(cfg, "orders", "normal", 1);
+    ASSERT_TRUE(waitFor([&] { return allHandled(out, {delayed}) && allHandled(out, now_item); }, 30s)) << kd.log();
+    const auto calls = callsFor(readCalls(out), delayed);
+    ASSERT_EQ(calls.size(), 1u);
+    EXPECT_EQ(calls[0].attempt, 1) << "waiting is not an attempt";
+    EXPECT_GE(calls[0].epoch_us, (before + 2000) * 1000) << backendName() << ": handled before its time";
+    EXPECT_LT(callsFor(readCalls(out), now_item[0]).at(0).epoch_us, calls[0].epoch_us) << "held up behind it";
+    std::cout << "[ measured ] " << backendName() << " --delay 2s: handled "
+              << static_cast<double>(calls[0].epoch_us / 1000 - before - 2000) << " ms after its time\n";
+}
+
 // An expired deadline is dead-lettered without calling the handler.
 TEST_P(Backends, ExpiredDeadlineIsDeadLetteredWithoutTheHandler) {
     HostOptions o = options();

@@ -290,10 +290,10 @@ std::vector<std::string> NatsProbe::streamReplicas(const std::string& stream) {
     return out;
 }
 
-std::optional<NatsProbe::ConsumerState> NatsProbe::consumer(const std::string& durable) {
+std::optional<NatsProbe::ConsumerState> NatsProbe::consumer(const std::string& durable, const std::string& stream) {
     jsConsumerInfo* ci = nullptr;
     jsErrCode jerr = static_cast<jsErrCode>(0);
-    if (js_GetConsumerInfo(&ci, js_, "KANBAN", durable.c_str(), nullptr, &jerr) != NATS_OK) return std::nullopt;
+    if (js_GetConsumerInfo(&ci, js_, stream.c_str(), durable.c_str(), nullptr, &jerr) != NATS_OK) return std::nullopt;
     ConsumerState st{static_cast<std::uint64_t>(ci->NumAckPending), ci->Config->MaxAckPending};
     jsConsumerInfo_Destroy(ci);
     return st;

@@ -154,7 +154,7 @@ public:
         std::uint64_t ack_pending = 0;  // delivered, not yet acked
         std::int64_t max_ack_pending = 0;
     };
-    std::optional<ConsumerState> consumer(const std::string& durable);  // nullopt on error
+    std::optional<ConsumerState> consumer(const std::string& durable, const std::string& stream = "KANBAN");  // nullopt on error
     // The dead-lettered copies for a domain, oldest first.
     std::vector<StoredMsg> deadLetters(const std::string& domain);
     // The server_name of the work stream's leader, and of its replicas

@@ -16,7 +16,9 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <sstream>
+#include <vector>
 #include <stdexcept>
 #include <thread>
 
@@ -50,6 +52,13 @@ std::string readFile(const std::string& path) {
     std::ostringstream s;
     s << in.rdbuf();
     return s.str();
+}
+
+double cpuSeconds(pid_t pid) {
+    const std::string stat = readFile("/proc/" + std::to_string(pid) + "/stat");
+    std::istringstream f(stat.substr(stat.rfind(')') + 2));  // fields from 3 on
+    std::vector<std::string> v{std::istream_iterator<std::string>(f), {}};
+    return (std::stod(v.at(11)) + std::stod(v.at(12))) / static_cast<double>(::sysconf(_SC_CLK_TCK));  // 14, 15
 }
 
 void writeFile(const std::string& path, const std::string& text) {

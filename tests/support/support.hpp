@@ -34,6 +34,8 @@ private:
 };
 
 std::string readFile(const std::string& path);
+// User + system CPU seconds of all threads of `pid` (/proc/<pid>/stat).
+double cpuSeconds(pid_t pid);
 void writeFile(const std::string& path, const std::string& text);
 std::vector<std::string> readLines(const std::string& path);
 // The live (not zombie) child processes of `parent`, from /proc.
@@ -91,6 +93,7 @@ public:
     void resume();
     // Its JetStream store directory (-sd).
     std::string storeDir() const;
+    pid_t pid() const { return proc_ ? proc_->pid() : -1; }
 
 private:
     TempDir dir_;

@@ -49,6 +49,10 @@ public:
     void release() override { settled_.push_back("release"); }
     void defer(std::chrono::milliseconds) override { settled_.push_back("defer"); }
     void progress() override {}
+    Status postpone(std::int64_t) override {
+        settled_.push_back("postpone");
+        return Ok{};
+    }
     Status deadLetter(std::string_view, std::string_view) override {
         settled_.push_back("dead_letter");
         return Ok{};

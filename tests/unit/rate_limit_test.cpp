@@ -104,9 +104,14 @@ TEST(RateGate, KeepsItsShareAloneWhileTheSharedStateCannotBeRead) {
 TEST(RateGate, LetsOneWorkerInAtATime) {
     RateGate gate(nullptr, "partner");
     auto first = gate.enter(std::chrono::milliseconds(10));
-    ASSERT_TRUE(first.owns_lock());
-    std::thread other([&] { EXPECT_FALSE(gate.enter(std::chrono::milliseconds(20)).owns_lock()); });
+    ASSERT_TRUE(first.held());
+    std::thread other([&] { EXPECT_FALSE(gate.enter(std::chrono::milliseconds(20)).held()); });
     other.join();
-    first.unlock();
-    EXPECT_TRUE(gate.enter(std::chrono::milliseconds(10)).owns_lock());
+    first.leave();
+    EXPECT_TRUE(gate.enter(std::chrono::milliseconds(10)).held());
+    {
+        auto second = gate.enter(std::chrono::milliseconds(10));
+        ASSERT_TRUE(second.held());
+    }  // left when destroyed
+    EXPECT_TRUE(gate.enter(std::chrono::milliseconds(10)).held());
 }

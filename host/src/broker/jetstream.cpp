@@ -111,6 +111,8 @@ Status JetStream::ensureStreams() {
     const Spec specs[] = {
         {options_.stream, {kWorkStreamSubjects.begin(), kWorkStreamSubjects.end()}, js_WorkQueuePolicy},
         {deadLetterStream(), {kDeadLetterFilter}, js_LimitsPolicy},
+        // Delayed items until their Kanban-Not-Before (broker::DelayedMover).
+        {delayedStream(), {kDelayedFilter}, js_WorkQueuePolicy},
     };
     for (const Spec& spec : specs) {
         jsStreamConfig sc;
@@ -303,7 +305,21 @@ Result<PublishAck> JetStream::publish(const PublishRequest& request) {
     if (request.id.empty()) return Error{"publish: empty work id", /*refused=*/true};
     Headers headers{{"Nats-Msg-Id", request.id}, {"Kanban-Created", std::to_string(nowUnixMs())}};
     if (request.deadline_unix_ms) headers.emplace_back("Kanban-Deadline", std::to_string(*request.deadline_unix_ms));
+    if (request.not_before_unix_ms && *request.not_before_unix_ms > nowUnixMs()) {
+        // Waits in the delayed stream, out of the domain's way, until then.
+        headers.emplace_back("Kanban-Not-Before", std::to_string(*request.not_before_unix_ms));
+        return publishSync(delayedSubject(request.domain, request.priority), request.payload, headers);
+    }
     return publishSync(workSubject(request.domain, request.priority), request.payload, headers);
+}
+
+Result<PublishAck> JetStream::publishCopy(natsMsg* original, const std::string& subject, const std::string& msg_id,
+                                         const std::string& id) {
+    Headers headers{{"Nats-Msg-Id", msg_id}, {"Kanban-Id", id}};
+    for (const char* key : {"Kanban-Deadline", "Kanban-Created", "Kanban-Not-Before"})
+        if (const char* v = nats::header(original, key)) headers.emplace_back(key, v);
+    const std::string_view body(natsMsg_GetData(original), static_cast<std::size_t>(natsMsg_GetDataLength(original)));
+    return publishSync(subject, body, headers);
 }
 
 Status JetStream::publishDeadLetter(natsMsg* original, std::uint64_t stream_sequence, const std::string& id,

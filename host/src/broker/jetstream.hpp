@@ -107,10 +107,17 @@ public:
                              const std::string& domain, std::uint32_t attempts, std::string_view reason,
                              std::string_view code);
 
+    // Used by deliveries and the delayed mover: a copy of `original` (its
+    // body, Kanban-Deadline, -Created and -Not-Before) on `subject`, deduplicated
+    // by `msg_id`, carrying the work id `id` as Kanban-Id; waits for its ack.
+    Result<PublishAck> publishCopy(__natsMsg* original, const std::string& subject, const std::string& msg_id,
+                                   const std::string& id);
+
     const JetStreamOptions& options() const { return options_; }
     const std::string& streamName() const { return options_.stream; }
     std::string doneBucket() const { return doneBucketName(options_.stream); }
     std::string deadLetterStream() const { return deadLetterStreamName(options_.stream); }
+    std::string delayedStream() const { return delayedStreamName(options_.stream); }
     __jsCtx* js() const { return js_; }
     __natsConnection* connection() const { return nc_; }
     // The local index of the done record, shared by this connection's stores.

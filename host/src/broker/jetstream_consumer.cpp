@@ -63,6 +63,15 @@ public:
     void release() override { check(natsMsg_Nak(msg_, nullptr), "nak"); }
     void defer(std::chrono::milliseconds) override {}  // the running worker's ack or nak settles it
     void progress() override { check(natsMsg_InProgress(msg_, nullptr), "in-progress"); }
+    Status postpone(std::int64_t not_before_unix_ms) override {
+        // Keyed by the original's place in the work stream: a crash before
+        // the ack redelivers it, and its second copy is dropped.
+        const std::string msg_id = "postponed:" + owner_.streamName() + ":" + std::to_string(stream_sequence);
+        auto stored = owner_.publishCopy(msg_, delayedSubject(domain, priority), msg_id, id);
+        if (!stored) return Error{"postpone until " + std::to_string(not_before_unix_ms) + ": " + stored.message()};
+        ack();
+        return Ok{};
+    }
     Status deadLetter(std::string_view reason, std::string_view code) override {
         Status s = owner_.publishDeadLetter(msg_, stream_sequence, id, domain, attempt, reason, code);
         if (!s) return s;
@@ -359,7 +368,10 @@ private:
         d.domain = spec_.domain;
         d.priority = priority;
         d.payload = std::string_view(natsMsg_GetData(m), static_cast<std::size_t>(natsMsg_GetDataLength(m)));
-        if (const char* id = nats::header(m, "Nats-Msg-Id"); id != nullptr && *id != '\0')
+        // Kanban-Id: an item kanband moved (a delayed one) keeps its work id there.
+        if (const char* id = nats::header(m, "Kanban-Id"); id != nullptr && *id != '\0')
+            d.id = id;
+        else if (const char* id = nats::header(m, "Nats-Msg-Id"); id != nullptr && *id != '\0')
             d.id = id;
         else
             d.id = owner_.streamName() + "-" + std::to_string(d.stream_sequence);
@@ -369,6 +381,12 @@ private:
                 spdlog::warn("ignoring Kanban-Deadline \"{}\" domain={} id={}: {}", dl, d.domain, d.id,
                              nats::allDigits(dl) ? "out of range (epoch milliseconds fit in 19 digits)"
                                                  : "not a number (epoch milliseconds)");
+        }
+        if (const char* nb = nats::header(m, "Kanban-Not-Before")) {
+            d.not_before_unix_ms = nats::parseInt64(nb);
+            if (!d.not_before_unix_ms)
+                spdlog::warn("ignoring Kanban-Not-Before \"{}\" domain={} id={}: not epoch milliseconds", nb, d.domain,
+                             d.id);
         }
         return true;
     }

@@ -28,7 +28,7 @@ std::string rfc3339(std::int64_t unix_ms) {
 // The metadata of a work item, carried from one copy to the next.
 std::vector<amqp::Header> carriedHeaders(const amqp::Envelope& e) {
     std::vector<amqp::Header> out;
-    for (const char* key : {"kanban-deadline", "kanban-created"})
+    for (const char* key : {"kanban-deadline", "kanban-created", "kanban-not-before"})
         if (auto v = e.integer(key)) out.push_back({key, {}, *v});
     return out;
 }
@@ -45,6 +45,12 @@ public:
     }
     void release() override;
     void defer(std::chrono::milliseconds delay) override { republishAfter(delay, attempt); }
+    Status postpone(std::int64_t not_before_unix_ms) override {
+        // Through a delay queue, with the same attempt count: not an attempt.
+        const std::chrono::milliseconds delay(std::max<std::int64_t>(1, not_before_unix_ms - nowUnixMs()));
+        republishAfter(delay, attempt, amqpChosenDelayQueue(domain, delay));
+        return Ok{};
+    }
     void progress() override {}  // classic queues have no ack wait (only the broker's 30-minute consumer_timeout)
     Status deadLetter(std::string_view reason, std::string_view code) override;
 
@@ -195,6 +201,7 @@ RabbitDelivery::RabbitDelivery(RabbitConsumer& owner, amqp::Envelope envelope)
         else
             spdlog::warn("ignoring non-numeric kanban-deadline \"{}\" domain={} id={}", h->text, domain, id);
     }
+    if (auto nb = env_.integer("kanban-not-before")) not_before_unix_ms = *nb;
     if (auto created = env_.integer("kanban-created"))
         published_unix_ns = *created * 1'000'000;
     else if (env_.timestamp_s)
@@ -309,6 +316,8 @@ Result<PublishAck> RabbitMq::publish(const PublishRequest& request) {
     m.timestamp_s = now_ms / 1000;
     m.headers.push_back({"kanban-created", {}, now_ms});
     if (request.deadline_unix_ms) m.headers.push_back({"kanban-deadline", {}, *request.deadline_unix_ms});
+    // A delayed item: the first worker to fetch it sends it through a delay queue.
+    if (request.not_before_unix_ms) m.headers.push_back({"kanban-not-before", {}, *request.not_before_unix_ms});
     Status s = publisher_->publishConfirmed(m, options_.confirm_timeout);
     noteReachable(!publisher_->broken());
     if (!s) return s.error();

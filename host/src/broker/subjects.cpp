@@ -13,6 +13,22 @@ std::string durableName(std::string_view domain, Priority priority) {
     return std::string(domain) + "_" + std::string(priorityName(priority));
 }
 
+std::string delayedSubject(std::string_view domain, Priority priority) {
+    return "kanban.delayed." + std::string(priorityName(priority)) + "." + std::string(domain);
+}
+
+std::optional<std::string> workSubjectOfDelayed(std::string_view subject) {
+    constexpr std::string_view kPrefix = "kanban.delayed.";
+    if (subject.substr(0, kPrefix.size()) != kPrefix) return std::nullopt;
+    const std::string_view rest = subject.substr(kPrefix.size());
+    const auto dot = rest.find('.');
+    if (dot == std::string_view::npos || dot + 1 == rest.size() || rest.find('.', dot + 1) != std::string_view::npos)
+        return std::nullopt;
+    const auto priority = parsePriority(rest.substr(0, dot));
+    if (!priority) return std::nullopt;
+    return workSubject(rest.substr(dot + 1), *priority);
+}
+
 std::string_view subjectDomain(std::string_view subject) {
     const auto dot = subject.rfind('.');
     return dot == std::string_view::npos ? subject : subject.substr(dot + 1);
@@ -30,6 +46,7 @@ std::string deadLetterStreamName(std::string_view stream) { return std::string(s
 std::string doneBucketName(std::string_view stream) { return std::string(stream) + "_DONE"; }
 std::string scheduleBucketName(std::string_view stream) { return std::string(stream) + "_SCHEDULES"; }
 std::string controlBucketName(std::string_view stream) { return std::string(stream) + "_CONTROL"; }
+std::string delayedStreamName(std::string_view stream) { return std::string(stream) + "_DELAYED"; }
 
 std::string amqpQueue(std::string_view domain) { return "kanban." + std::string(domain); }
 std::string amqpDeadLetterQueue(std::string_view domain) { return "kanban.dlq." + std::string(domain); }

@@ -4,6 +4,8 @@
 //
 //   NATS      work       kanban.<priority>.<domain>   stream <stream>
 //             dead letter kanban.dlq.<domain>          stream <stream>_DLQ
+//             delayed    kanban.delayed.<priority>.<domain> stream <stream>_DELAYED
+//                        (consumer `delayed_mover`, shared by every host)
 //             consumer   <domain>_<priority>          (durable, pull)
 //   RabbitMQ  exchange   kanban (topic), kanban.dlx (topic)
 //             queues     kanban.<domain>, kanban.dlq.<domain>, kanban.retry.<domain>.<n>
@@ -32,6 +34,13 @@ std::string deadLetterSubject(std::string_view domain);
 // `<domain>_<priority>`
 std::string durableName(std::string_view domain, Priority priority);
 
+// `kanban.delayed.<priority>.<domain>`: an item waiting for its Kanban-Not-Before.
+std::string delayedSubject(std::string_view domain, Priority priority);
+// The work subject a delayed item goes to when due; nullopt for any other subject.
+std::optional<std::string> workSubjectOfDelayed(std::string_view subject);
+inline constexpr const char* kDelayedFilter = "kanban.delayed.*.*";
+inline constexpr const char* kDelayedMoverDurable = "delayed_mover";
+
 // The work stream binds exactly these (not `kanban.>`, which would overlap
 // the dead-letter subjects), indexed like kPriorities.
 inline constexpr std::array<const char*, 3> kWorkStreamSubjects = {"kanban.high.*", "kanban.normal.*", "kanban.low.*"};
@@ -48,6 +57,7 @@ std::string deadLetterStreamName(std::string_view stream);  // <stream>_DLQ
 std::string doneBucketName(std::string_view stream);        // <stream>_DONE
 std::string scheduleBucketName(std::string_view stream);    // <stream>_SCHEDULES
 std::string controlBucketName(std::string_view stream);     // <stream>_CONTROL (paused domains)
+std::string delayedStreamName(std::string_view stream);     // <stream>_DELAYED
 
 // --- RabbitMQ -----------------------------------------------------------
 

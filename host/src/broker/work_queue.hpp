@@ -51,6 +51,8 @@ struct PublishRequest {
     std::string payload;                          // opaque bytes
     std::string id;                               // work id (dedup key); required
     std::optional<std::int64_t> deadline_unix_ms; // absent: now + domain timeout at first pull
+    // Kanban-Not-Before: no handler sees it before then (a delayed item).
+    std::optional<std::int64_t> not_before_unix_ms;
 };
 
 struct PublishAck {
@@ -75,6 +77,7 @@ public:
     bool maybe_tried = false;
     std::optional<std::int64_t> deadline_unix_ms;
     std::optional<std::int64_t> published_unix_ns;  // when the broker stored it
+    std::optional<std::int64_t> not_before_unix_ms;  // Kanban-Not-Before
 
     // Done: remove the item. Asynchronous; a lost ack means a redelivery.
     virtual void ack() = 0;
@@ -91,6 +94,11 @@ public:
     // running worker's ack or nak settles the message. RabbitMQ: a copy with
     // the same attempt count comes back after `delay`.
     virtual void defer(std::chrono::milliseconds delay) = 0;
+    // Its Kanban-Not-Before is still ahead: out of the way of the domain's
+    // other items until then, without a handler call or an attempt
+    // (JetStream: into the delayed stream; RabbitMQ: through a delay queue).
+    // The original is removed only once the copy is stored.
+    virtual Status postpone(std::int64_t not_before_unix_ms) = 0;
     // Still being worked on: extends the broker's ack wait.
     virtual void progress() = 0;
     // Publishes the item to the dead-letter queue and, once that publish is

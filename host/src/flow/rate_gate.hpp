@@ -14,9 +14,11 @@
 #include "flow/rate_limit.hpp"
 
 #include <chrono>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 
 namespace kanban::host::flow {
 
@@ -25,9 +27,33 @@ public:
     RateGate(std::shared_ptr<RateStore> store, std::string domain)
         : store_(std::move(store)), domain_(std::move(domain)) {}
 
-    // Owns the lock when entered within `wait`.
-    std::unique_lock<std::timed_mutex> enter(std::chrono::milliseconds wait) {
-        return std::unique_lock<std::timed_mutex>(gate_, wait);
+    // One worker's turn at the gate; leaves it when destroyed or left.
+    class Turn {
+    public:
+        Turn() = default;
+        explicit Turn(RateGate* gate) : gate_(gate) {}
+        Turn(Turn&& other) noexcept : gate_(std::exchange(other.gate_, nullptr)) {}
+        Turn& operator=(Turn&& other) noexcept {
+            leave();
+            gate_ = std::exchange(other.gate_, nullptr);
+            return *this;
+        }
+        ~Turn() { leave(); }
+        bool held() const { return gate_ != nullptr; }
+        void leave() {
+            if (gate_ != nullptr) std::exchange(gate_, nullptr)->leave();
+        }
+
+    private:
+        RateGate* gate_ = nullptr;
+    };
+
+    // A held turn when the gate was free within `wait`.
+    Turn enter(std::chrono::milliseconds wait) {
+        std::unique_lock lock(mu_);
+        if (!cv_.wait_for(lock, wait, [&] { return !busy_; })) return Turn();
+        busy_ = true;
+        return Turn(this);
     }
 
     // The unix time (µs) from which `n` fetched items may start. Called with
@@ -37,7 +63,17 @@ public:
 private:
     std::shared_ptr<RateStore> store_;
     const std::string domain_;
-    std::timed_mutex gate_;
+    void leave() {
+        {
+            std::lock_guard lock(mu_);
+            busy_ = false;
+        }
+        cv_.notify_one();
+    }
+    // (Not std::timed_mutex: TSan in GCC 12 misreads its timed lock.)
+    std::mutex mu_;
+    std::condition_variable cv_;
+    bool busy_ = false;  // a worker has its turn
     std::int64_t local_tat_us_ = 0;  // the fallback's own
     bool on_own_ = false;           // logged once per outage
 };

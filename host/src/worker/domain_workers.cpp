@@ -197,6 +197,24 @@ std::vector<StalledItem> DomainWorkers::stalledItems(std::chrono::milliseconds t
     return out;
 }
 
+void DomainWorkers::postponeEarly(broker::DeliveryBatch& batch) {
+    const std::int64_t now = nowUnixMs();
+    std::erase_if(batch, [&](const std::unique_ptr<broker::Delivery>& d) {
+        if (!d->not_before_unix_ms || *d->not_before_unix_ms <= now) return false;
+        if (Status s = d->postpone(*d->not_before_unix_ms); !s) {
+            // Not handled early all the same: back after a while (no handler call, no attempt).
+            spdlog::warn("domain={} id={} is not due before {} and could not be set aside ({}); it comes back later",
+                         settings_.domain.name, d->id, *d->not_before_unix_ms, s.message());
+            d->retryAfter(std::clamp(std::chrono::milliseconds(*d->not_before_unix_ms - now), std::chrono::milliseconds(1),
+                                     std::chrono::milliseconds(5000)));
+        } else {
+            spdlog::debug("domain={} id={} set aside until {} (Kanban-Not-Before)", settings_.domain.name, d->id,
+                          *d->not_before_unix_ms);
+        }
+        return true;
+    });
+}
+
 bool DomainWorkers::waitForRateStart(broker::DeliveryBatch& batch, const WorkerSettings& s) {
     const std::int64_t start_us = rate_gate_.reserve(static_cast<std::int64_t>(batch.size()), s.domain.rate_limit,
                                                      s.domain.rate_burst, s.workers.hosts);
@@ -396,10 +414,10 @@ void DomainWorkers::run(std::size_t index) {
         // rate_limit: one worker of the host at a time fetches (at most
         // rate_burst) and waits for the start the shared state gives it.
         const flow::RateLimit& rate = in_use->domain.rate_limit;
-        std::unique_lock<std::timed_mutex> rate_turn;
+        flow::RateGate::Turn rate_turn;
         if (rate) {
             rate_turn = rate_gate_.enter(std::chrono::milliseconds(250));
-            if (!rate_turn.owns_lock()) {
+            if (!rate_turn.held()) {
                 if (permit.trial) breaker_.trialUnused();
                 if (lease) settings_.leases->release(*lease);
                 continue;
@@ -409,8 +427,9 @@ void DomainWorkers::run(std::size_t index) {
                         : rate ? static_cast<int>(std::min(in_use->workers.pull_batch, in_use->domain.rate_burst))
                                : static_cast<int>(in_use->workers.pull_batch);
         auto batch = consumer->fetch(max, settings_.idle_wait);
+        if (batch) postponeEarly(*batch);
         if (batch && !batch->empty() && rate && !waitForRateStart(*batch, *in_use)) batch->clear();
-        if (rate_turn.owns_lock()) rate_turn.unlock();
+        rate_turn.leave();
         bool healthy = static_cast<bool>(batch);
         if (!batch) {
             spdlog::warn("worker {} of domain={}: {}; reopening", index, domain, batch.message());

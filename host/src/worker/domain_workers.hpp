@@ -204,6 +204,9 @@ private:
     // The worker's runner on `gen`; false if it cannot start.
     bool ensureRunner(Slot& slot, const std::shared_ptr<const plugin::Handler>& gen);
     // Ends the worker's runner: asked to exit, or killed (`ended` says how it died).
+    // Items fetched before their Kanban-Not-Before go aside until then
+    // (Delivery::postpone), out of the batch: no handler call, no attempt.
+    void postponeEarly(broker::DeliveryBatch& batch);
     // rate_limit: waits until the fetched batch may start (false: stopped
     // meanwhile, the items were handed back).
     bool waitForRateStart(broker::DeliveryBatch& batch, const WorkerSettings& s);
