@@ -69,7 +69,8 @@ Result<WaitingSearch> JetStream::findWaiting(const std::vector<std::string>& dom
         // A sequence that was removed (acked) answers 404 without these headers.
         const char* seq = nats::header(m, "Nats-Sequence");
         const char* subject = nats::header(m, "Nats-Subject");
-        const char* msg_id = nats::header(m, "Nats-Msg-Id");
+        const char* msg_id = nats::header(m, "Kanban-Id");  // a moved (delayed) item's work id
+        if (msg_id == nullptr) msg_id = nats::header(m, "Nats-Msg-Id");
         if (seq != nullptr && subject != nullptr && msg_id != nullptr && std::string_view(msg_id) == id &&
             subjects.count(std::string_view(subject)) != 0) {
             WaitingItem item;

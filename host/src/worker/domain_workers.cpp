@@ -416,7 +416,10 @@ void DomainWorkers::run(std::size_t index) {
         const flow::RateLimit& rate = in_use->domain.rate_limit;
         flow::RateGate::Turn rate_turn;
         if (rate) {
-            rate_turn = rate_gate_.enter(std::chrono::milliseconds(250));
+            // (Waiting here keeps a max_in_flight slot: no churn on the slots.)
+            while (!(rate_turn = rate_gate_.enter(std::chrono::milliseconds(250))).held() && !stop_.load() &&
+                   index < target_.load() && !paused_.load()) {
+            }
             if (!rate_turn.held()) {
                 if (permit.trial) breaker_.trialUnused();
                 if (lease) settings_.leases->release(*lease);
