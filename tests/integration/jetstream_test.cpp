@@ -469,7 +469,7 @@ TEST_F(JetStreamTest, RetriedHighItemIsNotStuckBehindFreshNormalOnes) {
         spec.starvation_ms = 0;  // strict: only the redelivery probe can bring it back early
         auto c = js_->openConsumer(spec);
         ASSERT_TRUE(c.ok());
-        auto first = fetchN(**c, 1);
+        auto first = fetchN(**c, 1, 10, 30s);  // (a generous time-out: once under TSan 5 s were not enough)
         ASSERT_EQ(first.size(), 1u);
         for (int i = 0; i < 150; ++i) publish(domain, Priority::normal, "n-" + std::to_string(i));
         first[0]->retryAfter(100ms);

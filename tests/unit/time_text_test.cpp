@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 using kanban::host::parseDurationMs;
+using kanban::host::formatRfc3339Ms;
 using kanban::host::parseRfc3339Ms;
 
 TEST(TimeText, DurationsHaveOneWholeNumberAndOneUnit) {
@@ -26,4 +27,10 @@ TEST(TimeText, Rfc3339TimesNeedTheirZone) {
     for (const char* bad : {"", "2026-12-24", "2026-12-24T18:00:00", "2026-12-24T18:00Z", "2026-13-01T00:00:00Z",
                             "2026-12-24T18:00:00+0100", "2026-12-24T18:00:00Z junk", "2026-12-24T18:00:00.Z"})
         EXPECT_FALSE(parseRfc3339Ms(bad)) << bad;
+}
+
+TEST(TimeText, FormattedTimesParseBack) {
+    EXPECT_EQ(formatRfc3339Ms(1798135200250), "2026-12-24T18:00:00.250Z");
+    for (std::int64_t t : {0LL, 1798135200250LL, 1700000000001LL})
+        EXPECT_EQ(parseRfc3339Ms(formatRfc3339Ms(t)), t);
 }

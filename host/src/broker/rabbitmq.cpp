@@ -3,6 +3,7 @@
 #include "broker/amqp_ack_window.hpp"
 #include "broker/subjects.hpp"
 #include "common/clock.hpp"
+#include "common/time_text.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -13,17 +14,6 @@ namespace {
 
 constexpr const char* kExchange = kAmqpExchange;
 constexpr const char* kDeadLetterExchange = kAmqpDeadLetterExchange;
-
-std::string rfc3339(std::int64_t unix_ms) {
-    const std::time_t t = static_cast<std::time_t>(unix_ms / 1000);
-    std::tm tm{};
-    gmtime_r(&t, &tm);
-    char buf[40];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-    char out[48];
-    std::snprintf(out, sizeof out, "%s.%03dZ", buf, static_cast<int>(unix_ms % 1000));
-    return out;
-}
 
 // The metadata of a work item, carried from one copy to the next.
 std::vector<amqp::Header> carriedHeaders(const amqp::Envelope& e) {
@@ -371,7 +361,7 @@ DeadLetter toDeadLetter(const amqp::Envelope& e) {
     if (const amqp::Header* r = e.header("kanban-reason-code")) dl.reason_code = r->text;
     if (const amqp::Header* s = e.header("kanban-original-subject")) dl.original_subject = s->text;
     dl.attempts = static_cast<std::uint32_t>(e.integer("kanban-attempts").value_or(0));
-    if (auto at = e.integer("kanban-dead-lettered-at")) dl.dead_lettered_at = rfc3339(*at);
+    if (auto at = e.integer("kanban-dead-lettered-at")) dl.dead_lettered_at = formatRfc3339Ms(*at);
     dl.payload = e.body;
     dl.backend = "rabbitmq";
     return dl;

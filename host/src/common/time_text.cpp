@@ -1,6 +1,7 @@
 #include "common/time_text.hpp"
 
 #include <charconv>
+#include <cstdio>
 #include <ctime>
 
 namespace kanban::host {
@@ -48,6 +49,17 @@ std::optional<std::int64_t> parseDurationMs(std::string_view text) {
     constexpr std::int64_t kTenYearsMs = 10LL * 366 * 24 * 3600 * 1000;
     if (n > kTenYearsMs / ms_per) return std::nullopt;
     return n * ms_per;
+}
+
+std::string formatRfc3339Ms(std::int64_t unix_ms) {
+    const std::time_t t = static_cast<std::time_t>(unix_ms / 1000);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[40];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+    char out[48];
+    std::snprintf(out, sizeof out, "%s.%03dZ", buf, static_cast<int>(unix_ms % 1000));
+    return out;
 }
 
 std::optional<std::int64_t> parseRfc3339Ms(std::string_view s) {

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
 
 namespace kanban::host {
@@ -15,5 +16,8 @@ std::optional<std::int64_t> parseDurationMs(std::string_view text);
 // unix milliseconds, or nullopt when malformed (a time without its zone is
 // refused: it would mean a different instant on each host).
 std::optional<std::int64_t> parseRfc3339Ms(std::string_view text);
+
+// "2026-12-24T18:00:00.000Z" (UTC, milliseconds).
+std::string formatRfc3339Ms(std::int64_t unix_ms);
 
 }  // namespace kanban::host
