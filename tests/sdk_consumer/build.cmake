@@ -20,3 +20,8 @@ run(${CMAKE_COMMAND} --build ${WORK_DIR}/build)
 if(NOT EXISTS ${WORK_DIR}/build/echo.so)
     message(FATAL_ERROR "echo.so was not built")
 endif()
+# The plugin's own test (kanban/testing.hpp from the installed package).
+if(NOT EXISTS ${WORK_DIR}/build/echo_test)
+    message(FATAL_ERROR "echo_test was not built (GoogleTest not found?)")
+endif()
+run(${CMAKE_CTEST_COMMAND} --test-dir ${WORK_DIR}/build --output-on-failure)
