@@ -9,7 +9,8 @@
 #   - the unit's own ExecStartPre/ExecStart/ExecReload command lines, run as
 #     its User= against a nats-server of this test: the shipped plugins handle
 #     published items; a plugin built out of tree from the installed example
-#     with find_package(KanbanSDK) is added by the reload and handles items;
+#     with find_package(KanbanSDK) passes its own test (kanban/testing.hpp),
+#     is added by the reload and handles items;
 #     SIGTERM stops it with exit 0;
 #   - a reinstall keeps an edited conffile; remove keeps it; purge cleans up.
 # Needs root; skipped (77) otherwise, and when a tps-kanban that this test
@@ -149,6 +150,10 @@ cmake -S "$work/echo-src" -B "$work/echo-build" -DCMAKE_BUILD_TYPE=Release >"$wo
 grep -q "KanbanSDK_DIR:PATH=/usr/share/cmake/KanbanSDK" "$work/echo-build/CMakeCache.txt" ||
     fail "find_package(KanbanSDK) did not find the installed package"
 cmake --build "$work/echo-build" >>"$work/echo-cmake.log" 2>&1 || fail "building the example plugin"
+# Its own test, with kanban/testing.hpp from the -dev package: no broker.
+expect "the example's own test is built" test -x "$work/echo-build/echo_test"
+ctest --test-dir "$work/echo-build" --output-on-failure >>"$work/echo-cmake.log" 2>&1 ||
+    fail "the example's own test: $(tail -20 "$work/echo-cmake.log")"
 install -d -o tps-kanban -g tps-kanban "$work/out"
 cat >>"$conf" <<TOML
 
