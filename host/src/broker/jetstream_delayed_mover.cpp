@@ -170,7 +170,6 @@ void DelayedMover::handle(natsMsg* m) {
     if (natsStatus s = natsMsg_AckSync(m, nullptr, nullptr); s != NATS_OK)
         spdlog::debug("delayed items: ack of id={} failed ({}); a second move is dropped as a duplicate", id,
                       nats::error(s));
-    moved_.fetch_add(1);
     spdlog::debug("delayed items: id={} moved to {}", id, *work);
 }
 

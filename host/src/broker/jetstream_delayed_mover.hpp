@@ -20,7 +20,6 @@
 
 #include "broker/jetstream.hpp"
 
-#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
@@ -41,8 +40,6 @@ public:
     void start();
     void stop();  // joins; a move under way finishes first
 
-    std::uint64_t moved() const { return moved_.load(); }
-
 private:
     void run();
     Status subscribe();
@@ -58,7 +55,6 @@ private:
     bool stop_ = false;  // mu_
     std::mutex sub_mu_;                  // sub_ itself: stop() unsubscribes it to end a waiting fetch
     __natsSubscription* sub_ = nullptr;  // made and destroyed by the mover thread
-    std::atomic<std::uint64_t> moved_{0};
 };
 
 }  // namespace kanban::host::broker

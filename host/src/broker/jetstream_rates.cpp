@@ -19,14 +19,24 @@ std::int64_t nowUnixUs() { return nowUnixNs() / 1000; }
 
 }  // namespace
 
+JetStreamRates::~JetStreamRates() {
+    if (kv_ != nullptr) kvStore_Destroy(kv_);
+}
+
 Result<std::int64_t> JetStreamRates::reserve(const std::string& domain, std::int64_t n, const flow::RateLimit& rate,
                                              std::int64_t burst) {
     if (!nats_.connected()) return Error{"nats: not connected"};
-    auto kv = nats::keyValueBucket(nats_.js(), nats_.streamName() + "_RATES", "TPS Kanban: rate_limit state",
-                                   nats_.options().replicas);
-    if (!kv) return kv.error();
-    const std::int64_t interval = rate.intervalUs();
     std::unique_lock lock(mu_);  // one reservation of this host at a time: its tries never race each other
+    if (kv_ == nullptr) {
+        // Bound once (a stream-info request), not per reservation; dropped on
+        // any failure, so a bucket made anew is bound again.
+        auto kv = nats::keyValueBucket(nats_.js(), nats_.streamName() + "_RATES", "TPS Kanban: rate_limit state",
+                                       nats_.options().replicas);
+        if (!kv) return kv.error();
+        kv_ = *kv;
+    }
+    kvStore* const kv = kv_;
+    const std::int64_t interval = rate.intervalUs();
     Known known;
     bool have = false;  // `known` is what the bucket holds, as far as this host knows
     if (auto it = known_.find(domain); it != known_.end()) {
@@ -38,7 +48,7 @@ Result<std::int64_t> JetStreamRates::reserve(const std::string& domain, std::int
     for (int attempt = 0; attempt < kMaxTries; ++attempt) {
         if (!have) {
             kvEntry* e = nullptr;
-            const natsStatus s = kvStore_Get(&e, *kv, domain.c_str());
+            const natsStatus s = kvStore_Get(&e, kv, domain.c_str());
             if (s == NATS_NOT_FOUND) {
                 known = Known{};
                 have = true;
@@ -67,11 +77,10 @@ Result<std::int64_t> JetStreamRates::reserve(const std::string& domain, std::int
         std::uint64_t rev = 0;
         const natsStatus s =
             known.revision == 0
-                ? kvStore_Create(&rev, *kv, domain.c_str(), value.data(), static_cast<int>(value.size()))
-                : kvStore_Update(&rev, *kv, domain.c_str(), value.data(), static_cast<int>(value.size()), known.revision);
+                ? kvStore_Create(&rev, kv, domain.c_str(), value.data(), static_cast<int>(value.size()))
+                : kvStore_Update(&rev, kv, domain.c_str(), value.data(), static_cast<int>(value.size()), known.revision);
         if (s == NATS_OK) {
             known_[domain] = Known{rev, r.tat_unix_us, interval};
-            kvStore_Destroy(*kv);
             return r.start_unix_us;
         }
         // Another host reserved since (or the store failed: the read says).
@@ -80,7 +89,8 @@ Result<std::int64_t> JetStreamRates::reserve(const std::string& domain, std::int
         if (attempt > 4) std::this_thread::sleep_for(std::chrono::microseconds(rng() % 2000));
     }
     known_.erase(domain);
-    kvStore_Destroy(*kv);
+    kvStore_Destroy(kv_);
+    kv_ = nullptr;
     return Error{"nats: rate_limit state of " + domain + ": " + failure};
 }
 

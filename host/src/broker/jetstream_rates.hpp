@@ -8,6 +8,8 @@
 #include "flow/rate_limit.hpp"
 
 #include <map>
+
+struct __kvStore;
 #include <mutex>
 
 namespace kanban::host::broker {
@@ -15,6 +17,9 @@ namespace kanban::host::broker {
 class JetStreamRates final : public flow::RateStore {
 public:
     explicit JetStreamRates(JetStream& nats) : nats_(nats) {}
+    ~JetStreamRates() override;
+    JetStreamRates(const JetStreamRates&) = delete;
+    JetStreamRates& operator=(const JetStreamRates&) = delete;
     Result<std::int64_t> reserve(const std::string& domain, std::int64_t n, const flow::RateLimit& rate,
                                  std::int64_t burst) override;
 
@@ -26,7 +31,8 @@ private:
     };
     JetStream& nats_;
     std::mutex mu_;
-    std::map<std::string, Known> known_;  // per domain: what this host last read or wrote
+    std::map<std::string, Known> known_;  // per domain: what this host last read or wrote (mu_)
+    __kvStore* kv_ = nullptr;             // the bucket, bound on first use (mu_)
 };
 
 }  // namespace kanban::host::broker
