@@ -46,6 +46,10 @@ int main(int argc, char** argv) {
     auto* at_opt = pub->add_option("--at", pa.at, "hand it to a handler no earlier than this RFC 3339 time (2026-12-24T18:00:00Z)");
     delay_opt->excludes(at_opt);
     pub->add_option("--count", pa.count, "number of items")->check(CLI::Range(1, 10'000'000));
+    pub->add_option("--header", pa.headers, "a header K=V for the handler to read (repeatable)");
+    pub->add_flag("--trace", pa.trace,
+                  "start a trace for each item (its traceparent header; a publish span to [tracing] otlp_endpoint "
+                  "when set); prints the trace ids on stderr");
 
     std::string admin_addr;
     app.add_option("--admin", admin_addr, "kanband's admin address HOST:PORT (default: admin.listen from the config)");

@@ -13,7 +13,10 @@
 #include "broker/jetstream.hpp"
 #include "broker/rabbitmq.hpp"
 #include "common/clock.hpp"
+#include "common/headers.hpp"
 #include "common/time_text.hpp"
+#include "tracing/tracer.hpp"
+#include "version.hpp"
 #include "ctl_common.hpp"
 
 namespace kanban::ctl {
@@ -47,6 +50,25 @@ int publish(const std::string& config_path, const PublishArgs& args) {
             return fail(kExitUsage, "--at \"" + args.at + "\": expected an RFC 3339 time with its zone (2026-12-24T18:00:00Z)");
     }
 
+    Headers headers;
+    for (const std::string& h : args.headers) {
+        const auto eq = h.find('=');
+        if (eq == std::string::npos) return fail(kExitUsage, "--header \"" + h + "\": expected NAME=VALUE");
+        std::string name = h.substr(0, eq), value = h.substr(eq + 1);
+        if (std::string why = headerProblem(name, value); !why.empty()) return fail(kExitUsage, "--header: " + why);
+        headers.emplace_back(std::move(name), std::move(value));
+    }
+    const std::string* incoming = findHeader(headers, kTraceParentHeader);
+    if (incoming != nullptr && !tracing::parseTraceparent(*incoming))
+        return fail(kExitUsage, "--header traceparent=\"" + *incoming +
+                                    "\" is not a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>)");
+    std::shared_ptr<tracing::Tracer> tracer;
+    if (args.trace && cfg.tracing.enabled()) {
+        std::string error;
+        tracer = tracing::Tracer::create(cfg.tracing, KANBAN_VERSION, nullptr, nullptr, error);
+        if (!tracer) return fail(kExitError, "tracing: " + error);
+    }
+
     std::string payload = args.payload;
     if (!args.file.empty()) {
         std::ifstream in(args.file, std::ios::binary);
@@ -71,6 +93,7 @@ int publish(const std::string& config_path, const PublishArgs& args) {
     req.priority = *parsePriority(args.priority);
     req.payload = std::move(payload);
     req.not_before_unix_ms = not_before;
+    req.headers = headers;
     if (args.deadline_ms > 0) req.deadline_unix_ms = std::max(nowUnixMs(), not_before.value_or(0)) + args.deadline_ms;
     std::map<std::string, std::int64_t> by_backend;
     // After a failover, say where the items went (on stderr: stdout is the ids).
@@ -82,7 +105,32 @@ int publish(const std::string& config_path, const PublishArgs& args) {
     };
     for (std::int64_t i = 0; i < args.count; ++i) {
         req.id = args.id.empty() ? broker::generateWorkId() : args.id;
+        // --trace: the item's trace starts with this publish (a PRODUCER
+        // span; its handler's attempts are children of it).
+        std::optional<tracing::ActiveSpan> span;
+        if (args.trace) {
+            tracing::ActiveSpan s;
+            if (tracer) {
+                s = tracer->begin(incoming != nullptr ? *incoming : "");
+            } else {
+                const auto parent = incoming != nullptr ? tracing::parseTraceparent(*incoming) : std::nullopt;
+                s.self.trace_id = parent ? parent->trace_id : tracing::newTraceId();
+                s.self.span_id = tracing::newSpanId();
+                s.self.sampled = parent ? parent->sampled : true;
+                s.traceparent = tracing::formatTraceparent(s.self);
+            }
+            setHeader(req.headers, kTraceParentHeader, s.traceparent);
+            span = s;
+        }
         auto ack = brokers.publish(req);
+        if (span) {
+            if (tracer)
+                tracer->end(*span, "publish " + args.domain, tracing::SpanKind::producer,
+                            {{"kanban.domain", args.domain}, {"kanban.id", req.id},
+                             {"kanban.backend", std::string(brokers.lastPublishBackend())}},
+                            !ack, ack ? "" : ack.message());
+            std::cerr << "kanbanctl: trace " << tracing::hex(span->self.trace_id) << " for " << req.id << "\n";
+        }
         if (!ack) {
             std::cout.flush();
             summary();
@@ -95,6 +143,8 @@ int publish(const std::string& config_path, const PublishArgs& args) {
     }
     summary();
     std::cout.flush();
+    if (tracer && !tracer->flush(std::chrono::seconds(5)))
+        std::cerr << "kanbanctl: the publish spans could not be exported to " << cfg.tracing.otlp_endpoint << " in 5 s\n";
     return kExitOk;
 }
 

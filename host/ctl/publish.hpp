@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace kanban::ctl {
 
@@ -17,6 +18,8 @@ struct PublishArgs {
     std::string delay;             // --delay 30s: not handled before now + that
     std::string at;                // --at 2026-12-24T18:00:00Z: not handled before then
     std::int64_t count = 1;
+    std::vector<std::string> headers;  // --header K=V, repeatable
+    bool trace = false;                // --trace: each item starts a trace (a publish span)
 };
 
 int publish(const std::string& config_path, const PublishArgs& args);

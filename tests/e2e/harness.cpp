@@ -133,7 +133,11 @@ std::vector<Call> readCalls(const std::string& path) {
     for (const auto& line : readLines(path)) {
         std::istringstream f(line);
         Call c;
-        f >> c.id >> c.priority >> c.attempt >> c.outcome >> c.tid >> c.epoch_us >> c.payload_hex >> c.version;
+        std::string headers_hex;
+        f >> c.id >> c.priority >> c.attempt >> c.outcome >> c.tid >> c.epoch_us >> c.payload_hex >> c.version >> headers_hex;
+        std::istringstream hs(fromHex(headers_hex));
+        for (std::string h; std::getline(hs, h);)
+            if (auto eq = h.find('='); eq != std::string::npos) c.headers.emplace(h.substr(0, eq), h.substr(eq + 1));
         calls.push_back(c);
     }
     return calls;
@@ -151,6 +155,13 @@ std::map<std::string, int> okCounts(const std::vector<Call>& calls) {
     for (const auto& c : calls)
         if (c.outcome == "ok") ++n[c.id];
     return n;
+}
+
+std::string fromHex(const std::string& hex) {
+    if (hex == "-" || hex.size() % 2 != 0) return "";
+    std::string out;
+    for (std::size_t i = 0; i + 1 < hex.size(); i += 2) out += static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16));
+    return out;
 }
 
 std::string toHex(const std::string& bytes) {

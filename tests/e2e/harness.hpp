@@ -120,12 +120,14 @@ struct Call {
     std::int64_t epoch_us = 0;
     std::string payload_hex;  // "-" when empty
     std::string version;      // of the recorder plugin that ran it
+    std::map<std::string, std::string> headers;  // what the handler saw (first value of each)
 };
 std::vector<Call> readCalls(const std::string& path);
 std::vector<Call> callsFor(const std::vector<Call>& calls, const std::string& id);
 // How many times each id was handled with outcome ok.
 std::map<std::string, int> okCounts(const std::vector<Call>& calls);
 std::string toHex(const std::string& bytes);
+std::string fromHex(const std::string& hex);  // "" for "-"
 // Every id in `ids` was handled with outcome ok (per the recorder's log).
 bool allHandled(const std::string& out, const std::vector<std::string>& ids);
 std::int64_t epochMs();

@@ -49,6 +49,8 @@ public:
     void release() override { settled_.push_back("release"); }
     void defer(std::chrono::milliseconds) override { settled_.push_back("defer"); }
     void progress() override {}
+    void headers(Headers&) const override {}
+    std::string header(const char*) const override { return ""; }
     Status postpone(std::int64_t) override {
         settled_.push_back("postpone");
         return Ok{};

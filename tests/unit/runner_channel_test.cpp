@@ -16,7 +16,7 @@ namespace {
 
 TEST(RunnerChannel, ABatchRoundTripsWithNulTerminatedIds) {
     const std::string binary("a\0b\xff", 4);
-    std::vector<WireItem> items{{"id-1", "{}", 0, 1, 123}, {"id-2", binary, 2, 7, -5}, {"", "", 1, 1, 0}};
+    std::vector<WireItem> items{{"id-1", "{}", 0, 1, 123, {}}, {"id-2", binary, 2, 7, -5, {}}, {"", "", 1, 1, 0, {}}};
     const BatchHeader h{30000, 1 << 20, 50};
     const std::string body = encodeBatch(h, items);
     BatchHeader back;
@@ -36,8 +36,32 @@ TEST(RunnerChannel, ABatchRoundTripsWithNulTerminatedIds) {
     }
 }
 
+TEST(RunnerChannel, HeadersAndFollowUpsRoundTrip) {
+    std::vector<WireItem> items{{"id-1", "{}", 0, 1, 123, {{"X-Tenant", "acme"}, {"X-Tenant", "b"}}}};
+    BatchHeader back;
+    auto decoded = decodeBatch(encodeBatch({}, items), back);
+    ASSERT_TRUE(decoded.ok()) << decoded.message();
+    EXPECT_EQ((*decoded)[0].headers, items[0].headers);
+
+    std::vector<plugin::FollowUp> f(2);
+    f[0] = {"p/1", "email", std::string("x\0y", 3), std::nullopt, {{"K", "V"}}, 0};
+    f[1] = {"p/key", "billing", "", KANBAN_PRIORITY_LOW, {}, 1500};
+    auto got = decodeFollowUps(encodeFollowUps(7, f));
+    ASSERT_TRUE(got.ok()) << got.message();
+    EXPECT_EQ(got->first, 7u);
+    ASSERT_EQ(got->second.size(), 2u);
+    EXPECT_EQ(got->second[0].payload, f[0].payload);
+    EXPECT_EQ(got->second[0].headers, f[0].headers);
+    EXPECT_FALSE(got->second[0].priority);
+    EXPECT_EQ(got->second[1].priority, KANBAN_PRIORITY_LOW);
+    EXPECT_EQ(got->second[1].delay_ms, 1500);
+    EXPECT_EQ(got->second[1].id, "p/key");
+    const std::string body = encodeFollowUps(7, f);
+    EXPECT_FALSE(decodeFollowUps(std::string_view(body).substr(0, body.size() - 3)).ok()) << "truncated";
+}
+
 TEST(RunnerChannel, TruncatedOrOversizedBatchesAreRejected) {
-    std::vector<WireItem> items{{"id-1", "payload", 1, 1, 1}};
+    std::vector<WireItem> items{{"id-1", "payload", 1, 1, 1, {}}};
     const std::string body = encodeBatch({}, items);
     BatchHeader h;
     for (std::size_t cut = 0; cut < body.size(); ++cut) EXPECT_FALSE(decodeBatch(body.substr(0, cut), h).ok()) << cut;

@@ -88,3 +88,54 @@ TEST(SdkTesting, AConstructorThatThrowsIsAFailedCreateWithItsMessage) {
 }
 
 }  // namespace
+
+// Headers and follow-ups (ABI 1.1) through the kit.
+class Chain final : public kanban::Handler {
+public:
+    explicit Chain(std::string_view) {}
+    kanban::Result handle(const kanban::WorkItem& item, kanban::Context& ctx) override {
+        const auto tenant = item.header("x-tenant");  // any case
+        if (!tenant) return kanban::Result::fail("no tenant");
+        std::string seen;
+        for (kanban::Header h : item.headers) seen += std::string(h.name) + ";";
+        ctx.log(kanban::LogLevel::info, seen);
+        if (item.payload == "fan-out") {
+            ctx.publish("email", "to " + std::string(*tenant));
+            kanban::PublishOptions o;
+            o.priority = kanban::Priority::high;
+            o.headers = {{"X-Tenant", std::string(*tenant)}};
+            o.delay = std::chrono::seconds(30);
+            o.key = "invoice";
+            ctx.publish("billing", "bill", o);
+        }
+        if (item.payload == "nowhere") ctx.publish("nowhere", "x");
+        return kanban::Result::ok();
+    }
+};
+
+TEST(SdkTesting, HeadersAndFollowUpsAreSeenAsTheHostWouldGiveThem) {
+    TestHost<Chain> host;
+    host.setDomains({"email", "billing"});
+    const auto out = host.handle({.id = "order-9", .payload = "fan-out", .headers = {{"X-Tenant", "acme"}, {"X-Trace", "1"}}});
+    ASSERT_TRUE(out.ok()) << out.reason;
+    ASSERT_EQ(out.logs.size(), 1u);
+    EXPECT_EQ(out.logs[0].message, "X-Tenant;X-Trace;") << "headers iterate in order";
+    ASSERT_EQ(out.follow_ups.size(), 2u);
+    EXPECT_EQ(out.follow_ups[0].id, "order-9/1") << "the n-th follow-up without a key";
+    EXPECT_EQ(out.follow_ups[0].domain, "email");
+    EXPECT_EQ(out.follow_ups[0].payload, "to acme");
+    EXPECT_FALSE(out.follow_ups[0].priority) << "the parent's";
+    EXPECT_EQ(out.follow_ups[1].id, "order-9/invoice");
+    EXPECT_EQ(out.follow_ups[1].priority, kanban::Priority::high);
+    EXPECT_EQ(out.follow_ups[1].delay, std::chrono::seconds(30));
+    ASSERT_EQ(out.follow_ups[1].headers.size(), 1u);
+    EXPECT_EQ(out.follow_ups[1].headers[0].second, "acme");
+    // The same item again: the same ids (what makes a redelivered parent harmless).
+    EXPECT_EQ(host.handle({.id = "order-9", .payload = "fan-out", .headers = {{"X-Tenant", "acme"}}}).follow_ups[1].id,
+              "order-9/invoice");
+
+    EXPECT_EQ(host.handle({.payload = "fan-out"}).reason, "no tenant") << "an absent header is nullopt";
+    const auto refused = host.handle({.payload = "nowhere", .headers = {{"X-Tenant", "acme"}}});
+    EXPECT_EQ(refused.status, Status::retry) << "a refused publish throws PublishError, a retry";
+    EXPECT_EQ(refused.reason, "exception: publish to nowhere: unknown domain \"nowhere\"");
+}

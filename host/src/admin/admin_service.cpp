@@ -225,6 +225,10 @@ Reply AdminService::deadLetters(const std::string& domain, const broker::DeadLet
             j["payload"] = dl.payload;
         else
             j["payload_base64"] = base64(dl.payload);
+        // The item's own headers, as [name, value] pairs (a name may repeat).
+        nlohmann::json headers = nlohmann::json::array();
+        for (const auto& [name, value] : dl.headers) headers.push_back({name, value});
+        j["headers"] = std::move(headers);
         items.push_back(std::move(j));
     }
     nlohmann::json reply{{"domain", domain}, {"count", items.size()}, {"items", items}, {"more", listing.more}};

@@ -243,7 +243,7 @@ Result<PublishAck> JetStream::publishSync(const std::string& subject, std::strin
     natsMsg* m = nullptr;
     natsStatus s = natsMsg_Create(&m, subject.c_str(), nullptr, body.data(), static_cast<int>(body.size()));
     for (const auto& [key, value] : headers)
-        if (s == NATS_OK) s = natsMsgHeader_Set(m, key.c_str(), value.c_str());
+        if (s == NATS_OK) s = natsMsgHeader_Add(m, key.c_str(), value.c_str());  // a name may repeat
     if (s != NATS_OK) {
         natsMsg_Destroy(m);
         return Error{"publish to " + subject + ": cannot build message: " + nats::error(s)};
@@ -305,6 +305,8 @@ Result<PublishAck> JetStream::publish(const PublishRequest& request) {
     if (request.id.empty()) return Error{"publish: empty work id", /*refused=*/true};
     Headers headers{{"Nats-Msg-Id", request.id}, {"Kanban-Created", std::to_string(nowUnixMs())}};
     if (request.deadline_unix_ms) headers.emplace_back("Kanban-Deadline", std::to_string(*request.deadline_unix_ms));
+    for (const auto& h : request.headers)
+        if (!reservedHeader(h.first)) headers.push_back(h);
     if (request.not_before_unix_ms && *request.not_before_unix_ms > nowUnixMs()) {
         // Waits in the delayed stream, out of the domain's way, until then.
         headers.emplace_back("Kanban-Not-Before", std::to_string(*request.not_before_unix_ms));
@@ -318,6 +320,7 @@ Result<PublishAck> JetStream::publishCopy(natsMsg* original, const std::string& 
     Headers headers{{"Nats-Msg-Id", msg_id}, {"Kanban-Id", id}};
     for (const char* key : {"Kanban-Deadline", "Kanban-Created", "Kanban-Not-Before"})
         if (const char* v = nats::header(original, key)) headers.emplace_back(key, v);
+    nats::userHeaders(original, headers);
     const std::string_view body(natsMsg_GetData(original), static_cast<std::size_t>(natsMsg_GetDataLength(original)));
     return publishSync(subject, body, headers);
 }
@@ -337,6 +340,7 @@ Status JetStream::publishDeadLetter(natsMsg* original, std::uint64_t stream_sequ
                     {"Kanban-Original-Subject", natsMsg_GetSubject(original)}};
     for (const char* key : {"Kanban-Deadline", "Kanban-Created"})
         if (const char* v = nats::header(original, key)) headers.emplace_back(key, v);
+    nats::userHeaders(original, headers);  // a replay gives them back
     const std::string_view body(natsMsg_GetData(original), static_cast<std::size_t>(natsMsg_GetDataLength(original)));
     auto ack = publishSync(deadLetterSubject(domain), body, headers);
     if (!ack) return Error{"dead-letter " + ack.message()};

@@ -63,6 +63,11 @@ public:
     void release() override { check(natsMsg_Nak(msg_, nullptr), "nak"); }
     void defer(std::chrono::milliseconds) override {}  // the running worker's ack or nak settles it
     void progress() override { check(natsMsg_InProgress(msg_, nullptr), "in-progress"); }
+    void headers(Headers& out) const override { nats::userHeaders(msg_, out); }
+    std::string header(const char* name) const override {
+        const char* v = nats::header(msg_, name);
+        return v != nullptr ? v : "";
+    }
     Status postpone(std::int64_t not_before_unix_ms) override {
         // Keyed by the original's place in the work stream: a crash before
         // the ack redelivers it, and its second copy is dropped.

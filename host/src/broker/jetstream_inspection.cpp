@@ -97,6 +97,7 @@ Result<DeadLetterPage> JetStream::deadLetters(std::string_view domain, const Dea
         if (const char* v = nats::header(m, "Nats-Time-Stamp")) dl.dead_lettered_at = v;  // RFC 3339, from the server
         dl.payload.assign(natsMsg_GetData(m), size);
         dl.backend = "nats";
+        nats::userHeaders(m, dl.headers);
         natsMsg_Destroy(m);
         if (dl.sequence == 0)
             return Error{"read dead letters of " + std::string(domain) + ": reply without Nats-Sequence"};
@@ -229,6 +230,7 @@ Result<ReplayResults> JetStream::settleDeadLetters(std::string_view domain, cons
                 req.priority = subjectPriority(dl.original_subject).value_or(Priority::normal);
                 req.payload = dl.payload;
                 req.id = dl.id;
+                req.headers = dl.headers;
                 s = republish(req);
                 if (s) s = removeDeadLetter(dl.sequence);
             }

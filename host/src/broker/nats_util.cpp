@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <charconv>
+#include <cstdlib>
 #include <cstdio>
 #include <ctime>
 #include <string_view>
@@ -28,6 +29,21 @@ const char* header(natsMsg* m, const char* key) {
     const char* v = nullptr;
     if (natsMsgHeader_Get(m, key, &v) != NATS_OK) return nullptr;
     return v;
+}
+
+void userHeaders(natsMsg* m, Headers& out) {
+    const char** keys = nullptr;
+    int count = 0;
+    if (natsMsgHeader_Keys(m, &keys, &count) != NATS_OK) return;
+    for (int i = 0; i < count; ++i) {
+        if (reservedHeader(keys[i])) continue;
+        const char** values = nullptr;
+        int n = 0;
+        if (natsMsgHeader_Values(m, keys[i], &values, &n) != NATS_OK) continue;
+        for (int j = 0; j < n; ++j) out.emplace_back(keys[i], values[j]);
+        std::free(static_cast<void*>(values));
+    }
+    std::free(static_cast<void*>(keys));
 }
 
 bool allDigits(const char* s) {

@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/headers.hpp"
 #include "common/result.hpp"
 
 namespace kanban::host::broker::nats {
@@ -21,6 +22,9 @@ inline constexpr std::int64_t kNsPerMs = 1'000'000;
 std::string error(natsStatus s, jsErrCode jerr = static_cast<jsErrCode>(0));
 // A header's value, or nullptr when absent.
 const char* header(natsMsg* m, const char* key);
+// Appends the message's own headers (common/headers.hpp: not Nats-*, not
+// the host's Kanban-*) to `out`, every value of each.
+void userHeaders(natsMsg* m, Headers& out);
 // A message's body (empty, never null).
 inline std::string_view body(natsMsg* m) {
     const char* data = natsMsg_GetData(m);

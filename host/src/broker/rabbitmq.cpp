@@ -16,10 +16,26 @@ constexpr const char* kExchange = kAmqpExchange;
 constexpr const char* kDeadLetterExchange = kAmqpDeadLetterExchange;
 
 // The metadata of a work item, carried from one copy to the next.
+// Not the item's own: the host's, and what RabbitMQ adds when the retry
+// queues dead-letter a copy back (x-death, x-first-death-*, x-last-death-*).
+bool bookkeeping(std::string_view key) {
+    return reservedHeader(key) || sameHeaderName(key, "x-death") || hasHeaderPrefix(key, "x-first-death-") ||
+           hasHeaderPrefix(key, "x-last-death-");
+}
+
+// The item's own headers (common/headers.hpp), every value as text.
+void userHeaders(const amqp::Envelope& e, Headers& out) {
+    for (const auto& h : e.headers)
+        if (!bookkeeping(h.key)) out.emplace_back(h.key, h.number ? std::to_string(*h.number) : h.text);
+}
+
+// What a copy of the item (a retry, a dead letter) keeps of the original.
 std::vector<amqp::Header> carriedHeaders(const amqp::Envelope& e) {
     std::vector<amqp::Header> out;
     for (const char* key : {"kanban-deadline", "kanban-created", "kanban-not-before"})
         if (auto v = e.integer(key)) out.push_back({key, {}, *v});
+    for (const auto& h : e.headers)
+        if (!bookkeeping(h.key)) out.push_back(h);
     return out;
 }
 
@@ -40,6 +56,11 @@ public:
         const std::chrono::milliseconds delay(std::max<std::int64_t>(1, not_before_unix_ms - nowUnixMs()));
         republishAfter(delay, attempt, amqpChosenDelayQueue(domain, delay));
         return Ok{};
+    }
+    void headers(Headers& out) const override { userHeaders(env_, out); }
+    std::string header(const char* name) const override {
+        const amqp::Header* h = env_.header(name);
+        return h == nullptr ? "" : h->number ? std::to_string(*h->number) : h->text;
     }
     void progress() override {}  // classic queues have no ack wait (only the broker's 30-minute consumer_timeout)
     Status deadLetter(std::string_view reason, std::string_view code) override;
@@ -305,6 +326,8 @@ Result<PublishAck> RabbitMq::publish(const PublishRequest& request) {
     const std::int64_t now_ms = nowUnixMs();
     m.timestamp_s = now_ms / 1000;
     m.headers.push_back({"kanban-created", {}, now_ms});
+    for (const auto& [key, value] : request.headers)
+        if (!reservedHeader(key)) m.headers.push_back({key, value, std::nullopt});
     if (request.deadline_unix_ms) m.headers.push_back({"kanban-deadline", {}, *request.deadline_unix_ms});
     // A delayed item: the first worker to fetch it sends it through a delay queue.
     if (request.not_before_unix_ms) m.headers.push_back({"kanban-not-before", {}, *request.not_before_unix_ms});
@@ -364,6 +387,7 @@ DeadLetter toDeadLetter(const amqp::Envelope& e) {
     if (auto at = e.integer("kanban-dead-lettered-at")) dl.dead_lettered_at = formatRfc3339Ms(*at);
     dl.payload = e.body;
     dl.backend = "rabbitmq";
+    userHeaders(e, dl.headers);
     return dl;
 }
 }  // namespace
@@ -412,6 +436,7 @@ Result<ReplayResults> RabbitMq::settleDeadLetters(std::string_view domain, const
             req.priority = priorityFromAmqp(dl.original_subject, (*e)->priority);
             req.payload = std::move(dl.payload);
             req.id = dl.id;
+            req.headers = std::move(dl.headers);
             if (Status s = publish(req); !s) {
                 out.emplace_back(dl.id, s.message());
                 continue;

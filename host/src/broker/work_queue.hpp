@@ -8,6 +8,7 @@
 #pragma once
 
 #include "broker/attempt_record.hpp"
+#include "common/headers.hpp"
 #include "common/priority.hpp"
 #include "common/result.hpp"
 
@@ -53,6 +54,8 @@ struct PublishRequest {
     std::optional<std::int64_t> deadline_unix_ms; // absent: now + domain timeout at first pull
     // Kanban-Not-Before: no handler sees it before then (a delayed item).
     std::optional<std::int64_t> not_before_unix_ms;
+    // The publisher's own headers (common/headers.hpp), shown to the handler.
+    Headers headers;
 };
 
 struct PublishAck {
@@ -101,6 +104,15 @@ public:
     virtual Status postpone(std::int64_t not_before_unix_ms) = 0;
     // Still being worked on: extends the broker's ack wait.
     virtual void progress() = 0;
+    // Appends the item's own headers (its publisher's; never the host's
+    // bookkeeping ones) to `out`. Read when asked, not at fetch: most
+    // handlers never look.
+    virtual void headers(Headers& out) const = 0;
+    // The first value of one header (exact name; "" when absent).
+    virtual std::string header(const char* name) const = 0;
+    // The trace id of the attempt running it (for its log lines); empty
+    // when not traced.
+    std::string trace_id;
     // Publishes the item to the dead-letter queue and, once that publish is
     // acknowledged, removes the original. On error the original stays
     // (it will be redelivered); nothing is lost. `reason` is the text (the
@@ -117,6 +129,7 @@ struct DeadLetter {
     std::string dead_lettered_at;  // RFC 3339
     std::string payload;
     std::string backend;  // "nats" or "rabbitmq"
+    Headers headers;      // the item's own, given back to it by a replay
 };
 
 using DeliveryBatch = std::vector<std::unique_ptr<Delivery>>;

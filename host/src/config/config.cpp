@@ -537,6 +537,19 @@ Result<Config> parseConfig(std::string_view toml_text, const std::string& path) 
         s.integer("canary_timeout_ms", cfg.scheduler.canary_timeout_ms, 1, 24LL * 3600 * 1000);
         s.finish();
     }
+    {
+        Section s(subTable(top, "tracing", diag), "tracing", diag);
+        if (s.string("otlp_endpoint", cfg.tracing.otlp_endpoint) && !cfg.tracing.otlp_endpoint.empty() &&
+            cfg.tracing.otlp_endpoint.rfind("http://", 0) != 0)
+            diag.atKey("tracing.otlp_endpoint", "tracing.otlp_endpoint must be an http:// URL (OTLP/HTTP, e.g. "
+                                                "\"http://127.0.0.1:4318/v1/traces\"); got \"" +
+                                                    cfg.tracing.otlp_endpoint + "\"");
+        s.number("sample_ratio", cfg.tracing.sample_ratio, 0.0, 1.0);
+        if (s.string("service_name", cfg.tracing.service_name) && cfg.tracing.service_name.empty())
+            diag.atKey("tracing.service_name", "tracing.service_name must not be empty");
+        s.integer("max_queue", cfg.tracing.max_queue, 1, 1'000'000);
+        s.finish();
+    }
     parseDomains(top, cfg, diag, base_dir);
     parseSchedules(top, cfg, diag);
     top.finish();

@@ -141,6 +141,19 @@ struct ScheduleConfig {
     bool operator==(const ScheduleConfig&) const = default;
 };
 
+// [tracing]: OpenTelemetry spans of handler attempts, exported with OTLP
+// over HTTP (JSON). Off while otlp_endpoint is empty.
+struct TracingConfig {
+    std::string otlp_endpoint;  // e.g. "http://127.0.0.1:4318/v1/traces"
+    // Of the traces kanband starts (an item without a traceparent); an
+    // incoming traceparent's sampled flag is followed as it is.
+    double sample_ratio = 1.0;
+    std::string service_name = "kanband";
+    std::int64_t max_queue = 2048;  // spans waiting for export; more are dropped (counted)
+    bool enabled() const { return !otlp_endpoint.empty(); }
+    bool operator==(const TracingConfig&) const = default;
+};
+
 struct Config {
     std::string path;  // the file it was loaded from
     NatsConfig nats;
@@ -158,6 +171,7 @@ struct Config {
     CircuitBreakerConfig circuit_breaker;
     CoordinatorConfig coordinator;
     SchedulerConfig scheduler;
+    TracingConfig tracing;
     std::vector<DomainConfig> domains;
     std::vector<ScheduleConfig> schedules;
 

@@ -115,6 +115,19 @@ scheduler::Scheduler::Hooks Host::schedulerHooks() {
     return hooks;
 }
 
+std::shared_ptr<tracing::Tracer> Host::makeTracer(const config::Config& cfg, metrics::Metrics& metrics) {
+    if (!cfg.tracing.enabled()) return nullptr;
+    std::string error;
+    auto tracer = tracing::Tracer::create(
+        cfg.tracing, KANBAN_VERSION, [&metrics](std::uint64_t n) { metrics.spansDropped(static_cast<double>(n)); },
+        [&metrics](std::uint64_t n) { metrics.spansExported(static_cast<double>(n)); }, error);
+    if (!tracer) spdlog::error("tracing: {}; running without tracing", error);
+    else
+        spdlog::info("tracing: a span per handler attempt to {} (sample_ratio {})", cfg.tracing.otlp_endpoint,
+                     cfg.tracing.sample_ratio);
+    return tracer;
+}
+
 // The domain's own policies: the global tables with its overrides (config).
 worker::WorkerSettings Host::workerSettings(const config::DomainConfig& d, const config::Config& /*c*/) {
     return worker::WorkerSettings{
@@ -124,7 +137,18 @@ worker::WorkerSettings Host::workerSettings(const config::DomainConfig& d, const
         .breaker = d.circuit_breaker,
         .on_scheduled_settled = [this](const std::string& id, bool ok) { scheduler_.settled(id, ok); },
         .leases = leases_,
-        .rates = rates_};
+        .rates = rates_,
+        // Follow-ups go out like any publish (NATS, or RabbitMQ when NATS is down).
+        .publish =
+            [this](const broker::PublishRequest& req) {
+                auto ack = brokers_.publish(req);
+                if (ack && !ack->duplicate) metrics_.publishedInc(req.domain);
+                if (!ack) metrics_.publishErrorInc(brokers_.backendName(), "follow_up");
+                return ack;
+            },
+        // The configuration of the moment: a domain added by a reload is known at once.
+        .known_domain = [this](std::string_view name) { return config()->findDomain(name) != nullptr; },
+        .tracer = tracer_};
 }
 
 std::vector<coordinator::Domain> Host::coordinated() const {

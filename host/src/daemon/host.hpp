@@ -31,6 +31,7 @@
 #include "scheduler/scheduler.hpp"
 #include "scheduler/stored_jobs.hpp"
 #include "status/item_status.hpp"
+#include "tracing/tracer.hpp"
 #include "worker/domain_table.hpp"
 
 namespace kanban::host::daemon {
@@ -57,6 +58,7 @@ public:
           pause_store_(nats),
           leases_(std::make_shared<broker::JetStreamLeases>(nats)),
           rates_(std::make_shared<broker::JetStreamRates>(nats)),
+          tracer_(makeTracer(cfg, metrics)),
           delayed_mover_(nats),
           pauses_(pause_store_,
                   [this](const std::string& d, bool paused) {
@@ -81,6 +83,9 @@ public:
     bool abandonedAny() const { return abandoned_any_.load(); }
 
 private:
+    // [tracing]: the tracer and its exporter (null when off, or when the
+    // endpoint is unusable: then logged, and kanband runs untraced).
+    static std::shared_ptr<tracing::Tracer> makeTracer(const config::Config& cfg, metrics::Metrics& metrics);
     scheduler::Scheduler::Hooks schedulerHooks();
     worker::WorkerSettings workerSettings(const config::DomainConfig& d, const config::Config& c);
     void startDomain(const config::DomainConfig& d, const config::Config& c, plugin::Registry::Generation g);
@@ -114,6 +119,7 @@ private:
     broker::JetStreamPauseStore pause_store_;
     std::shared_ptr<flow::InFlightLeases> leases_;  // max_in_flight slots
     std::shared_ptr<flow::RateStore> rates_;        // rate_limit state
+    std::shared_ptr<tracing::Tracer> tracer_;       // [tracing]; null when off
     broker::DelayedMover delayed_mover_;            // Kanban-Not-Before: moves due items to their work subject
     pause::DomainPauses pauses_;  // applied to domains_' pools
     plugin::Registry registry_;  // control thread only

@@ -105,6 +105,12 @@ Metrics::Metrics(std::string_view version) : registry_(std::make_shared<promethe
     last_reload_time_ = &family(prometheus::BuildGauge(), r, "kanban_config_last_reload_success_timestamp_seconds",
                                 "When the configuration was last loaded successfully (start or reload).")
                              .Add({});
+    spans_exported_ = &family(prometheus::BuildCounter(), r, "kanban_spans_exported_total",
+                              "Handler-attempt spans accepted by the OTLP endpoint ([tracing]).")
+                           .Add({});
+    spans_dropped_ = &family(prometheus::BuildCounter(), r, "kanban_spans_dropped_total",
+                             "Spans dropped: the export queue was full or the OTLP endpoint did not accept them.")
+                          .Add({});
     orphaned_ = &family(prometheus::BuildGauge(), r, "kanban_orphaned_items",
                         "Items stored on a subject that no configured domain consumes.")
                      .Add({});

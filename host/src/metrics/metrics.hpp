@@ -59,7 +59,7 @@ inline constexpr std::array<std::string_view, 4> kRunnerRestarts{"crash", "timeo
 inline constexpr std::array<std::string_view, 6> kSkipReasons{"backpressure", "canary",  "paused",
                                                               "draining",     "missed",  "publish_error"};
 inline constexpr std::array<std::string_view, 3> kCanaryOutcomes{"ok", "failed", "timeout"};
-inline constexpr std::array<std::string_view, 2> kPublishErrorReasons{"replay", "schedule"};
+inline constexpr std::array<std::string_view, 3> kPublishErrorReasons{"replay", "schedule", "follow_up"};
 inline constexpr std::array<std::string_view, 2> kBackends{"nats", "rabbitmq"};
 
 // The handles of one domain, created once (pointers stay valid for the
@@ -130,6 +130,9 @@ public:
         canaries_family_->Add({{"job", job}, {"outcome", outcome}}).Increment();
     }
     void setOrphanedItems(double n) { orphaned_->Set(n); }
+    // [tracing]: spans exported and dropped (any thread).
+    void spansExported(double n) { spans_exported_->Increment(n); }
+    void spansDropped(double n) { spans_dropped_->Increment(n); }
     void publishedInc(const std::string& domain) { published_family_->Add({{"domain", domain}}).Increment(); }
     void publishErrorInc(std::string_view backend, std::string_view reason);
 
@@ -172,6 +175,8 @@ private:
     prometheus::Family<prometheus::Gauge>* backend_active_family_;
     std::map<std::string, prometheus::Gauge*> plugin_info_;  // by domain
     prometheus::Gauge* orphaned_;
+    prometheus::Counter* spans_exported_;
+    prometheus::Counter* spans_dropped_;
     prometheus::Counter* failovers_;
     prometheus::Family<prometheus::Counter>* reloads_family_;
     prometheus::Gauge* last_reload_ok_;

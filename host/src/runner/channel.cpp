@@ -51,6 +51,23 @@ private:
     std::string_view s_;
 };
 
+void putHeaders(std::string& out, const Headers& headers) {
+    put<std::uint64_t>(out, headers.size());
+    for (const auto& [name, value] : headers) {
+        putString(out, name);
+        putString(out, value);
+    }
+}
+
+bool getHeaders(Cursor& c, Headers& out) {
+    std::uint64_t n = 0;
+    if (!c.get(n) || n > (1u << 16)) return false;
+    out.resize(n);
+    for (auto& [name, value] : out)
+        if (!c.getString(name) || !c.getString(value)) return false;
+    return true;
+}
+
 }  // namespace
 
 std::string frame(FrameType type, std::string_view body) {
@@ -93,6 +110,7 @@ std::string encodeBatch(const BatchHeader& header, const std::vector<WireItem>& 
         put(out, i.priority);
         put(out, i.attempt);
         put(out, i.deadline_unix_ms);
+        putHeaders(out, i.headers);
     }
     return out;
 }
@@ -106,9 +124,40 @@ Result<std::vector<WireItem>> decodeBatch(std::string_view body, BatchHeader& he
     std::vector<WireItem> items(n);
     for (auto& i : items)
         if (!c.getView(i.id, 1) || !c.getView(i.payload) || !c.get(i.priority) || !c.get(i.attempt) ||
-            !c.get(i.deadline_unix_ms))
+            !c.get(i.deadline_unix_ms) || !getHeaders(c, i.headers))
             return Error{"malformed batch item"};
     return items;
+}
+
+std::string encodeFollowUps(std::uint32_t index, const std::vector<plugin::FollowUp>& follow_ups) {
+    std::string out;
+    put(out, index);
+    put<std::uint64_t>(out, follow_ups.size());
+    for (const auto& f : follow_ups) {
+        putString(out, f.id);
+        putString(out, f.domain);
+        putString(out, f.payload);
+        put<std::int32_t>(out, f.priority ? static_cast<std::int32_t>(*f.priority) : -1);
+        put(out, f.delay_ms);
+        putHeaders(out, f.headers);
+    }
+    return out;
+}
+
+Result<std::pair<std::uint32_t, std::vector<plugin::FollowUp>>> decodeFollowUps(std::string_view body) {
+    Cursor c(body);
+    std::uint32_t index = 0;
+    std::uint64_t n = 0;
+    if (!c.get(index) || !c.get(n) || n > plugin::kMaxFollowUps) return Error{"malformed follow-ups"};
+    std::vector<plugin::FollowUp> out(n);
+    for (auto& f : out) {
+        std::int32_t priority = -1;
+        if (!c.getString(f.id) || !c.getString(f.domain) || !c.getString(f.payload) || !c.get(priority) ||
+            !c.get(f.delay_ms) || !getHeaders(c, f.headers) || priority < -1 || priority > KANBAN_PRIORITY_LOW)
+            return Error{"malformed follow-up"};
+        if (priority >= 0) f.priority = static_cast<kanban_priority>(priority);
+    }
+    return std::make_pair(index, std::move(out));
 }
 
 bool FrameReader::complete() const {

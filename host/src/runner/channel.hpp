@@ -13,7 +13,9 @@
 //
 //   host -> runner: Hello {domain, plugin path, settings JSON}   once
 //   runner -> host: Ready {name, version} | Failed {message}     once
-//   host -> runner: Batch {timeout_ms, items...}                 per batch
+//   host -> runner: Batch {timeout_ms, items (with their headers)...}  per batch
+//   runner -> host: FollowUps {item index, follow-ups...}        per item that returned
+//                   ok with follow-ups, written before its result is final
 //   runner -> host: BatchDone {}                                 per batch
 //   host -> runner: Quit: the runner calls destroy() and exits 0.
 //   kanband gone (its end of the socket closed): the runner exits at once.
@@ -26,7 +28,9 @@
 #include <string_view>
 #include <vector>
 
+#include "common/headers.hpp"
 #include "common/result.hpp"
+#include "plugin/host_api.hpp"
 
 namespace kanban::host::runner {
 
@@ -50,6 +54,7 @@ struct ItemResult {
     std::atomic<std::uint32_t> state;  // ItemState; written last (release)
     std::int32_t status;
     std::int64_t retry_after_ms;  // as the handler set it (-1: none)
+    std::uint32_t follow_ups;     // ok with this many follow-ups, in a FollowUps frame sent before `state`
     std::int64_t started_ns, ended_ns, deadline_ns;  // steady clock (CLOCK_MONOTONIC: the same in both processes)
     char reason[kReasonBytes];
 };
@@ -81,6 +86,7 @@ struct WireItem {
     std::uint32_t priority = 1;
     std::uint32_t attempt = 1;
     std::int64_t deadline_unix_ms = 0;
+    Headers headers;  // the item's own, with the attempt's traceparent
 };
 
 struct BatchHeader {
@@ -89,7 +95,9 @@ struct BatchHeader {
     std::int64_t recycle_after_items = 0;  // 0: never
 };
 
-enum class FrameType : std::uint32_t { hello = 1, ready = 2, failed = 3, batch = 4, batch_done = 5, quit = 6 };
+enum class FrameType : std::uint32_t {
+    hello = 1, ready = 2, failed = 3, batch = 4, batch_done = 5, quit = 6, follow_ups = 7
+};
 
 // Encodes a frame: type, length, body (little-endian host order: both ends
 // are the same binary).
@@ -98,6 +106,8 @@ std::string encodeStrings(const std::vector<std::string_view>& parts);
 Result<std::vector<std::string>> decodeStrings(std::string_view body, std::size_t count);
 std::string encodeBatch(const BatchHeader& header, const std::vector<WireItem>& items);
 Result<std::vector<WireItem>> decodeBatch(std::string_view body, BatchHeader& header);
+std::string encodeFollowUps(std::uint32_t index, const std::vector<plugin::FollowUp>& follow_ups);
+Result<std::pair<std::uint32_t, std::vector<plugin::FollowUp>>> decodeFollowUps(std::string_view body);
 
 // Reads whole frames from a blocking or non-blocking descriptor.
 class FrameReader {

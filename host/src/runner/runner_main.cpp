@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <thread>
 
@@ -106,6 +107,14 @@ private:
         ctx.external_cancel = &shared_.cancel;
         ctx.on_progress = [](void* arg) { static_cast<Shared*>(arg)->progress.fetch_add(1); };
         ctx.progress_arg = &shared_;
+        ctx.load_headers = [](const void* arg, Headers& out) {
+            const auto& in = *static_cast<const Headers*>(arg);
+            out.insert(out.end(), in.begin(), in.end());
+        };
+        ctx.headers_arg = &w.headers;
+        if (const std::string* tp = findHeader(w.headers, kTraceParentHeader)) ctx.traceparent = *tp;
+        // Domains are checked by kanband when it publishes them.
+        ctx.follow_up_rules = &rules_;
 
         kanban_work_item item{};
         item.struct_size = sizeof item;
@@ -131,6 +140,18 @@ private:
         r.reason[kReasonBytes - 1] = '\0';
         r.status = static_cast<std::int32_t>(result.status);
         r.retry_after_ms = result.retry_after_ms;
+        r.follow_ups = 0;
+        // Follow-ups matter only for an ok; they reach kanband before the
+        // result does (the socket is read before the result is settled).
+        std::lock_guard lock(ctx.follow_ups_mu);
+        if (result.status == KANBAN_STATUS_OK && !ctx.follow_ups.empty()) {
+            if (writeAll(kSocketFd, frame(FrameType::follow_ups, encodeFollowUps(static_cast<std::uint32_t>(k), ctx.follow_ups)))) {
+                r.follow_ups = static_cast<std::uint32_t>(ctx.follow_ups.size());
+            } else {
+                r.status = KANBAN_STATUS_RETRY;  // never an ok without its follow-ups
+                std::snprintf(r.reason, kReasonBytes, "%s", "follow-ups could not be handed to kanband");
+            }
+        }
         shared_.current.store(0, std::memory_order_release);
     }
 
@@ -139,6 +160,7 @@ private:
     std::shared_ptr<const plugin::Instance> instance_;
     int statm_ = -1;
     std::int64_t handled_ = 0;
+    const plugin::FollowUpRules rules_{};
 };
 
 int fail(const std::string& message) {

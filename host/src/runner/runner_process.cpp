@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <spdlog/spdlog.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/mman.h>
@@ -154,6 +155,33 @@ void RunnerProcess::begin(const BatchHeader& header, const std::vector<WireItem>
     out_.erase(0, out_done_);
     out_done_ = 0;
     out_ += frame(FrameType::batch, encodeBatch(header, items));
+    follow_ups_.clear();
+    batch_done_ = false;
+}
+
+bool RunnerProcess::readFrames() {
+    for (;;) {
+        auto got = reader_->poll();
+        if (!got) return false;  // closed: it ended (or is ending); whole frames before that were read
+        if (!*got) return true;
+        auto [type, body] = reader_->take();
+        if (type == FrameType::batch_done) {
+            batch_done_ = true;
+        } else if (type == FrameType::follow_ups) {
+            auto f = decodeFollowUps(body);
+            if (f) follow_ups_[f->first] = std::move(f->second);
+            else spdlog::error("runner pid={}: {}", pid_, f.message());
+        }
+    }
+}
+
+std::vector<plugin::FollowUp> RunnerProcess::takeFollowUps(std::size_t index) {
+    if (follow_ups_.count(index) == 0) readFrames();
+    auto it = follow_ups_.find(index);
+    if (it == follow_ups_.end()) return {};
+    auto out = std::move(it->second);
+    follow_ups_.erase(it);
+    return out;
 }
 
 RunnerProcess::Event RunnerProcess::pump(std::chrono::milliseconds wait) {
@@ -177,13 +205,18 @@ RunnerProcess::Event RunnerProcess::pump(std::chrono::milliseconds wait) {
             }
         }
         if ((fds[0].revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
-            auto got = reader_->poll();
-            if (!got) return Event::died;  // closed: it ended (or is ending)
-            if (*got) {
-                // Before Ready, spawn() takes the frame itself.
-                if (name_.empty()) return Event::none;
-                auto [type, body] = reader_->take();
-                if (type == FrameType::batch_done) return Event::done;
+            // Before Ready, spawn() takes the frame itself.
+            if (name_.empty()) {
+                auto got = reader_->poll();
+                if (!got) return Event::died;
+                if (*got) return Event::none;
+            } else {
+                const bool open = readFrames();
+                if (batch_done_) {
+                    batch_done_ = false;
+                    return Event::done;
+                }
+                if (!open) return Event::died;  // closed: it ended (or is ending)
             }
         }
         if (fds[1].revents != 0) return Event::died;

@@ -17,6 +17,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -60,6 +61,10 @@ public:
     // Sends what is queued and waits up to `wait` for the batch's end or the
     // process's death.
     Event pump(std::chrono::milliseconds wait);
+    // The follow-ups of item `index` of this batch (its result says how
+    // many): read from the socket if they are not in yet. Fewer than the
+    // result says means they were lost (a corrupt frame).
+    std::vector<plugin::FollowUp> takeFollowUps(std::size_t index);
     // SIGKILL, then reaps it.
     ExitInfo kill();
     // After Event::died: reaps it.
@@ -70,6 +75,9 @@ public:
 private:
     RunnerProcess() = default;
     bool waitExit(std::chrono::milliseconds wait);  // pidfd readable within `wait`
+    // Reads every whole frame there is (BatchDone sets batch_done_,
+    // FollowUps are kept); false when the runner's end closed.
+    bool readFrames();
     pid_t pid_ = -1;
     int sock_ = -1;
     int pidfd_ = -1;
@@ -79,6 +87,8 @@ private:
     std::string out_;
     std::size_t out_done_ = 0;
     std::unique_ptr<FrameReader> reader_;
+    bool batch_done_ = false;
+    std::map<std::size_t, std::vector<plugin::FollowUp>> follow_ups_;  // of the current batch, by item index
     std::string name_, version_;
 };
 

@@ -20,6 +20,7 @@ DomainWorkers::DomainWorkers(WorkerSettings settings, std::shared_ptr<const plug
                              broker::WorkQueue& queue, LocalDoneRecord& done, AttemptLedger& ledger,
                              metrics::DomainMetrics& metrics, std::unique_ptr<InflightJournal> journal)
     : settings_(std::move(settings)),
+      follow_up_rules_{settings_.known_domain},
       live_(std::make_shared<const WorkerSettings>(settings_)),
       handler_(std::move(handler)),
       queue_(queue),

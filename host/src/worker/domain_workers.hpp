@@ -12,7 +12,9 @@
 #include "flow/rate_gate.hpp"
 #include "metrics/metrics.hpp"
 #include "plugin/handler.hpp"
+#include "plugin/host_api.hpp"
 #include "runner/runner_process.hpp"
+#include "tracing/tracer.hpp"
 #include "worker/attempt_ledger.hpp"
 #include "worker/circuit_breaker.hpp"
 #include "worker/inflight_journal.hpp"
@@ -49,6 +51,21 @@ struct WorkerSettings {
     // The state of domain.rate_limit, shared by every host (null: each host
     // keeps the limit / workers.hosts on its own).
     std::shared_ptr<flow::RateStore> rates;
+    // Publishes a handler's follow-ups (the host's brokers, NATS first);
+    // null: follow-ups cannot be published and an attempt that asks for
+    // them is retried.
+    std::function<Result<broker::PublishAck>(const broker::PublishRequest&)> publish;
+    // Whether a follow-up's domain is configured (null: any).
+    std::function<bool(std::string_view)> known_domain;
+    // [tracing]: a span per handler attempt (null: off).
+    std::shared_ptr<tracing::Tracer> tracer;
+};
+
+// What an attempt leaves besides its status.
+struct AttemptExtras {
+    std::vector<plugin::FollowUp> follow_ups;  // published only if it returns ok
+    std::optional<tracing::ActiveSpan> span;   // its span, when traced
+    std::string_view plugin_version;
 };
 
 // The last runner process of a domain that crashed or was killed (isolation = "process").
@@ -185,12 +202,22 @@ private:
     std::optional<std::int64_t> admit(broker::Delivery& d, const WorkerSettings& s, broker::DoneStore& store,
                                       const std::optional<broker::AttemptRecord>& record);
     // After a handler call on an admitted item: the decision, applied.
+    // An ok with follow-ups publishes them first; one that cannot be
+    // published makes the attempt a retry. The attempt's span ends here.
     Outcome conclude(broker::Delivery& d, const WorkerSettings& s, broker::DoneStore& store, bool had_record,
-                     const HandlerReturn& r, std::chrono::nanoseconds took);
+                     const HandlerReturn& r, std::chrono::nanoseconds took, AttemptExtras* extras = nullptr);
     // An admitted item whose runner died in its handler: one attempt
     // (handler_crashed after max_attempts).
     void concludeCrash(broker::Delivery& d, const WorkerSettings& s, broker::DoneStore& store, bool had_record,
-                       const std::string& what);
+                       const std::string& what, AttemptExtras* extras = nullptr);
+    // Follow-ups (worker/follow_ups.cpp): publishes an ok attempt's
+    // follow-ups, each with Kanban-Parent and the attempt's traceparent.
+    Status publishFollowUps(const broker::Delivery& parent, const AttemptExtras& extras);
+    // Tracing: the span of an attempt about to start (child of the item's
+    // traceparent), and its end with the attempt's outcome.
+    std::optional<tracing::ActiveSpan> beginSpan(broker::Delivery& d) const;
+    void endSpan(const broker::Delivery& d, AttemptExtras& extras, std::string_view outcome, bool error,
+                 std::string_view reason) const;
     // Hands back the items not known done (the store or the runner failed).
     void handBack(broker::DeliveryBatch& batch, const std::vector<bool>& done, const WorkerSettings& s,
                   const std::string& why, std::size_t count);
@@ -250,6 +277,7 @@ private:
     std::shared_ptr<const WorkerSettings> live() const;  // the current settings
 
     const WorkerSettings settings_;  // as at start: the name, the hooks
+    plugin::FollowUpRules follow_up_rules_;  // what ctx.publish() checks (settings_.known_domain)
     mutable std::mutex live_mu_;
     std::shared_ptr<const WorkerSettings> live_;  // live_mu_
     mutable std::mutex handler_mu_;

@@ -167,7 +167,8 @@ void DomainWorkers::ackHandled(std::vector<broker::Delivery*>& awaiting_ack, bro
     for (broker::Delivery* a : awaiting_ack) {
         ack(*a);
         notifyScheduled(*a, true);
-        spdlog::debug("item handled domain={} id={} attempt={}", settings_.domain.name, a->id, a->attempt);
+        spdlog::debug("item handled domain={} id={} attempt={}{}{}", settings_.domain.name, a->id, a->attempt,
+                      a->trace_id.empty() ? "" : " trace_id=", a->trace_id);
     }
     awaiting_ack.clear();
 }
@@ -279,6 +280,13 @@ DomainWorkers::Outcome DomainWorkers::process(broker::Delivery& d, Slot& slot, c
     ctx.deadline = start + std::chrono::milliseconds(std::min(deadline_ms - now_ms, dom.timeout_ms));
     ctx.on_progress = [](void* arg) { static_cast<broker::Delivery*>(arg)->progress(); };
     ctx.progress_arg = &d;
+    ctx.load_headers = [](const void* arg, Headers& out) { static_cast<const broker::Delivery*>(arg)->headers(out); };
+    ctx.headers_arg = &d;
+    ctx.follow_up_rules = &follow_up_rules_;
+    AttemptExtras extras;
+    extras.plugin_version = handler.version;
+    extras.span = beginSpan(d);
+    if (extras.span) ctx.traceparent = extras.span->traceparent;
 
     kanban_work_item item{};
     item.struct_size = sizeof item;
@@ -322,6 +330,10 @@ DomainWorkers::Outcome DomainWorkers::process(broker::Delivery& d, Slot& slot, c
     slot.busy_since_ns = 0;
     const auto end = std::chrono::steady_clock::now();
     reason[sizeof reason - 1] = '\0';
+    {
+        std::lock_guard lock(ctx.follow_ups_mu);
+        extras.follow_ups = std::move(ctx.follow_ups);
+    }
     return conclude(d, s, store, record.has_value(),
                     {.status = static_cast<int>(result.status),
                      .reason = reason,
@@ -330,15 +342,31 @@ DomainWorkers::Outcome DomainWorkers::process(broker::Delivery& d, Slot& slot, c
                      .attempt = d.attempt,
                      .max_attempts = s.retry.max_attempts,
                      .retry_after_ms = result.retry_after_ms},
-                    end - start);
+                    end - start, &extras);
 }
 
 DomainWorkers::Outcome DomainWorkers::conclude(broker::Delivery& d, const WorkerSettings& s, broker::DoneStore& store,
-                                               bool had_record, const HandlerReturn& r, std::chrono::nanoseconds took) {
+                                               bool had_record, const HandlerReturn& handler_return,
+                                               std::chrono::nanoseconds took, AttemptExtras* extras) {
     const auto& dom = s.domain;
+    HandlerReturn r = handler_return;
+    std::string unpublished;  // why an ok's follow-ups could not be published
+    if (r.status == KANBAN_STATUS_OK && extras != nullptr && !extras->follow_ups.empty()) {
+        if (Status p = publishFollowUps(d, *extras); !p) {
+            // Not acked without its follow-ups: the attempt is a retry (its
+            // next run publishes them under the same ids).
+            unpublished = "follow-ups not published: " + p.message();
+            r.status = KANBAN_STATUS_RETRY;
+            r.reason = unpublished;
+            r.retry_after_ms = -1;
+        }
+    }
     done_.end(d.id, r.status == KANBAN_STATUS_OK);
     metrics_.handler_duration->Observe(std::chrono::duration<double>(took).count());
     const Decision decision = decide(r);
+    if (extras != nullptr)
+        endSpan(d, *extras, metrics::kOutcomes[static_cast<std::size_t>(decision.outcome)],
+                decision.action != Action::ack && decision.action != Action::release, decision.reason);
     metrics_.processedInc(decision.outcome);
     switch (decision.action) {
         case Action::ack:
@@ -368,10 +396,11 @@ DomainWorkers::Outcome DomainWorkers::conclude(broker::Delivery& d, const Worker
 }
 
 void DomainWorkers::concludeCrash(broker::Delivery& d, const WorkerSettings& s, broker::DoneStore& store,
-                                  bool had_record, const std::string& what) {
+                                  bool had_record, const std::string& what, AttemptExtras* extras) {
     done_.end(d.id, false);
     metrics_.processedInc(metrics::Outcome::retry);
     const std::string reason = "handler_crashed: the runner process ended in the handler (" + what + ")";
+    if (extras != nullptr) endSpan(d, *extras, "crash", true, reason);
     if (static_cast<std::int64_t>(d.attempt) >= s.retry.max_attempts) {
         deadLetter(d, metrics::DeadLetterReason::handler_crashed, reason, store, had_record);
     } else {
@@ -419,8 +448,8 @@ void DomainWorkers::retry(broker::Delivery& d, const std::string& reason, const 
     else
         d.retryAfter(delay);
     metrics_.nacked->Increment();
-    spdlog::info("item will be retried domain={} id={} attempt={} delay_ms={} reason=\"{}\"", settings_.domain.name, d.id,
-                 d.attempt, delay.count(), reason);
+    spdlog::info("item will be retried domain={} id={} attempt={} delay_ms={} reason=\"{}\"{}{}", settings_.domain.name,
+                 d.id, d.attempt, delay.count(), reason, d.trace_id.empty() ? "" : " trace_id=", d.trace_id);
 }
 
 void DomainWorkers::deadLetter(broker::Delivery& d, metrics::DeadLetterReason why, const std::string& reason,
@@ -461,7 +490,8 @@ void DomainWorkers::deadLetter(broker::Delivery& d, metrics::DeadLetterReason wh
     }
     metrics_.deadLetteredInc(why);
     notifyScheduled(d, false);
-    spdlog::warn("item dead-lettered domain={} id={} attempt={} reason=\"{}\" label={}", domain, d.id, d.attempt, reason, label);
+    spdlog::warn("item dead-lettered domain={} id={} attempt={} reason=\"{}\" label={}{}{}", domain, d.id, d.attempt, reason,
+                 label, d.trace_id.empty() ? "" : " trace_id=", d.trace_id);
 }
 
 }  // namespace kanban::host::worker

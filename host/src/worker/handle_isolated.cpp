@@ -98,6 +98,7 @@ void DomainWorkers::handleIsolated(broker::DeliveryBatch& batch, const std::vect
     // What must not run is settled here; the rest goes in one message.
     std::vector<std::size_t> index;  // batch index of each item sent
     std::vector<runner::WireItem> wire;
+    std::vector<AttemptExtras> extras;  // per item sent
     // The breaker opened (another worker's failures) since this batch was
     // pulled: the items wait out the open period unstarted.
     const bool held = !trial && breaker_.state() == CircuitBreaker::State::open;
@@ -120,7 +121,13 @@ void DomainWorkers::handleIsolated(broker::DeliveryBatch& batch, const std::vect
         const auto deadline = admit(d, s, store, records[i]);
         if (!deadline) continue;
         index.push_back(i);
-        wire.push_back({d.id, d.payload, static_cast<std::uint32_t>(d.priority), d.attempt, *deadline});
+        runner::WireItem w{d.id, d.payload, static_cast<std::uint32_t>(d.priority), d.attempt, *deadline, {}};
+        d.headers(w.headers);  // the runner has no broker message to read them from
+        AttemptExtras& x = extras.emplace_back();
+        x.plugin_version = gen->version;
+        x.span = beginSpan(d);
+        if (x.span) setHeader(w.headers, kTraceParentHeader, x.span->traceparent);
+        wire.push_back(std::move(w));
     }
     if (wire.empty()) return;
     rp.begin({s.domain.timeout_ms, s.domain.runner.memory_max_mb * 1024, s.domain.runner.recycle_after_items}, wire);
@@ -154,7 +161,7 @@ void DomainWorkers::handleIsolated(broker::DeliveryBatch& batch, const std::vect
                 continue;
             }
             r.reason[runner::kReasonBytes - 1] = '\0';
-            const HandlerReturn ret{.status = r.status,
+            HandlerReturn ret{.status = r.status,
                                     .reason = r.reason,
                                     .overran = r.ended_ns > r.deadline_ns,
                                     .cancelled_by_stop = sh.cancel.load() != 0 && cancel_running_.load(),
@@ -162,8 +169,19 @@ void DomainWorkers::handleIsolated(broker::DeliveryBatch& batch, const std::vect
                                     .max_attempts = s.retry.max_attempts,
                                     .retry_after_ms = r.retry_after_ms};
             crashes_in_row_ = 0;
-            applyOutcome(conclude(d, s, store, had_record, ret, std::chrono::nanoseconds(r.ended_ns - r.started_ns)), d,
-                         store, awaiting_ack);
+            AttemptExtras& x = extras[settled];
+            if (x.span) x.span->start_unix_ns = nowUnixNs() - (steadyNs() - r.started_ns);
+            if (r.status == KANBAN_STATUS_OK && r.follow_ups > 0) {
+                x.follow_ups = rp.takeFollowUps(settled);
+                if (x.follow_ups.size() != r.follow_ups) {
+                    spdlog::error("domain={} id={}: the runner reported {} follow-ups and sent {}; the item is retried",
+                                  domain, d.id, r.follow_ups, x.follow_ups.size());
+                    ret.status = KANBAN_STATUS_RETRY;
+                    ret.reason = "follow-ups lost between the runner and kanband";
+                }
+            }
+            applyOutcome(conclude(d, s, store, had_record, ret, std::chrono::nanoseconds(r.ended_ns - r.started_ns), &x),
+                         d, store, awaiting_ack);
         }
     };
 
@@ -241,10 +259,10 @@ void DomainWorkers::handleIsolated(broker::DeliveryBatch& batch, const std::vect
                               .overran = true,
                               .attempt = d.attempt,
                               .max_attempts = s.retry.max_attempts},
-                             std::chrono::nanoseconds(steadyNs() - sh.results[k].started_ns));
+                             std::chrono::nanoseconds(steadyNs() - sh.results[k].started_ns), &extras[k]);
                     breakerResult(false);
                 } else {
-                    concludeCrash(d, s, store, had_record, exit.describe());
+                    concludeCrash(d, s, store, had_record, exit.describe(), &extras[k]);
                 }
                 continue;
             }

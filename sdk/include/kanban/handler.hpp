@@ -31,12 +31,15 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <cstddef>
 #include <exception>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace kanban {
 
@@ -50,6 +53,82 @@ enum class LogLevel {
     error = KANBAN_LOG_ERROR
 };
 
+// One header of an item (views into host memory, valid during handle()).
+struct Header {
+    std::string_view name;
+    std::string_view value;
+};
+
+namespace detail {
+inline bool sameName(std::string_view a, std::string_view b) noexcept {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        const char x = (a[i] >= 'A' && a[i] <= 'Z') ? static_cast<char>(a[i] - 'A' + 'a') : a[i];
+        const char y = (b[i] >= 'A' && b[i] <= 'Z') ? static_cast<char>(b[i] - 'A' + 'a') : b[i];
+        if (x != y) return false;
+    }
+    return true;
+}
+}  // namespace detail
+
+// The headers of an item, read-only: what its publisher set, `Kanban-Parent`
+// on a follow-up, and `traceparent` (this attempt's own trace context when
+// the host traces). Iterable (`for (kanban::Header h : item.headers)`);
+// names compare without regard to ASCII case. Empty on a 1.0 host. ABI 1.1.
+class Headers {
+public:
+    Headers() = default;
+    Headers(const kanban_host_api* api, const kanban_context* ctx) noexcept
+        : api_(KANBAN_HOST_HAS(api, header_at) && KANBAN_HOST_HAS(api, header_count) ? api : nullptr), ctx_(ctx) {}
+
+    std::size_t size() const noexcept { return api_ != nullptr ? api_->header_count(ctx_) : 0; }
+    bool empty() const noexcept { return size() == 0; }
+    Header operator[](std::size_t i) const noexcept {
+        kanban_header h{};
+        if (api_ == nullptr || api_->header_at(ctx_, i, &h) != 0) return {};
+        return {std::string_view(h.name, h.name_len), std::string_view(h.value, h.value_len)};
+    }
+    // The first value of header `name`, if the item has it.
+    std::optional<std::string_view> get(std::string_view name) const noexcept {
+        const std::size_t n = size();
+        for (std::size_t i = 0; i < n; ++i) {
+            const Header h = (*this)[i];
+            if (detail::sameName(h.name, name)) return h.value;
+        }
+        return std::nullopt;
+    }
+
+    class iterator {
+    public:
+        using value_type = Header;
+        using difference_type = std::ptrdiff_t;
+        iterator() = default;
+        iterator(const Headers* h, std::size_t i) : headers_(h), i_(i) {}
+        Header operator*() const { return (*headers_)[i_]; }
+        iterator& operator++() {
+            ++i_;
+            return *this;
+        }
+        iterator operator++(int) {
+            iterator old = *this;
+            ++i_;
+            return old;
+        }
+        bool operator==(const iterator& o) const { return i_ == o.i_; }
+        bool operator!=(const iterator& o) const { return i_ != o.i_; }
+
+    private:
+        const Headers* headers_ = nullptr;
+        std::size_t i_ = 0;
+    };
+    iterator begin() const { return {this, 0}; }
+    iterator end() const { return {this, size()}; }
+
+private:
+    const kanban_host_api* api_ = nullptr;
+    const kanban_context* ctx_ = nullptr;
+};
+
 // One work item. The views point into host memory that is valid only during
 // handle(): copy what you keep.
 struct WorkItem {
@@ -59,6 +138,27 @@ struct WorkItem {
     std::string_view payload;  // opaque bytes (JSON by convention)
     std::uint32_t attempt = 1; // 1 on the first call: handler calls, not deliveries
     std::chrono::system_clock::time_point deadline;
+    Headers headers;  // ABI 1.1
+
+    // The first value of header `name` (ASCII case ignored), e.g.
+    // item.header("X-Tenant"). ABI 1.1.
+    std::optional<std::string_view> header(std::string_view name) const noexcept { return headers.get(name); }
+};
+
+// How ctx.publish() shapes a follow-up (every field optional).
+struct PublishOptions {
+    std::optional<Priority> priority;  // absent: the parent's
+    std::vector<std::pair<std::string, std::string>> headers;
+    std::chrono::milliseconds delay{0};  // > 0: a delayed item, due this long after it is published
+    std::string key;  // the child's id is "<parent id>/<key>"; empty: "<parent id>/<n>", n its ordinal
+};
+
+// The host refused a follow-up (unknown domain, too many, host older than
+// ABI 1.1). Thrown out of handle(), it makes the attempt a retry with
+// "exception: <what>" like any other exception.
+class PublishError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
 };
 
 // Host services available outside handle() (e.g. logging from a constructor).
@@ -90,6 +190,36 @@ public:
     // Logs one line tagged with the item's domain, id and attempt.
     void log(LogLevel level, std::string_view message) const noexcept {
         api_->log(ctx_, static_cast<kanban_log_level>(level), message.data(), message.size());
+    }
+    // Follow-up work: published to `domain` only if this attempt returns
+    // ok, before the item is acknowledged; returns the child's work id
+    // (derived from this item's id, so a redelivered parent never doubles
+    // its children). Throws PublishError when the host refuses. ABI 1.1.
+    std::string publish(std::string_view domain, std::string_view payload, const PublishOptions& options = {}) {
+        if (!KANBAN_HOST_HAS(api_, publish))
+            throw PublishError("this host does not offer publish (ABI " + std::to_string(api_->abi_major) + "." +
+                               std::to_string(api_->abi_minor) + "; publish needs 1.1)");
+        std::vector<kanban_header> headers;
+        headers.reserve(options.headers.size());
+        for (const auto& [name, value] : options.headers)
+            headers.push_back({name.data(), name.size(), value.data(), value.size()});
+        kanban_follow_up f{};
+        f.struct_size = sizeof f;
+        f.domain = domain.data();
+        f.domain_len = domain.size();
+        f.payload = payload.empty() ? nullptr : payload.data();
+        f.payload_len = payload.size();
+        f.priority = options.priority ? static_cast<std::int32_t>(*options.priority) : -1;
+        f.headers = headers.empty() ? nullptr : headers.data();
+        f.header_count = headers.size();
+        f.delay_ms = static_cast<std::int64_t>(options.delay.count());
+        f.key = options.key.empty() ? nullptr : options.key.data();
+        f.key_len = options.key.size();
+        char out[512] = {};
+        const int rc = api_->publish(ctx_, &f, out, sizeof out);
+        out[sizeof out - 1] = '\0';
+        if (rc != 0) throw PublishError(std::string("publish to ") + std::string(domain) + ": " + out);
+        return out;
     }
 
 private:
@@ -183,6 +313,7 @@ struct Adapter {
             item.payload = std::string_view(in->payload != nullptr ? in->payload : "", in->payload_len);
             item.attempt = in->attempt;
             item.deadline = std::chrono::system_clock::time_point(std::chrono::milliseconds(in->deadline_unix_ms));
+            item.headers = Headers(self->host, ctx);
             Context context(self->host, ctx);
             const Result r = self->handler.handle(item, context);
             result->status = static_cast<kanban_status>(r.status());

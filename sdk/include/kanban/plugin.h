@@ -1,6 +1,13 @@
 /*
  * kanban/plugin.h: the TPS Kanban handler plugin ABI (C, version 1.1).
  *
+ * 1.1 added, all at the end of structs: kanban_result.retry_after_ms, and
+ * the item's headers and follow-up work (kanban_host_api.header_count,
+ * header_at, publish; kanban_header, kanban_follow_up). A plugin built
+ * against 1.0 loads on a 1.1 host and behaves as before; a 1.1 plugin on a
+ * host that only knows 1.0 is refused by that host (minor newer than its
+ * own), with both versions in the message.
+ *
  * This header is THE contract between the kanband host and handler plugins.
  * It uses only <stddef.h> and <stdint.h>; no C++ type crosses the boundary.
  * Most plugins use the header-only C++ layer <kanban/handler.hpp> instead of
@@ -104,6 +111,47 @@ typedef enum kanban_log_level {
 } kanban_log_level;
 
 /**
+ * 1.1: one header of a work item (or of a follow-up). Name and value are
+ * bytes given as pointer + length, not NUL-terminated. Header names are
+ * compared without regard to ASCII case; a name may occur more than once.
+ */
+typedef struct kanban_header {
+    const char* name;
+    size_t name_len;
+    const char* value;
+    size_t value_len;
+} kanban_header;
+
+/**
+ * 1.1: a follow-up work item that handle() asks the host to publish
+ * (kanban_host_api.publish). The host copies everything during the call.
+ *
+ * The follow-ups of an attempt are published only if that attempt returns
+ * KANBAN_STATUS_OK, before the parent item is acknowledged; an attempt
+ * that returns anything else publishes none of them. A child's work id is
+ * "<parent id>/<key>", or "<parent id>/<n>" for the n-th follow-up (from 1)
+ * of the attempt when `key` is empty: a parent handled again (a
+ * redelivery) produces the same ids, so the broker's deduplication or the
+ * idempotency record absorbs the second copies and no child is doubled.
+ * Call publish() in the same order on every attempt, or give keys. Every
+ * child carries the header `Kanban-Parent` with the parent's id, and the
+ * parent's trace context (`traceparent`) unless it sets its own.
+ */
+typedef struct kanban_follow_up {
+    size_t struct_size;        /* sizeof(kanban_follow_up) as compiled */
+    const char* domain;        /* a domain configured on the host */
+    size_t domain_len;
+    const char* payload;       /* NULL only when payload_len == 0 */
+    size_t payload_len;
+    int32_t priority;          /* a kanban_priority, or -1: the parent's */
+    const kanban_header* headers; /* `header_count` headers, or NULL */
+    size_t header_count;
+    int64_t delay_ms;          /* > 0: no handler sees it before this many ms after it is published */
+    const char* key;           /* optional: the child's id is "<parent id>/<key>" */
+    size_t key_len;
+} kanban_follow_up;
+
+/**
  * One work item, owned by the host. Every pointer stays valid until handle()
  * returns and must not be used after that (copy what you keep). Strings are
  * given as pointer + length; `id` and `domain` are also NUL-terminated, the
@@ -152,7 +200,33 @@ typedef struct kanban_host_api {
      *  not be NUL-terminated; the host copies it. */
     void (*log)(const kanban_context* ctx, kanban_log_level level, const char* message,
                 size_t message_len);
+
+    /* ---- 1.1: check KANBAN_HOST_HAS(api, field) before calling these ---- */
+
+    /** The number of headers the item carries: those its publisher set,
+     *  `Kanban-Parent` on a follow-up, and `traceparent`, which is this
+     *  attempt's own trace context (the host's span of this handler call)
+     *  when the host traces. The host's bookkeeping headers (names starting
+     *  with `Nats-`, and `Kanban-` other than `Kanban-Parent`) are not
+     *  shown. */
+    size_t (*header_count)(const kanban_context* ctx);
+    /** Writes header `index` (< header_count) into `out` and returns 0;
+     *  non-zero when `index` is out of range. The strings are owned by the
+     *  host and stay valid until handle() returns: copy what you keep. */
+    int (*header_at)(const kanban_context* ctx, size_t index, kanban_header* out);
+    /** Queues a follow-up (see kanban_follow_up) and returns 0, writing the
+     *  child's NUL-terminated work id into `out` (capacity `out_len`, at
+     *  least 300). Returns non-zero and writes a NUL-terminated reason into
+     *  `out` when it refuses: an unknown domain, a bad priority, a child id
+     *  longer than 256 bytes, more than 1000 follow-ups in one attempt, or
+     *  a call outside handle(). */
+    int (*publish)(kanban_context* ctx, const kanban_follow_up* follow_up, char* out, size_t out_len);
 } kanban_host_api;
+
+/** Whether the host's table `api` has the function `field` (added after 1.0). */
+#define KANBAN_HOST_HAS(api, field) \
+    ((api) != NULL && (api)->struct_size >= offsetof(kanban_host_api, field) + sizeof((api)->field) && \
+     (api)->field != NULL)
 
 /**
  * Where handle() reports its outcome. Owned by the host. The host sets

@@ -17,7 +17,9 @@
 // see: a constructor that throws is a failed create(), handle() that throws
 // is Result::retry("exception: ..."), a reason longer than the host's
 // buffer is truncated. It records each handle()'s outcome, progress()
-// calls and log lines, and can ask the handler to stop (cancel()).
+// calls, log lines and follow-ups (ctx.publish(), with the ids the host
+// would give them), shows the item's headers, and can ask the handler to
+// stop (cancel()).
 //
 // Header-only, no dependency beyond <kanban/handler.hpp>; any test framework.
 // One TestHost is one handler instance; handle() may be called from several
@@ -34,6 +36,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace kanban::testing {
@@ -47,6 +50,19 @@ struct Item {
     std::uint32_t attempt = 1;
     // Absent: 30 s from the call.
     std::optional<std::chrono::system_clock::time_point> deadline = std::nullopt;
+    // What item.header() / item.headers show (ABI 1.1).
+    std::vector<std::pair<std::string, std::string>> headers = {};
+};
+
+// A follow-up the handler asked for with ctx.publish(), as the host would
+// publish it if the attempt returns ok.
+struct FollowUp {
+    std::string id;  // "<parent id>/<key>" or "<parent id>/<n>", as the host derives it
+    std::string domain;
+    std::string payload;
+    std::optional<Priority> priority;  // absent: the parent's
+    std::vector<std::pair<std::string, std::string>> headers;  // as the handler gave them
+    std::chrono::milliseconds delay{0};
 };
 
 struct LogLine {
@@ -61,6 +77,9 @@ struct Outcome {
     std::optional<std::chrono::milliseconds> retry_after;  // Result::retry(reason, delay)
     int progress_calls = 0;
     std::vector<LogLine> logs;  // the lines logged through the item's Context
+    // Every ctx.publish() of the call. The host publishes them only when
+    // the call returns ok; a test sees them either way.
+    std::vector<FollowUp> follow_ups;
     bool ok() const { return status == Result::Status::ok; }
 };
 
@@ -68,6 +87,10 @@ namespace detail {
 
 // One handle() call's state; the kanban_context* the handler gets points here.
 struct Call {
+    std::string id;
+    std::vector<std::pair<std::string, std::string>> headers;
+    const std::vector<std::string>* domains = nullptr;  // empty: any domain
+    std::vector<FollowUp> follow_ups;  // mu
     std::chrono::system_clock::time_point deadline;
     const std::atomic<bool>* cancelled = nullptr;
     std::atomic<int> progress{0};
@@ -121,6 +144,46 @@ inline const kanban_host_api* fakeApi() {
                 std::lock_guard lock(h->mu);
                 h->logs.push_back(std::move(line));
             }
+        },
+        [](const kanban_context* ctx) -> std::size_t { return call(ctx)->headers.size(); },
+        [](const kanban_context* ctx, std::size_t i, kanban_header* out) -> int {
+            const auto& hs = call(ctx)->headers;
+            if (i >= hs.size() || out == nullptr) return 1;
+            *out = {hs[i].first.data(), hs[i].first.size(), hs[i].second.data(), hs[i].second.size()};
+            return 0;
+        },
+        [](kanban_context* ctx, const kanban_follow_up* f, char* out, std::size_t out_len) -> int {
+            Call* c = call(ctx);
+            auto refuse = [&](const std::string& why) {
+                kanban::detail::copyText(out, out_len, why);
+                return 1;
+            };
+            if (f == nullptr) return refuse("no follow-up given");
+            FollowUp fu;
+            fu.domain.assign(f->domain != nullptr ? f->domain : "", f->domain != nullptr ? f->domain_len : 0);
+            if (fu.domain.empty()) return refuse("a follow-up needs a domain");
+            if (c->domains != nullptr && !c->domains->empty()) {
+                bool known = false;
+                for (const auto& d : *c->domains) known = known || d == fu.domain;
+                if (!known) return refuse("unknown domain \"" + fu.domain + "\"");
+            }
+            if (f->priority < -1 || f->priority > KANBAN_PRIORITY_LOW)
+                return refuse("priority " + std::to_string(f->priority) + " is not one of -1, 0, 1, 2");
+            fu.payload.assign(f->payload != nullptr ? f->payload : "", f->payload != nullptr ? f->payload_len : 0);
+            if (f->priority >= 0) fu.priority = static_cast<Priority>(f->priority);
+            for (std::size_t i = 0; i < f->header_count; ++i)
+                fu.headers.emplace_back(std::string(f->headers[i].name, f->headers[i].name_len),
+                                        std::string(f->headers[i].value, f->headers[i].value_len));
+            fu.delay = std::chrono::milliseconds(f->delay_ms > 0 ? f->delay_ms : 0);
+            std::lock_guard lock(c->mu);
+            const std::string key = f->key_len > 0 ? std::string(f->key, f->key_len)
+                                                   : std::to_string(c->follow_ups.size() + 1);
+            fu.id = c->id + "/" + key;
+            if (fu.id.size() > 256) return refuse("the child id \"" + fu.id.substr(0, 40) + "...\" is longer than 256 bytes");
+            if (c->follow_ups.size() >= 1000) return refuse("more than 1000 follow-ups in one attempt");
+            kanban::detail::copyText(out, out_len, fu.id);
+            c->follow_ups.push_back(std::move(fu));
+            return 0;
         }};
     return &api;
 }
@@ -147,6 +210,9 @@ public:
     // Calls handle() once with `item` and returns what it did.
     Outcome handle(const Item& item = {}) {
         detail::Call call;
+        call.id = item.id;
+        call.headers = item.headers;
+        call.domains = &domains_;
         call.deadline = item.deadline.value_or(std::chrono::system_clock::now() + std::chrono::seconds(30));
         call.cancelled = &state_.cancelled;
         kanban_work_item in{};
@@ -179,8 +245,14 @@ public:
         out.progress_calls = call.progress.load();
         std::lock_guard lock(call.mu);
         out.logs = std::move(call.logs);
+        out.follow_ups = std::move(call.follow_ups);
         return out;
     }
+
+    // The domains ctx.publish() may name, as the host's config would have
+    // them; a follow-up to another is refused (PublishError). Empty (the
+    // default): any domain.
+    void setDomains(std::vector<std::string> domains) { domains_ = std::move(domains); }
 
     // From now on Context::cancelled() is true (the host's timeout or shutdown).
     void cancel(bool on = true) { state_.cancelled = on; }
@@ -196,6 +268,7 @@ public:
 
 private:
     detail::HostState state_;
+    std::vector<std::string> domains_;
     void* instance_ = nullptr;
 };
 
