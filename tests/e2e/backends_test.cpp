@@ -153,6 +153,36 @@ TEST_P(Backends, RetriesBackOffThenDeadLetter) {
     EXPECT_TRUE(waitFor([&] { return callsFor(readCalls(out), failing[0]).size() == 2; }, 10s)) << r.body << kd.log();
 }
 
+// Headers a publisher set (ABI 1.1) on both brokers: the handler sees them
+// on every attempt, the dead letter keeps them, and (RabbitMQ: no
+// duplicate window to wait out) a replay gives them back.
+TEST_P(Backends, HeadersSurviveRetriesTheDeadLetterQueueAndAReplay) {
+    HostOptions o = options();
+    o.max_attempts = 2;
+    o.backoff_initial_ms = 50;
+    o.backoff_max_ms = 100;
+    Kanband& kd = start({{"orders", kFixtures + "/recorder.so", recorderSettings(out)}}, o);
+    ASSERT_TRUE(kd.waitReady()) << kd.log();
+    auto r = runCommand({kKanbanctl, "--config", cfg, "publish", "--domain", "orders", "--payload", "retry", "--header",
+                         "X-Tenant=acme"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const std::string id = r.out.substr(0, r.out.find('\n'));
+    std::map<std::string, nlohmann::json> dlq;
+    ASSERT_TRUE(waitFor([&] { return (dlq = deadLetters(kd, "orders")).size() == 1; }, 20s)) << kd.log();
+    EXPECT_EQ(dlq[id]["headers"], nlohmann::json::parse(R"([["X-Tenant","acme"]])")) << dlq[id].dump();
+    std::size_t expected = 2;
+    if (GetParam() == Backend::rabbitmq) {
+        auto replay = kd.http("POST", "/dlq/orders/replay", R"({"id":")" + id + "\"}");
+        EXPECT_EQ(replay.status, 200) << replay.body;
+        expected = 4;
+    }
+    ASSERT_TRUE(waitFor([&] { return callsFor(readCalls(out), id).size() == expected; }, 20s)) << kd.log();
+    for (const Call& c : callsFor(readCalls(out), id)) {
+        EXPECT_EQ(c.headers.size(), 1u) << backendName() << ": only the publisher's own headers";
+        EXPECT_EQ(c.headers.at("X-Tenant"), "acme") << backendName() << " attempt " << c.attempt;
+    }
+}
+
 // Result::retry(reason, delay) on both brokers: the item comes back no
 // earlier than the handler asked, and on RabbitMQ a long chosen delay does
 // not hold up other items' backoff (it waits in a queue of its own: a

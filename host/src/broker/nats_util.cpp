@@ -2,7 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <charconv>
+#include <cstring>
 #include <cstdlib>
 #include <cstdio>
 #include <ctime>
@@ -35,6 +37,9 @@ void userHeaders(natsMsg* m, Headers& out) {
     const char** keys = nullptr;
     int count = 0;
     if (natsMsgHeader_Keys(m, &keys, &count) != NATS_OK) return;
+    // cnats keeps headers in a hash map: names in a stable order (values of
+    // one name keep theirs).
+    std::sort(keys, keys + count, [](const char* a, const char* b) { return std::strcmp(a, b) < 0; });
     for (int i = 0; i < count; ++i) {
         if (reservedHeader(keys[i])) continue;
         const char** values = nullptr;
