@@ -1,4 +1,7 @@
-// echo: appends each work id to the file named by settings {"out": "..."}.
+// echo: appends each work id to the file named by settings {"out": "..."},
+// with its X-Tenant header when the item has one, and hands the item on to
+// the domain its X-Forward-To header names (a follow-up, published only
+// once this call returned ok).
 // The handler class, in a header of its own so that echo_test.cpp can test
 // it with kanban/testing.hpp; echo.cpp makes it a plugin.
 #pragma once
@@ -28,9 +31,16 @@ public:
         if (!out_) throw std::runtime_error("cannot open the output file");
         host.log(kanban::LogLevel::info, "echo plugin ready");
     }
-    kanban::Result handle(const kanban::WorkItem& item, kanban::Context&) override {
+    kanban::Result handle(const kanban::WorkItem& item, kanban::Context& ctx) override {
+        if (const auto to = item.header("X-Forward-To")) {
+            kanban::PublishOptions forward;
+            if (const auto tenant = item.header("X-Tenant")) forward.headers = {{"X-Tenant", std::string(*tenant)}};
+            ctx.publish(*to, item.payload, forward);  // throws (a retry) if the host refuses
+        }
         std::lock_guard lock(mu_);
-        out_ << item.id << std::endl;
+        out_ << item.id;
+        if (const auto tenant = item.header("X-Tenant")) out_ << ' ' << *tenant;
+        out_ << std::endl;
         return kanban::Result::ok();
     }
 

@@ -5,7 +5,7 @@
 //
 //   kanban_bench [--items N] [--out FILE.md] [--plot FILE.png] [--smoke]
 //                [--idle-seconds S] [--latency-seconds S] [--celery-tasks N]
-//                [--only nats,rabbitmq,latency,idle,growth,isolation]
+//                [--only nats,rabbitmq,latency,idle,growth,isolation,tracing]
 //
 // Sections (items of 256 bytes; every kanband run uses the noop plugin with
 // every guarantee on: idempotency lookup and record, deadlines):
@@ -22,11 +22,17 @@
 //   5. How cost grows: 1, 10 and 100 domains; 1 and 2 hosts.
 //   6. Handler isolation: the same backlog drained with isolation =
 //      "thread" and "process" (runner processes), and a runner's RSS.
+//   7. Tracing: the same backlog with [tracing] off, exporting to a dead
+//      endpoint, and to a live OTLP receiver.
 // Then the targets with the figures of this run.
 #include "harness.hpp"
 #include "raw_loops.hpp"
 
+#include <httplib.h>
 #include <unistd.h>
+
+#include <atomic>
+#include <thread>
 
 #include <algorithm>
 #include <chrono>
@@ -92,6 +98,7 @@ struct Row {
     double rss_mib = -1;  // kanband's peak RSS (per host), when measured
     double runner_rss_mib = -1;  // isolation = "process": the largest runner's RSS at the end
     double runner_pss_mib = -1;  // and its proportional set size (shared pages divided among their users)
+    double spans_exported = 0, spans_dropped = 0;  // [tracing]: kanban_spans_*_total at the end
 };
 
 struct Latency {
@@ -109,8 +116,9 @@ public:
 private:
     // kanband draining `n` items spread over `domains`; see Row.
     // `extra`: more lines of each [[domain]] table (isolation).
+    // `top_extra`: more top-level TOML ([tracing]).
     Row kanbandNats(const std::string& what, int n, int batch, int workers, int domains, int hosts, bool concurrent,
-                    const std::string& extra = "");
+                    const std::string& extra = "", const std::string& top_extra = "");
     Row kanbandRabbit(int n, int batch, int workers);
     void natsThroughput(bool concurrent);
     void rabbitThroughput();
@@ -118,6 +126,7 @@ private:
     void idle();
     void growth();
     void isolation();
+    void tracing();
     void targets();
     void plot();
     bool waitDrained(NatsProbe& probe, const bool& published);
@@ -158,7 +167,7 @@ private:
     std::optional<RabbitServer> rabbit_;
     int run_ = 0;
     std::string md_;
-    std::vector<Row> backlog_, concurrent_, rabbit_rows_, growth_rows_, isolation_rows_;
+    std::vector<Row> backlog_, concurrent_, rabbit_rows_, growth_rows_, isolation_rows_, tracing_rows_;
     double celery_ = 0;
     std::vector<Latency> latency_;
     double idle_cpu_ = -1, idle_rss_ = -1;
@@ -187,10 +196,12 @@ bool Bench::waitDrained(NatsProbe& probe, const bool& published) {
 }
 
 Row Bench::kanbandNats(const std::string& what, int n, int batch, int workers, int domains, int hosts, bool concurrent,
-                       const std::string& extra) {
+                       const std::string& extra, const std::string& top_extra) {
     std::vector<std::string> names;
     for (int i = 0; i < domains; ++i) names.push_back(newDomain());
-    const std::string cfg = config(names, hostOptions(batch, workers, hosts), "", "", extra);
+    HostOptions ho = hostOptions(batch, workers, hosts);
+    ho.extra_toml = top_extra;
+    const std::string cfg = config(names, ho, "", "", extra);
     freshBucket();
     // The stream exists once a kanbanctl publish declared it (one item).
     if (publish(cfg, names[0], "normal", 1).size() != 1) throw std::runtime_error("kanbanctl publish failed");
@@ -223,6 +234,11 @@ Row Bench::kanbandNats(const std::string& what, int n, int batch, int workers, i
         for (pid_t runner : childProcesses(kd->proc().pid())) {
             r.runner_rss_mib = std::max(r.runner_rss_mib, statusMiB(runner, "VmRSS"));
             r.runner_pss_mib = std::max(r.runner_pss_mib, statusMiB(runner, "Pss", "smaps_rollup"));
+        }
+        if (!top_extra.empty()) {
+            const std::string scrape = kd->http("GET", "/metrics").body;
+            r.spans_exported += metric(scrape, "kanban_spans_exported_total").value_or(0);
+            r.spans_dropped += metric(scrape, "kanban_spans_dropped_total").value_or(0);
         }
         kd->proc().signal(SIGTERM);
         kd->proc().wait(20s);
@@ -451,6 +467,44 @@ void Bench::isolation() {
     isolation_rows_ = rows;
 }
 
+// Tracing on the hot path: the same backlog with [tracing] off, pointed at
+// a dead endpoint (connection refused: every batch of spans is dropped),
+// and at a live OTLP receiver in this process. Off runs first and last, so
+// drift shows; the ratios are to their mean.
+void Bench::tracing() {
+    const int n = o_.items;
+    httplib::Server receiver;
+    std::atomic<std::uint64_t> bodies{0};
+    receiver.Post("/v1/traces", [&](const httplib::Request&, httplib::Response& res) {
+        ++bodies;
+        res.set_content("{}", "application/json");
+    });
+    const int live_port = receiver.bind_to_any_port("127.0.0.1");
+    std::thread serving([&] { receiver.listen_after_bind(); });
+    const auto traced = [](int port) {
+        return "[tracing]\notlp_endpoint = \"http://127.0.0.1:" + std::to_string(port) + "/v1/traces\"\n";
+    };
+    const int dead_port = freePort();
+    std::vector<Row> rows;
+    rows.push_back(kanbandNats("tracing off", n, 100, 2, 1, 1, false));
+    rows.push_back(kanbandNats("tracing on, dead endpoint", n, 100, 2, 1, 1, false, "", traced(dead_port)));
+    rows.push_back(kanbandNats("tracing on, live receiver", n, 100, 2, 1, 1, false, "", traced(live_port)));
+    rows.push_back(kanbandNats("tracing off", n, 100, 2, 1, 1, false));
+    receiver.stop();
+    serving.join();
+    const double off = (rows[0].rate + rows[3].rate) / 2;
+    std::ostringstream t;
+    t << "| run | items/s | / tracing off (mean) | spans exported | spans dropped | kanband peak RSS |\n"
+      << "| --- | ---: | ---: | ---: | ---: | ---: |\n";
+    for (const Row& r : rows)
+        t << "| " << r.what << " | " << fmt("%.0f", r.rate) << " | " << fmt("%.2f", off > 0 ? r.rate / off : 0) << " | "
+          << fmt("%.0f", r.spans_exported) << " | " << fmt("%.0f", r.spans_dropped) << " | " << fmt("%.1f MiB", r.rss_mib)
+          << " |\n";
+    section("Tracing: drain a backlog of " + std::to_string(n) + " items, noop plugin, batch 100, 2 workers, every attempt sampled",
+            t.str());
+    tracing_rows_ = rows;
+}
+
 void Bench::targets() {
     const auto ratio = [](double a, double b) { return b > 0 ? a / b : 0; };
     const double same = find(backlog_, "raw same work", 100)->rate, bare = find(backlog_, "raw fetch+ack", 100)->rate;
@@ -562,6 +616,7 @@ int Bench::run() {
     if (o_.runs("idle")) idle();
     if (o_.runs("growth")) growth();
     if (o_.runs("isolation")) isolation();
+    if (o_.runs("tracing")) tracing();
     if (o_.only.empty()) {
         targets();
         plot();
@@ -571,7 +626,7 @@ int Bench::run() {
                                (o_.smoke ? ", smoke sizes (not figures)" : "") + ".\n\n";
     std::cout << header << md_;
     if (!o_.out.empty()) std::ofstream(o_.out) << header << md_;
-    for (const auto* rows : {&backlog_, &concurrent_, &rabbit_rows_, &growth_rows_, &isolation_rows_})
+    for (const auto* rows : {&backlog_, &concurrent_, &rabbit_rows_, &growth_rows_, &isolation_rows_, &tracing_rows_})
         for (const Row& r : *rows)
             if (r.rate <= 0) failures_.push_back(r.what + " batch " + std::to_string(r.batch) + " workers " +
                                                  std::to_string(r.workers) + " did not finish its items");

@@ -87,13 +87,18 @@ bool OtlpExporter::submit(Span span) {
         if (queue_.size() < options_.max_queue && !stop_) {
             queue_.push_back(std::move(span));
             ++submitted_;
+            if (queue_.size() >= options_.max_queue) full_ = true;
             if (queue_.size() >= options_.max_batch) cv_.notify_one();
             return true;
         }
-        ++dropped_;
     }
-    if (options_.on_dropped) options_.on_dropped(1);
+    drop(1);
     return false;
+}
+
+void OtlpExporter::drop(std::uint64_t n) {
+    dropped_ += n;
+    if (options_.on_dropped) options_.on_dropped(n);
 }
 
 bool OtlpExporter::flush(std::chrono::milliseconds within) {
@@ -108,10 +113,7 @@ std::uint64_t OtlpExporter::exported() const {
     return exported_;
 }
 
-std::uint64_t OtlpExporter::dropped() const {
-    std::lock_guard lock(mu_);
-    return dropped_;
-}
+std::uint64_t OtlpExporter::dropped() const { return dropped_.load(); }
 
 void OtlpExporter::run() {
     httplib::Client client(base_);
@@ -139,6 +141,7 @@ void OtlpExporter::run() {
                          std::make_move_iterator(queue_.begin() + static_cast<std::ptrdiff_t>(options_.max_batch)));
             queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(options_.max_batch));
         }
+        full_ = false;
         lock.unlock();
         const std::string body = otlpJson(batch, options_.resource);
         const auto res = client.Post(path_, body, "application/json");
@@ -151,9 +154,9 @@ void OtlpExporter::run() {
             spdlog::info("tracing: exporting to {}{} again", base_, path_);
         failing = !ok;
         if (ok && options_.on_exported) options_.on_exported(batch.size());
-        if (!ok && options_.on_dropped) options_.on_dropped(batch.size());
+        if (!ok) drop(batch.size());
         lock.lock();
-        (ok ? exported_ : dropped_) += batch.size();
+        if (ok) exported_ += batch.size();
         settled_ += batch.size();
         idle_cv_.notify_all();
     }

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -79,6 +80,10 @@ public:
 
     // Queues a span for export; false when the queue is full (dropped).
     bool submit(Span span);
+    // The queue is full (a collector that is down or slow): a caller can
+    // count its span dropped (drop()) without building it. Lock-free.
+    bool full() const { return full_.load(std::memory_order_relaxed); }
+    void drop(std::uint64_t n);
     // Waits until every span submitted so far was exported or dropped;
     // false if `within` passed first.
     bool flush(std::chrono::milliseconds within);
@@ -89,7 +94,6 @@ public:
 private:
     explicit OtlpExporter(Options options);
     void run();
-    void drop(std::uint64_t n);
 
     Options options_;
     std::string base_, path_;
@@ -100,7 +104,8 @@ private:
     std::uint64_t submitted_ = 0;      // mu_: accepted into the queue
     std::uint64_t settled_ = 0;        // mu_: of those, exported or dropped
     std::uint64_t exported_ = 0;       // mu_
-    std::uint64_t dropped_ = 0;        // mu_: queue full or POST failed
+    std::atomic<std::uint64_t> dropped_{0};  // queue full or POST failed
+    std::atomic<bool> full_{false};          // queue_.size() >= max_queue (written under mu_)
     bool stop_ = false;                // mu_
     std::thread thread_;
 };

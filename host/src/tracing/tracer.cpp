@@ -46,6 +46,10 @@ ActiveSpan Tracer::begin(std::string_view incoming) const {
 void Tracer::end(const ActiveSpan& active, std::string name, SpanKind kind, std::vector<Attribute> attributes,
                  bool error, std::string message, std::int64_t end_unix_ns) {
     if (!active.self.sampled) return;
+    if (exporter_->full()) {
+        exporter_->drop(1);
+        return;
+    }
     Span s;
     s.trace_id = active.self.trace_id;
     s.span_id = active.self.span_id;

@@ -42,6 +42,10 @@ public:
     // the span's status is ERROR with `message`.
     void end(const ActiveSpan& span, std::string name, SpanKind kind, std::vector<Attribute> attributes, bool error,
              std::string message, std::int64_t end_unix_ns = 0);
+    // Whether end() would keep a span of `span`: sampled, and room in the
+    // export queue. A caller can skip building the attributes otherwise
+    // (a dead collector then costs the hot path almost nothing).
+    bool wanted(const ActiveSpan& span) const { return span.self.sampled && !exporter_->full(); }
     bool flush(std::chrono::milliseconds within) { return exporter_->flush(within); }
     OtlpExporter& exporter() { return *exporter_; }
 

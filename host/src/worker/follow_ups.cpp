@@ -52,6 +52,11 @@ std::optional<tracing::ActiveSpan> DomainWorkers::beginSpan(broker::Delivery& d)
 void DomainWorkers::endSpan(const broker::Delivery& d, AttemptExtras& extras, std::string_view outcome, bool error,
                             std::string_view reason) const {
     if (!extras.span || !settings_.tracer) return;
+    if (!settings_.tracer->wanted(*extras.span)) {  // not sampled, or the export queue is full
+        settings_.tracer->end(*extras.span, {}, tracing::SpanKind::consumer, {}, false, {});  // counts the drop
+        extras.span.reset();
+        return;
+    }
     std::vector<tracing::Attribute> attrs{
         {"kanban.domain", settings_.domain.name},
         {"kanban.id", d.id},
