@@ -571,7 +571,9 @@ void Bench::plot() {
             if (r.what.rfind("Celery", 0) == 0) label = "Celery";
             if (r.what.find("isolation = ") != std::string::npos)
                 label = r.what.substr(r.what.find("= ") + 2) + " w" + std::to_string(r.workers);
-            const int colour = r.what.rfind("kanband", 0) == 0 ? 1 : 2;
+            if (r.what.rfind("raw rabbitmq-c as kanband acks", 0) == 0) label = "raw, multiple ack b100";
+            if (r.what.rfind("tracing", 0) == 0) label = r.what.substr(r.what.find(", ") == std::string::npos ? 0 : r.what.find(", ") + 2);
+            const int colour = r.what.rfind("kanband", 0) == 0 || r.what.rfind("tracing", 0) == 0 ? 1 : 2;
             d << '"' << label << "\" " << fmt("%.0f", r.rate) << " " << colour << "\n";
         }
         d << "\n\n";
@@ -582,6 +584,7 @@ void Bench::plot() {
     rows(rabbit_rows_, "kanband");
     rows(growth_rows_, "kanband");
     rows(isolation_rows_, "kanband");
+    rows(tracing_rows_, "kanband");
     d.close();
     const std::string script = dir_.file("plot.gp");
     writeFile(script,
@@ -601,6 +604,8 @@ void Bench::plot() {
               "plot '" + data + "' index 3 using 0:2:3:xtic(1) with boxes lc variable, '' index 3 using 0:2:(sprintf('%.0f',$2)) with labels offset 0,0.7\n"
               "set title 'Handler isolation: thread and process (batch 100)'\n"
               "plot '" + data + "' index 4 using 0:2:3:xtic(1) with boxes lc variable, '' index 4 using 0:2:(sprintf('%.0f',$2)) with labels offset 0,0.7\n"
+              "set title 'Tracing: off, a dead OTLP endpoint, a live receiver (batch 100, 2 workers)'\n"
+              "plot '" + data + "' index 5 using 0:2:3:xtic(1) with boxes lc variable, '' index 5 using 0:2:(sprintf('%.0f',$2)) with labels offset 0,0.7\n"
               "unset multiplot\n");
     auto r = runCommand({"gnuplot", script}, 60s);
     if (r.exit_code != 0) failures_.push_back("gnuplot: " + r.err);

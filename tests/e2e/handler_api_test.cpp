@@ -173,6 +173,25 @@ TEST_F(FollowUps, AreNotPublishedByAnAttemptThatFails) {
     EXPECT_EQ(okCounts(readCalls(out))[parent[0]], 1);
 }
 
+// In a runner process (isolation = "process") follow-ups cross the
+// channel to kanband, which publishes them.
+TEST_F(FollowUps, FromARunnerProcessArePublishedByKanband) {
+    const std::vector<DomainSpec> domains{
+        {"parent", kFixtures + "/recorder.so", recorderSettings(out), 10000, "isolation = \"process\"\n"},
+        {"child", kFixtures + "/recorder.so", recorderSettings(out)}};
+    Kanband& kd = start(domains);
+    ASSERT_TRUE(kd.waitReady()) << kd.log();
+    const auto parents = publish(cfg, "parent", "normal", 3, "spawn:child:2");
+    std::vector<std::string> children;
+    for (const auto& p : parents) children.insert(children.end(), {p + "/1", p + "/2"});
+    ASSERT_TRUE(waitFor([&] { return allHandled(out, children); }, 30s)) << kd.log();
+    const auto calls = readCalls(out);
+    for (const auto& c : children) {
+        ASSERT_EQ(callsFor(calls, c).size(), 1u) << c;
+        EXPECT_EQ(callsFor(calls, c)[0].headers.at("Kanban-Parent"), c.substr(0, c.rfind('/')));
+    }
+}
+
 TEST(Tracing, ASpanTreePublisherParentChildArrivesAtAnOtlpReceiverWithOneTraceId) {
     OtlpReceiver rx;
     NatsServer nats;

@@ -202,6 +202,27 @@ name = "free"
                 HasSubstr("domain[0].rate_burst must be between 1 and 1000000, got 0"));
 }
 
+TEST(Config, TracingIsOffByDefaultAndItsKeysAreChecked) {
+    EXPECT_FALSE(parseOk(kMinimal).tracing.enabled());
+    const Config c = parseOk(std::string(kMinimal) + R"(
+[tracing]
+otlp_endpoint = "http://127.0.0.1:4318/v1/traces"
+sample_ratio = 0.25
+service_name = "payments-kanband"
+max_queue = 100
+)");
+    EXPECT_TRUE(c.tracing.enabled());
+    EXPECT_EQ(c.tracing.otlp_endpoint, "http://127.0.0.1:4318/v1/traces");
+    EXPECT_EQ(c.tracing.sample_ratio, 0.25);
+    EXPECT_EQ(c.tracing.service_name, "payments-kanband");
+    EXPECT_EQ(c.tracing.max_queue, 100);
+    EXPECT_THAT(parseError("[tracing]\notlp_endpoint = \"https://collector:4318\"\n", "c.toml"),
+                HasSubstr("c.toml:2:17: tracing.otlp_endpoint must be an http:// URL"));
+    EXPECT_THAT(parseError("[tracing]\nsample_ratio = 1.5\n", "c.toml"),
+                HasSubstr("c.toml:2:16: tracing.sample_ratio must be between 0.00 and 1.00"));
+    EXPECT_THAT(parseError("[tracing]\nendpoint = \"x\"\n", "c.toml"), HasSubstr("tracing.endpoint"));
+}
+
 struct BadValue {
     const char* toml;
     const char* expected;

@@ -123,7 +123,8 @@ TEST(OtlpExporter, SpansArriveAsOtlpJson) {
     child.trace_id = parent.trace_id;
     child.parent_span_id = parent.span_id;
     child.attributes = {{"kanban.domain", std::string("payment")}, {"kanban.attempt", std::int64_t{2}},
-                        {"kanban.ratio", 0.5}, {"kanban.late", true}};
+                        {"kanban.ratio", 0.5}, {"kanban.late", true},
+                        {"kanban.id", std::string("q\"b\\s\n\x01\xff\xc3\xa9")}};
     child.status = StatusCode::error;
     child.status_message = "asked to retry";
     EXPECT_TRUE(e->submit(parent));
@@ -152,6 +153,8 @@ TEST(OtlpExporter, SpansArriveAsOtlpJson) {
     EXPECT_EQ(c.at("attributes").at(1).at("value").at("intValue"), "2");
     EXPECT_EQ(c.at("attributes").at(2).at("value").at("doubleValue"), 0.5);
     EXPECT_EQ(c.at("attributes").at(3).at("value").at("boolValue"), true);
+    EXPECT_EQ(c.at("attributes").at(4).at("value").at("stringValue"), "q\"b\\s\n\x01\xef\xbf\xbd\xc3\xa9")
+        << "escaped; a byte that is not UTF-8 is U+FFFD, valid UTF-8 kept";
 }
 
 TEST(OtlpExporter, AHungCollectorNeverBlocksSubmitAndTheQueueIsBounded) {

@@ -3,57 +3,152 @@
 #include "tracing/trace_context.hpp"
 
 #include <httplib.h>
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include <cmath>
+#include <cstdio>
 #include <utility>
 
 namespace kanban::host::tracing {
 namespace {
 
-nlohmann::json anyValue(const Attribute::Value& v);
+// The body is written directly, not through a JSON DOM: the export thread
+// serialises every span kanband records, and at tens of thousands of
+// attempts a second a DOM's allocations were most of its time.
 
-nlohmann::json attributes(const std::vector<Attribute>& attrs) {
-    nlohmann::json out = nlohmann::json::array();
-    for (const auto& a : attrs) out.push_back(nlohmann::json{{"key", a.key}, {"value", anyValue(a.value)}});
-    return out;
+void appendHex(std::string& out, const std::uint8_t* bytes, std::size_t n) {
+    static constexpr char kDigits[] = "0123456789abcdef";
+    for (std::size_t i = 0; i < n; ++i) {
+        out += kDigits[bytes[i] >> 4];
+        out += kDigits[bytes[i] & 0x0f];
+    }
 }
 
-nlohmann::json anyValue(const Attribute::Value& v) {
-    if (const auto* s = std::get_if<std::string>(&v)) return {{"stringValue", *s}};
-    if (const auto* i = std::get_if<std::int64_t>(&v)) return {{"intValue", std::to_string(*i)}};
-    if (const auto* d = std::get_if<double>(&v)) return {{"doubleValue", *d}};
-    return {{"boolValue", std::get<bool>(v)}};
+// Length of the valid UTF-8 sequence at s[i], or 0.
+std::size_t utf8Length(std::string_view s, std::size_t i) {
+    const auto b = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
+    const unsigned char c = b(i);
+    std::size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+    if (n == 0 || i + n > s.size()) return 0;
+    for (std::size_t k = 1; k < n; ++k)
+        if ((b(i + k) & 0xc0) != 0x80) return 0;
+    if (n == 2 && c < 0xc2) return 0;                                          // overlong
+    if (n == 3 && ((c == 0xe0 && b(i + 1) < 0xa0) || (c == 0xed && b(i + 1) >= 0xa0))) return 0;  // overlong, surrogate
+    if (n == 4 && ((c == 0xf0 && b(i + 1) < 0x90) || c > 0xf4 || (c == 0xf4 && b(i + 1) >= 0x90))) return 0;
+    return n;
+}
+
+// A JSON string; bytes that are not UTF-8 become U+FFFD.
+void appendString(std::string& out, std::string_view s) {
+    out += '"';
+    for (std::size_t i = 0; i < s.size();) {
+        const char c = s[i];
+        const std::size_t n = utf8Length(s, i);
+        if (n == 0) {
+            out += "\\ufffd";
+            ++i;
+            continue;
+        }
+        if (n > 1) {
+            out.append(s, i, n);
+            i += n;
+            continue;
+        }
+        ++i;
+        switch (c) {
+            case '"': out += "\\\""; break;
+            case '\\': out += "\\\\"; break;
+            case '\n': out += "\\n"; break;
+            case '\r': out += "\\r"; break;
+            case '\t': out += "\\t"; break;
+            default:
+                if (static_cast<unsigned char>(c) < 0x20) {
+                    char buf[8];
+                    std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(static_cast<unsigned char>(c)));
+                    out += buf;
+                } else {
+                    out += c;
+                }
+        }
+    }
+    out += '"';
+}
+
+void appendValue(std::string& out, const Attribute::Value& v) {
+    if (const auto* s = std::get_if<std::string>(&v)) {
+        out += "{\"stringValue\":";
+        appendString(out, *s);
+    } else if (const auto* i = std::get_if<std::int64_t>(&v)) {
+        out += "{\"intValue\":\"" + std::to_string(*i) + "\"";
+    } else if (const auto* d = std::get_if<double>(&v)) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%.17g", std::isfinite(*d) ? *d : 0.0);
+        out += "{\"doubleValue\":";
+        out += buf;
+    } else {
+        out += std::get<bool>(v) ? "{\"boolValue\":true" : "{\"boolValue\":false";
+    }
+    out += '}';
+}
+
+void appendAttributes(std::string& out, const std::vector<Attribute>& attrs) {
+    out += '[';
+    for (std::size_t i = 0; i < attrs.size(); ++i) {
+        if (i > 0) out += ',';
+        out += "{\"key\":";
+        appendString(out, attrs[i].key);
+        out += ",\"value\":";
+        appendValue(out, attrs[i].value);
+        out += '}';
+    }
+    out += ']';
 }
 
 }  // namespace
 
 std::string otlpJson(const std::vector<Span>& spans, const Resource& resource) {
-    nlohmann::json out_spans = nlohmann::json::array();
-    for (const auto& s : spans) {
-        nlohmann::json j = {{"traceId", hex(s.trace_id.data(), s.trace_id.size())},
-                            {"spanId", hex(s.span_id.data(), s.span_id.size())},
-                            {"name", s.name},
-                            {"kind", static_cast<int>(s.kind)},
-                            {"startTimeUnixNano", std::to_string(s.start_unix_ns)},
-                            {"endTimeUnixNano", std::to_string(s.end_unix_ns)},
-                            {"attributes", attributes(s.attributes)}};
-        if (s.parent_span_id) j["parentSpanId"] = hex(s.parent_span_id->data(), s.parent_span_id->size());
-        if (s.status != StatusCode::unset) {
-            j["status"] = {{"code", static_cast<int>(s.status)}};
-            if (!s.status_message.empty()) j["status"]["message"] = s.status_message;
-        }
-        out_spans.push_back(std::move(j));
-    }
     std::vector<Attribute> res{{"service.name", resource.service_name}};
     if (!resource.service_version.empty()) res.push_back({"service.version", resource.service_version});
     if (!resource.host_name.empty()) res.push_back({"host.name", resource.host_name});
-    const nlohmann::json body = {
-        {"resourceSpans",
-         {{{"resource", {{"attributes", attributes(res)}}},
-           {"scopeSpans",
-            {{{"scope", {{"name", "tps-kanban"}, {"version", resource.service_version}}}, {"spans", out_spans}}}}}}}};
-    return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    std::string out;
+    out.reserve(256 + spans.size() * 700);
+    out += "{\"resourceSpans\":[{\"resource\":{\"attributes\":";
+    appendAttributes(out, res);
+    out += "},\"scopeSpans\":[{\"scope\":{\"name\":\"tps-kanban\",\"version\":";
+    appendString(out, resource.service_version);
+    out += "},\"spans\":[";
+    for (std::size_t k = 0; k < spans.size(); ++k) {
+        const Span& s = spans[k];
+        if (k > 0) out += ',';
+        out += "{\"traceId\":\"";
+        appendHex(out, s.trace_id.data(), s.trace_id.size());
+        out += "\",\"spanId\":\"";
+        appendHex(out, s.span_id.data(), s.span_id.size());
+        out += '"';
+        if (s.parent_span_id) {
+            out += ",\"parentSpanId\":\"";
+            appendHex(out, s.parent_span_id->data(), s.parent_span_id->size());
+            out += '"';
+        }
+        out += ",\"name\":";
+        appendString(out, s.name);
+        out += ",\"kind\":" + std::to_string(static_cast<int>(s.kind));
+        out += ",\"startTimeUnixNano\":\"" + std::to_string(s.start_unix_ns) + "\"";
+        out += ",\"endTimeUnixNano\":\"" + std::to_string(s.end_unix_ns) + "\"";
+        out += ",\"attributes\":";
+        appendAttributes(out, s.attributes);
+        if (s.status != StatusCode::unset) {
+            out += ",\"status\":{\"code\":" + std::to_string(static_cast<int>(s.status));
+            if (!s.status_message.empty()) {
+                out += ",\"message\":";
+                appendString(out, s.status_message);
+            }
+            out += '}';
+        }
+        out += '}';
+    }
+    out += "]}]}]}";
+    return out;
 }
 
 std::unique_ptr<OtlpExporter> OtlpExporter::create(Options options, std::string& error) {
@@ -125,8 +220,14 @@ void OtlpExporter::run() {
     client.set_write_timeout(secs.count(), usecs.count());
     client.set_keep_alive(true);
     bool failing = false;  // log a failing collector once, and its recovery
+    // After a failed export the next waits: 1 s, doubling to 30 s. Spans
+    // meanwhile fill the queue and the rest are dropped before they are
+    // built (full()), so a dead collector costs neither the workers nor
+    // this thread (serialising batches only to fail them) anything.
+    std::chrono::milliseconds pause{0};
     std::unique_lock lock(mu_);
     for (;;) {
+        if (pause.count() > 0) cv_.wait_for(lock, pause, [&] { return stop_; });
         cv_.wait_for(lock, options_.interval,
                      [&] { return stop_ || queue_.size() >= options_.max_batch || settled_ < submitted_; });
         if (queue_.empty()) {
@@ -153,6 +254,9 @@ void OtlpExporter::run() {
         else if (ok && failing)
             spdlog::info("tracing: exporting to {}{} again", base_, path_);
         failing = !ok;
+        pause = ok ? std::chrono::milliseconds(0)
+                   : std::min<std::chrono::milliseconds>(std::max(pause * 2, std::chrono::milliseconds(1000)),
+                                                         std::chrono::seconds(30));
         if (ok && options_.on_exported) options_.on_exported(batch.size());
         if (!ok) drop(batch.size());
         lock.lock();
