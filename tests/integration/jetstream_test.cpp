@@ -73,7 +73,7 @@ protected:
 
 TEST_F(JetStreamTest, PublishedItemIsPulledWithItsMetadataAndAckedOnce) {
     const std::string payload("bin\0ary\xff", 8);
-    PublishRequest r{"payment", Priority::high, payload, "work-1", 1893456000000, std::nullopt};
+    PublishRequest r{"payment", Priority::high, payload, "work-1", 1893456000000, std::nullopt, {}};
     auto ack = js_->publish(r);
     ASSERT_TRUE(ack.ok()) << ack.message();
     EXPECT_FALSE(ack->duplicate);
@@ -97,7 +97,7 @@ TEST_F(JetStreamTest, PublishedItemIsPulledWithItsMetadataAndAckedOnce) {
 
 TEST_F(JetStreamTest, SameIdIsStoredOnce) {
     publish("d", Priority::normal, "dup-1");
-    PublishRequest again{"d", Priority::normal, "{}", "dup-1", std::nullopt, std::nullopt};
+    PublishRequest again{"d", Priority::normal, "{}", "dup-1", std::nullopt, std::nullopt, {}};
     auto ack = js_->publish(again);
     ASSERT_TRUE(ack.ok());
     EXPECT_TRUE(ack->duplicate);
@@ -339,7 +339,7 @@ TEST_F(JetStreamTest, StreamsHaveExplicitLimitsAndAFullStreamIsAClearPublishErro
     ASSERT_TRUE(small.ok());
     ASSERT_TRUE((*small)->openConsumer(ConsumerSpec{"full"}).ok());  // (re)declares with the new limits
     for (int i = 0; i < 3; ++i) publish("full", Priority::normal, "full-" + std::to_string(i));
-    PublishRequest r{"full", Priority::normal, "{}", "full-3", std::nullopt, std::nullopt};
+    PublishRequest r{"full", Priority::normal, "{}", "full-3", std::nullopt, std::nullopt, {}};
     auto ack = (*small)->publish(r);
     ASSERT_FALSE(ack.ok()) << "a full stream must refuse (discard new), not drop silently";
     EXPECT_THAT(ack.message(), HasSubstr("stream full"));
@@ -354,7 +354,7 @@ TEST_F(JetStreamTest, StreamsHaveExplicitLimitsAndAFullStreamIsAClearPublishErro
 }
 
 TEST_F(JetStreamTest, PayloadExactlyAtTheLimitIsAcceptedAndOneMoreByteIsRefusedNamingTheLimit) {
-    PublishRequest r{"big", Priority::normal, "", "big-1", std::nullopt, std::nullopt};
+    PublishRequest r{"big", Priority::normal, "", "big-1", std::nullopt, std::nullopt, {}};
     // Find the limit from the error message of an obviously oversized payload.
     r.payload.assign(2 * 1024 * 1024, 'x');
     auto over = js_->publish(r);
