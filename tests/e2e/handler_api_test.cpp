@@ -4,6 +4,7 @@
 // process); follow-ups of a parent handled twice are published once; a
 // trace publisher -> parent -> child arrives at an OTLP receiver.
 #include "harness.hpp"
+#include "otlp_receiver.hpp"
 
 #include <httplib.h>
 #include <nlohmann/json.hpp>
@@ -19,39 +20,6 @@ namespace kanban::test {
 namespace {
 
 using ::testing::HasSubstr;
-
-// A small OTLP/HTTP receiver: every span POSTed to /v1/traces.
-class OtlpReceiver {
-public:
-    OtlpReceiver() {
-        server_.Post("/v1/traces", [this](const httplib::Request& req, httplib::Response& res) {
-            const auto body = nlohmann::json::parse(req.body);
-            std::lock_guard lock(mu_);
-            for (const auto& rs : body.at("resourceSpans"))
-                for (const auto& ss : rs.at("scopeSpans"))
-                    for (const auto& s : ss.at("spans")) spans_.push_back(s);
-            res.set_content("{}", "application/json");
-        });
-        port_ = server_.bind_to_any_port("127.0.0.1");
-        thread_ = std::thread([this] { server_.listen_after_bind(); });
-    }
-    ~OtlpReceiver() {
-        server_.stop();
-        thread_.join();
-    }
-    std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/v1/traces"; }
-    std::vector<nlohmann::json> spans() {
-        std::lock_guard lock(mu_);
-        return spans_;
-    }
-
-private:
-    httplib::Server server_;
-    int port_ = 0;
-    std::thread thread_;
-    std::mutex mu_;
-    std::vector<nlohmann::json> spans_;
-};
 
 std::string firstLine(const std::string& s) { return s.substr(0, s.find('\n')); }
 

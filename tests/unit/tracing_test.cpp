@@ -4,6 +4,8 @@
 #include "tracing/trace_context.hpp"
 #include "tracing/tracer.hpp"
 
+#include "otlp_receiver.hpp"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
@@ -18,45 +20,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// An OTLP/HTTP receiver: keeps every body POSTed to /v1/traces. With
-// `hold`, each request waits until released (a collector that hangs).
-class Receiver {
-public:
-    explicit Receiver(bool hold = false) : hold_(hold) {
-        server_.Post("/v1/traces", [this](const httplib::Request& req, httplib::Response& res) {
-            std::unique_lock lock(mu_);
-            cv_.wait(lock, [&] { return !hold_; });
-            bodies_.push_back(nlohmann::json::parse(req.body));
-            res.set_content("{}", "application/json");
-        });
-        port_ = server_.bind_to_any_port("127.0.0.1");
-        thread_ = std::thread([this] { server_.listen_after_bind(); });
-    }
-    ~Receiver() {
-        release();
-        server_.stop();
-        thread_.join();
-    }
-    void release() {
-        std::lock_guard lock(mu_);
-        hold_ = false;
-        cv_.notify_all();
-    }
-    std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/v1/traces"; }
-    std::vector<nlohmann::json> bodies() {
-        std::lock_guard lock(mu_);
-        return bodies_;
-    }
-
-private:
-    httplib::Server server_;
-    int port_ = 0;
-    std::thread thread_;
-    std::mutex mu_;
-    std::condition_variable cv_;
-    bool hold_;
-    std::vector<nlohmann::json> bodies_;
-};
+using Receiver = kanban::test::OtlpReceiver;
 
 Span span(const std::string& name) {
     Span s;
