@@ -109,18 +109,9 @@ int publish(const std::string& config_path, const PublishArgs& args) {
         // span; its handler's attempts are children of it).
         std::optional<tracing::ActiveSpan> span;
         if (args.trace) {
-            tracing::ActiveSpan s;
-            if (tracer) {
-                s = tracer->begin(incoming != nullptr ? *incoming : "");
-            } else {
-                const auto parent = incoming != nullptr ? tracing::parseTraceparent(*incoming) : std::nullopt;
-                s.self.trace_id = parent ? parent->trace_id : tracing::newTraceId();
-                s.self.span_id = tracing::newSpanId();
-                s.self.sampled = parent ? parent->sampled : true;
-                s.traceparent = tracing::formatTraceparent(s.self);
-            }
-            setHeader(req.headers, kTraceParentHeader, s.traceparent);
-            span = s;
+            // Asked for: recorded whatever sample_ratio says.
+            span = tracing::startSpan(incoming != nullptr ? *incoming : "", 1.0);
+            setHeader(req.headers, kTraceParentHeader, span->traceparent);
         }
         auto ack = brokers.publish(req);
         if (span) {

@@ -109,6 +109,11 @@ public:
             ctx.publish("billing", "bill", o);
         }
         if (item.payload == "nowhere") ctx.publish("nowhere", "x");
+        if (item.payload == "reserved") {
+            kanban::PublishOptions o;
+            o.headers = {{"kanban-deadline", "1"}};
+            ctx.publish("email", "x", o);
+        }
         return kanban::Result::ok();
     }
 };
@@ -138,4 +143,7 @@ TEST(SdkTesting, HeadersAndFollowUpsAreSeenAsTheHostWouldGiveThem) {
     const auto refused = host.handle({.payload = "nowhere", .headers = {{"X-Tenant", "acme"}}});
     EXPECT_EQ(refused.status, Status::retry) << "a refused publish throws PublishError, a retry";
     EXPECT_EQ(refused.reason, "exception: publish to nowhere: unknown domain \"nowhere\"");
+    EXPECT_EQ(host.handle({.payload = "reserved", .headers = {{"X-Tenant", "acme"}}}).reason,
+              "exception: publish to email: header \"kanban-deadline\" is reserved")
+        << "the host's own headers are refused, as by kanband";
 }

@@ -27,7 +27,7 @@ std::shared_ptr<Tracer> Tracer::create(const config::TracingConfig& cfg, const s
     return t;
 }
 
-ActiveSpan Tracer::begin(std::string_view incoming) const {
+ActiveSpan startSpan(std::string_view incoming, double ratio) {
     ActiveSpan s;
     s.start_unix_ns = nowUnixNs();
     if (auto parent = parseTraceparent(incoming)) {
@@ -36,7 +36,7 @@ ActiveSpan Tracer::begin(std::string_view incoming) const {
         s.parent = parent->span_id;
     } else {
         s.self.trace_id = newTraceId();
-        s.self.sampled = sampledAt(s.self.trace_id, ratio_);
+        s.self.sampled = sampledAt(s.self.trace_id, ratio);
     }
     s.self.span_id = newSpanId();
     s.traceparent = formatTraceparent(s.self);

@@ -28,6 +28,12 @@ struct ActiveSpan {
     std::int64_t start_unix_ns = 0;
 };
 
+// A new span's context: the child of `incoming` (a traceparent header's
+// value) following its sampled flag, or, when it is empty or invalid, the
+// root of a new trace sampled at `ratio`. Needs no exporter (kanbanctl
+// publish --trace without [tracing] still starts a trace).
+ActiveSpan startSpan(std::string_view incoming, double ratio);
+
 class Tracer {
 public:
     // Error: the exporter cannot be made (the endpoint is not http://).
@@ -37,7 +43,7 @@ public:
 
     // A new span: the child of `incoming` (a traceparent header's value;
     // empty or invalid: a new trace).
-    ActiveSpan begin(std::string_view incoming) const;
+    ActiveSpan begin(std::string_view incoming) const { return startSpan(incoming, ratio_); }
     // Hands it to the exporter if it is sampled; never blocks. `error`:
     // the span's status is ERROR with `message`.
     void end(const ActiveSpan& span, std::string name, SpanKind kind, std::vector<Attribute> attributes, bool error,
@@ -46,6 +52,11 @@ public:
     // export queue. A caller can skip building the attributes otherwise
     // (a dead collector then costs the hot path almost nothing).
     bool wanted(const ActiveSpan& span) const { return span.self.sampled && !exporter_->full(); }
+    // A span not handed to end() because it was not wanted: a sampled one
+    // is counted as dropped.
+    void discard(const ActiveSpan& span) {
+        if (span.self.sampled) exporter_->drop(1);
+    }
     bool flush(std::chrono::milliseconds within) { return exporter_->flush(within); }
     OtlpExporter& exporter() { return *exporter_; }
 

@@ -53,7 +53,7 @@ void DomainWorkers::endSpan(const broker::Delivery& d, AttemptExtras& extras, st
                             std::string_view reason) const {
     if (!extras.span || !settings_.tracer) return;
     if (!settings_.tracer->wanted(*extras.span)) {  // not sampled, or the export queue is full
-        settings_.tracer->end(*extras.span, {}, tracing::SpanKind::consumer, {}, false, {});  // counts the drop
+        settings_.tracer->discard(*extras.span);
         extras.span.reset();
         return;
     }

@@ -171,9 +171,16 @@ inline const kanban_host_api* fakeApi() {
                 return refuse("priority " + std::to_string(f->priority) + " is not one of -1, 0, 1, 2");
             fu.payload.assign(f->payload != nullptr ? f->payload : "", f->payload != nullptr ? f->payload_len : 0);
             if (f->priority >= 0) fu.priority = static_cast<Priority>(f->priority);
-            for (std::size_t i = 0; i < f->header_count; ++i)
-                fu.headers.emplace_back(std::string(f->headers[i].name, f->headers[i].name_len),
-                                        std::string(f->headers[i].value, f->headers[i].value_len));
+            for (std::size_t i = 0; i < f->header_count; ++i) {
+                std::string name(f->headers[i].name, f->headers[i].name_len);
+                // As the host: Nats-* and Kanban-* (but Kanban-Parent) are its own.
+                const auto prefixed = [&](std::string_view p) {
+                    return name.size() >= p.size() && kanban::detail::sameName(std::string_view(name).substr(0, p.size()), p);
+                };
+                if (prefixed("Nats-") || (prefixed("Kanban-") && !kanban::detail::sameName(name, "Kanban-Parent")))
+                    return refuse("header \"" + name + "\" is reserved");
+                fu.headers.emplace_back(std::move(name), std::string(f->headers[i].value, f->headers[i].value_len));
+            }
             fu.delay = std::chrono::milliseconds(f->delay_ms > 0 ? f->delay_ms : 0);
             std::lock_guard lock(c->mu);
             const std::string key = f->key_len > 0 ? std::string(f->key, f->key_len)
